@@ -1,0 +1,358 @@
+"""Public archives: streamed, resumable, md5-verified download and safe, atomic extraction.
+
+Only the standard library is used for HTTP (``urllib``). The flow for a :class:`~medssl.registry.UrlSource`:
+
+1. :func:`download_file` streams ``url`` into ``<dest>.part``, hashing while it writes. An existing ``.part``
+   is resumed with a ``Range:`` request when the server answers ``206 Partial Content`` (else the download
+   restarts from zero). Connection errors, truncated bodies and 5xx answers are retried with exponential
+   backoff. The md5 is checked *before* the ``.part`` is renamed to ``dest``; a mismatch deletes the file
+   and raises :class:`ChecksumError`.
+2. :func:`extract_archive` checks every member (no absolute paths, no ``..``, no links leaving the tree, no
+   devices), extracts into a hidden temporary folder inside ``dest_dir`` and renames the top-level entries
+   into place, so a failure never leaves partial data behind.
+3. :func:`fetch_url_source` ties both together for a registry entry and writes the ready marker
+   ``resources/raw/<root>/.medssl_ready`` (see :data:`MARKER`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import http.client
+import os
+import shutil
+import socket
+import ssl
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from medssl.io import read_json, write_json
+
+MARKER = ".medssl_ready"
+USER_AGENT = "medssl/0.1 (python-urllib)"
+
+__all__ = [
+    "MARKER", "ChecksumError", "DownloadError", "UnsafeArchiveError", "md5_file", "download_file",
+    "extract_archive", "fetch_url_source", "read_marker", "write_marker",
+]
+
+
+class ChecksumError(RuntimeError):
+    """A downloaded file's md5 differs from the expected one (the file has been deleted)."""
+
+    def __init__(self, url: str, expected: str, actual: str, path: Path | None = None):
+        self.url, self.expected, self.actual, self.path = url, expected, actual, path
+        super().__init__(
+            f"md5 mismatch for {url}: expected {expected}, got {actual}"
+            + (f" (deleted {path})" if path is not None else "")
+        )
+
+
+class DownloadError(RuntimeError):
+    """A download failed for good (HTTP 4xx, or every retry used up)."""
+
+
+class UnsafeArchiveError(ValueError):
+    """An archive member would be written outside the destination (absolute path, ``..``, link, device)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Download
+
+
+def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+class _Incomplete(Exception):
+    """The body ended before Content-Length bytes arrived (retried, resuming)."""
+
+
+class _Restart(Exception):
+    """The .part cannot be resumed (e.g. 416): start again from zero without counting a retry."""
+
+
+# Errors worth retrying: network-level failures and truncated bodies. HTTPError is handled separately.
+_RETRYABLE = (
+    urllib.error.URLError, ConnectionError, TimeoutError, socket.timeout, http.client.HTTPException,
+    ssl.SSLError, _Incomplete,
+)
+
+
+def _content_range_start(value: str | None) -> int | None:
+    # "bytes 500-999/1000"
+    if not value or not value.startswith("bytes "):
+        return None
+    try:
+        return int(value[6:].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+def _attempt(url: str, part: Path, chunk: int, timeout: float, desc: str) -> tuple[str, bool]:
+    """One HTTP request appending to / rewriting ``part``; return (md5 of the whole file, resumed?)."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    req = urllib.request.Request(url, headers=headers)
+    try:
+        resp = urllib.request.urlopen(req, timeout=timeout)
+    except urllib.error.HTTPError as err:
+        if err.code == 416 and offset:  # our .part is not a prefix the server can continue
+            part.unlink(missing_ok=True)
+            raise _Restart from err
+        raise
+    with resp:
+        status = resp.status
+        if status == 206 and _content_range_start(resp.headers.get("Content-Range")) != offset:
+            part.unlink(missing_ok=True)  # a partial answer we did not ask for: start again
+            raise _Restart
+        resumed = offset > 0 and status == 206
+        h = hashlib.md5()
+        if resumed:
+            with open(part, "rb") as f:
+                while block := f.read(chunk):
+                    h.update(block)
+            mode = "ab"
+        else:  # 200 (Range ignored) or a fresh download
+            offset = 0
+            mode = "wb"
+        length = resp.headers.get("Content-Length")
+        expected_body = int(length) if length is not None and length.isdigit() else None
+        total = offset + expected_body if expected_body is not None else None
+        received = 0
+        with open(part, mode) as f, tqdm(
+            total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+            file=sys.stderr, mininterval=1.0, leave=False,
+        ) as bar:
+            while True:
+                block = resp.read(chunk)
+                if not block:
+                    break
+                f.write(block)
+                h.update(block)
+                received += len(block)
+                bar.update(len(block))
+        if expected_body is not None and received < expected_body:
+            raise _Incomplete(f"{url}: got {received} of {expected_body} bytes")
+        return h.hexdigest(), offset > 0
+
+
+def download_file(
+    url: str,
+    dest: str | os.PathLike,
+    md5: str,
+    *,
+    retries: int = 5,
+    chunk: int = 1 << 20,
+    timeout: float = 60,
+    backoff: float = 1.0,
+) -> Path:
+    """Download ``url`` to ``dest`` and verify its md5; return ``dest``.
+
+    If ``dest`` already exists with the right md5 nothing is fetched (a wrong one is deleted and fetched
+    again). Data stream into ``<dest>.part``; an existing ``.part`` is resumed with ``Range:`` when the
+    server supports it (``206``), else the download restarts. Network errors, truncated bodies and HTTP 5xx
+    / 408 / 429 answers are retried up to ``retries`` times, sleeping ``backoff * 2**k`` seconds (at most
+    60). The md5 is computed while streaming; on mismatch the file is deleted and :class:`ChecksumError`
+    (naming the URL, expected and actual md5) is raised. If a *resumed* download mismatches, the stale
+    ``.part`` is discarded and the file fetched once more from zero before giving up.
+    """
+    dest = Path(dest)
+    md5 = md5.lower()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        if md5_file(dest, chunk) == md5:
+            return dest
+        dest.unlink()
+    part = dest.with_name(dest.name + ".part")
+    failures = 0
+    restarts = 0
+    while True:
+        try:
+            actual, was_resumed = _attempt(url, part, chunk, timeout, dest.name)
+        except _Restart:
+            restarts += 1
+            if restarts > 3:
+                raise DownloadError(f"{url}: server keeps rejecting the byte range of {part}") from None
+            continue
+        except urllib.error.HTTPError as err:
+            if err.code < 500 and err.code not in (408, 429):
+                raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
+            failures += 1
+            if failures > retries:
+                raise DownloadError(f"{url}: HTTP {err.code} {err.reason} after {retries} retries") from err
+            last = err
+        except _RETRYABLE as err:
+            failures += 1
+            if failures > retries:
+                raise DownloadError(f"{url}: {err!r} after {retries} retries") from err
+            last = err
+        else:
+            if actual == md5:
+                os.replace(part, dest)
+                return dest
+            part.unlink(missing_ok=True)
+            if was_resumed and restarts == 0:
+                restarts += 1
+                print(f"[medssl] md5 mismatch after resuming {url}; restarting from zero", file=sys.stderr)
+                continue
+            raise ChecksumError(url, md5, actual, dest)
+        delay = min(60.0, backoff * 2 ** (failures - 1))
+        print(f"[medssl] download of {url} failed ({last!r}); retry {failures}/{retries} in {delay:g}s",
+              file=sys.stderr)
+        time.sleep(delay)
+
+
+# --------------------------------------------------------------------------------------------------
+# Extraction
+
+
+def _check_name(name: str, archive: Path) -> PurePosixPath:
+    norm = name.replace("\\", "/")
+    p = PurePosixPath(norm)
+    if norm.startswith("/") or p.is_absolute() or (len(norm) > 1 and norm[1] == ":"):
+        raise UnsafeArchiveError(f"{archive}: member {name!r} has an absolute path")
+    if ".." in p.parts:
+        raise UnsafeArchiveError(f"{archive}: member {name!r} contains '..'")
+    return p
+
+
+def _check_tar(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    members = tf.getmembers()
+    for m in members:
+        p = _check_name(m.name, archive)
+        if m.issym() or m.islnk():
+            target = m.linkname.replace("\\", "/")
+            joined = PurePosixPath(target) if m.islnk() else p.parent / target
+            if target.startswith("/") or ".." in PurePosixPath(os.path.normpath(str(joined))).parts:
+                raise UnsafeArchiveError(f"{archive}: link {m.name!r} -> {m.linkname!r} leaves the archive")
+        elif not (m.isfile() or m.isdir()):
+            raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device or fifo")
+    return members
+
+
+def _archive_kind(archive: Path) -> str:
+    name = archive.name.lower()
+    if name.endswith(".zip"):
+        return "zip"
+    if name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")):
+        return "tar"
+    if zipfile.is_zipfile(archive):
+        return "zip"
+    if tarfile.is_tarfile(archive):
+        return "tar"
+    raise ValueError(f"{archive}: not a tar or zip archive")
+
+
+def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> list[Path]:
+    """Extract a tar (plain/gz/bz2/xz) or zip ``archive`` into ``dest_dir``; return the top-level paths.
+
+    Every member is checked first (:class:`UnsafeArchiveError` for absolute paths, ``..``, links leaving
+    the tree, devices). Extraction goes to a hidden temporary folder inside ``dest_dir`` (same file system);
+    only when it has fully succeeded are its top-level entries renamed into ``dest_dir``, replacing older
+    entries of the same name. On any failure the temporary folder is removed and ``dest_dir`` is unchanged.
+    """
+    archive = Path(archive)
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    kind = _archive_kind(archive)
+    tmp = Path(tempfile.mkdtemp(prefix=f".extract-{archive.name}-", dir=dest_dir))
+    try:
+        if kind == "tar":
+            with tarfile.open(archive, "r:*") as tf:
+                members = _check_tar(tf, archive)
+                if hasattr(tarfile, "data_filter"):
+                    tf.extractall(tmp, members=members, filter="data")
+                else:  # pragma: no cover - Python < 3.11.4
+                    tf.extractall(tmp, members=members)
+        else:
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    _check_name(info.filename, archive)
+                zf.extractall(tmp)
+        placed = []
+        for entry in sorted(tmp.iterdir()):
+            target = dest_dir / entry.name
+            if target.exists() or target.is_symlink():
+                trash = Path(tempfile.mkdtemp(prefix=f".old-{entry.name}-", dir=dest_dir))
+                os.replace(target, trash / entry.name)
+                try:
+                    os.replace(entry, target)
+                except OSError:
+                    os.replace(trash / entry.name, target)
+                    raise
+                finally:
+                    shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(entry, target)
+            placed.append(target)
+        return placed
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry sources
+
+
+def read_marker(root: str | os.PathLike) -> dict | None:
+    """The ready marker of a source root, or None when absent or unreadable."""
+    path = Path(root) / MARKER
+    try:
+        return read_json(path)
+    except (OSError, ValueError):
+        return None
+
+
+def write_marker(root: str | os.PathLike, **fields) -> Path:
+    """Write ``root/.medssl_ready`` (JSON: the given fields plus ``date``, ISO 8601 UTC), atomically."""
+    path = Path(root) / MARKER
+    date = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    write_json(path, {**fields, "date": date})
+    return path
+
+
+def fetch_url_source(spec, resources: str | os.PathLike, *, keep_archive: bool = True, **download_kw) -> Path:
+    """Download, verify and extract a registry entry with a :class:`~medssl.registry.UrlSource`.
+
+    The archive goes to ``resources/downloads/<archive>``, is extracted into ``resources/raw/``, and
+    ``resources/raw/<root>/`` must then exist. The marker ``resources/raw/<root>/.medssl_ready`` records
+    ``{"dataset", "kind": "url", "url", "md5", "archive", "date"}``. Idempotent: nothing is done when the
+    marker exists with the same md5. Returns ``resources/raw/<root>``.
+    """
+    from medssl.registry import UrlSource
+
+    src = spec.source
+    if not isinstance(src, UrlSource):
+        raise TypeError(f"dataset {spec.name} has no URL source (source: {type(src).__name__})")
+    resources = Path(resources)
+    raw = resources / "raw"
+    root = raw / src.root
+    marker = read_marker(root)
+    if marker and str(marker.get("md5", "")).lower() == src.md5.lower() and root.is_dir():
+        return root
+    archive = download_file(src.url, resources / "downloads" / src.archive, src.md5, **download_kw)
+    extract_archive(archive, raw)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{archive} (from {src.url}) did not contain the expected folder {src.root}/ "
+            f"(looked for {root.resolve()})"
+        )
+    write_marker(root, dataset=spec.name, kind="url", url=src.url, md5=src.md5.lower(), archive=src.archive)
+    if not keep_archive:
+        archive.unlink(missing_ok=True)
+    return root

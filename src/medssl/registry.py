@@ -1,0 +1,212 @@
+"""Dataset registry: one entry per source dataset of the two papers.
+
+Every entry says what the papers need to know about a dataset (paper-A task and group ids, modality,
+classes in the papers' order), where it comes from (a URL with its md5, or a manual download with
+registration instructions), how its cases are listed (``layout``), which channel or frames to use, and
+along which axis it is sliced. Adding a new dataset in Medical Segmentation Decathlon (MSD) layout is one
+:class:`DatasetSpec` added to :data:`REGISTRY` (or passed to :func:`register`).
+
+Class maps go from *source* label values to the papers' named classes; class ids are contiguous and follow
+the order of ``classes`` (0 is background). Source values not listed map to background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Modality = Literal["CT", "MRI"]
+Layout = Literal["msd", "acdc", "mnms", "mmwhs", "oai_zib"]
+SliceAxis = Literal["axial", "coronal", "sagittal", "acquisition"]
+
+
+@dataclass(frozen=True)
+class UrlSource:
+    """A public archive: streamed download, md5 verified before extraction."""
+
+    url: str
+    md5: str
+    archive: str  # file name of the archive under resources/downloads/
+    root: str  # folder the archive extracts to (holds dataset.json for MSD)
+
+
+@dataclass(frozen=True)
+class ManualSource:
+    """A dataset behind a registration wall: the user downloads it and puts it in place."""
+
+    register_url: str
+    archive: str  # what to download there
+    root: str  # folder under resources/raw/ that must exist after unpacking
+    expect: tuple[str, ...]  # files/folders (relative to root) whose presence proves the data are in place
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything the pipeline needs to know about one source dataset."""
+
+    name: str  # registry key, also the folder name under resources/ and results/<experiment>/data/
+    title: str
+    modality: Modality
+    roi: str
+    classes: tuple[tuple[str, tuple[int, ...]], ...]  # (class name, source label values), papers' order
+    source: UrlSource | ManualSource
+    layout: Layout = "msd"
+    slice_axis: SliceAxis = "axial"
+    channel: int | None = None  # 4D multi-channel images: the channel to keep (MSD prostate: 0 = T2)
+    frames: tuple[str, ...] = ()  # cine data: named frames kept as separate cases of one patient
+    patient_pattern: str | None = None  # regex on the case id; group(1) is the patient id
+    paper_task: int | None = None  # HSSL Table 1 task id (1-8)
+    paper_group: int | None = None  # HSSL Table 1 group id (1-4)
+    paper_slices: int | None = None  # slices reported in HSSL Table 1
+    reference: str = ""
+    notes: str = ""
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def class_names(self) -> list[str]:
+        return [name for name, _ in self.classes]
+
+    @property
+    def n_classes(self) -> int:
+        """Number of output classes including background."""
+        return len(self.classes) + 1
+
+    def label_map(self) -> dict[int, int]:
+        """Source label value -> contiguous class id (1..n); unlisted values map to 0."""
+        return {value: cid for cid, (_, values) in enumerate(self.classes, start=1) for value in values}
+
+    @property
+    def is_manual(self) -> bool:
+        return isinstance(self.source, ManualSource)
+
+
+_MSD = "https://msd-for-monai.s3-us-west-2.amazonaws.com/{}.tar"
+
+
+def _msd(task: str, md5: str) -> UrlSource:
+    return UrlSource(url=_MSD.format(task), md5=md5, archive=f"{task}.tar", root=task)
+
+
+_CINE = r"^(.+)_(?:ED|ES)$"
+
+REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    """Add ``spec`` to the registry (name must be new)."""
+    if spec.name in REGISTRY:
+        raise ValueError(f"dataset {spec.name!r} is already registered")
+    REGISTRY[spec.name] = spec
+    return spec
+
+
+for _spec in (
+    DatasetSpec(
+        name="msd_heart", title="Left atrium (LASC 2013, MSD Task02_Heart)", modality="MRI", roi="heart",
+        classes=(("left atrium", (1,)),), source=_msd("Task02_Heart", "06ee59366e1e5124267b774dbd654057"),
+        paper_task=1, paper_group=1, paper_slices=1262, reference="Simpson et al. 2019 (MSD)",
+    ),
+    DatasetSpec(
+        name="msd_liver", title="Liver and tumour (LiTS, MSD Task03_Liver)", modality="CT", roi="liver",
+        classes=(("liver", (1,)), ("tumour", (2,))),
+        source=_msd("Task03_Liver", "a90ec6c4aa7f6a3d087205e23d4e6397"),
+        paper_task=2, paper_group=2, paper_slices=4342, reference="Bilic et al. 2019 (LiTS)",
+    ),
+    DatasetSpec(
+        name="msd_prostate", title="Prostate zones (MSD Task05_Prostate)", modality="MRI", roi="prostate",
+        # MSD labels 1 = PZ, 2 = TZ; the paper lists central gland (TZ) first.
+        classes=(("central gland", (2,)), ("peripheral zone", (1,))),
+        source=_msd("Task05_Prostate", "35138f08b1efaef89d7424d2bcc928db"), channel=0,
+        paper_task=3, paper_group=3, paper_slices=483, notes="4D images (T2, ADC): channel 0 = T2 is used.",
+    ),
+    DatasetSpec(
+        name="msd_pancreas", title="Pancreas and tumour (MSD Task07_Pancreas)", modality="CT", roi="pancreas",
+        classes=(("pancreas", (1,)), ("tumour", (2,))),
+        source=_msd("Task07_Pancreas", "4f7080cfca169fa8066d17ce6eb061e4"),
+        paper_task=4, paper_group=2, paper_slices=8607,
+    ),
+    DatasetSpec(
+        name="msd_spleen", title="Spleen (MSD Task09_Spleen)", modality="CT", roi="spleen",
+        classes=(("spleen", (1,)),), source=_msd("Task09_Spleen", "410d4a301da4e5b2f6f86ec3ddba524e"),
+        paper_task=5, paper_group=2, paper_slices=1466,
+    ),
+    DatasetSpec(
+        name="oai_zib", title="Knee bones and cartilage (OAI-ZIB)", modality="MRI", roi="knee",
+        # OAI-ZIB masks: 1 femoral bone, 2 femoral cartilage, 3 tibial bone, 4 tibial cartilage.
+        classes=(("femur bone", (1,)), ("tibia bone", (3,)), ("femur cartilage", (2,)),
+                 ("tibia cartilage", (4,))),
+        source=ManualSource(
+            register_url="https://pubdata.zib.de/ (OAI-ZIB) and https://nda.nih.gov/oai/ (OAI images)",
+            archive="OAI-ZIB segmentation masks plus the matching OAI DESS MR images",
+            root="oai_zib", expect=("images", "labels"),
+            note="Convert each case to NIfTI as images/<case>.nii.gz and labels/<case>.nii.gz "
+                 "(the OAI-ZIB masks are .mhd; SimpleITK reads both).",
+        ),
+        layout="oai_zib", slice_axis="sagittal", paper_task=6, paper_group=4, paper_slices=8187,
+        reference="Ambellan et al. 2019",
+    ),
+    DatasetSpec(
+        name="acdc", title="Cardiac cine MRI (ACDC)", modality="MRI", roi="heart",
+        # ACDC labels 1 RV, 2 MYO, 3 LV; the paper lists LV, RV, myocardium.
+        classes=(("LV", (3,)), ("RV", (1,)), ("myocardium", (2,))),
+        source=ManualSource(
+            register_url="https://humanheart-project.creatis.insa-lyon.fr/database/#collection/637218c173e9f0047faa00fb",
+            archive="ACDC training set (database.zip or training.zip)", root="acdc",
+            expect=("training",),
+            note="Unzip so that resources/raw/acdc/training/patient001/Info.cfg exists.",
+        ),
+        layout="acdc", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
+        paper_task=7, paper_group=1, paper_slices=1891, reference="Bernard et al. 2018",
+    ),
+    DatasetSpec(
+        name="mnms", title="Multi-centre, multi-vendor cardiac MRI (M&Ms)", modality="MRI", roi="heart",
+        # M&Ms labels 1 LV, 2 MYO, 3 RV: a different order from ACDC's.
+        classes=(("LV", (1,)), ("RV", (3,)), ("myocardium", (2,))),
+        source=ManualSource(
+            register_url="https://www.ub.edu/mnms/",
+            archive="OpenDataset (Training/Labeled/*/<code>_sa.nii.gz, _sa_gt.nii.gz) and the info CSV",
+            root="mnms", expect=("Training/Labeled",),
+            note="Also place the ED/ES info CSV (211230_M&Ms_Dataset_information_diagnosis_opendataset.csv "
+                 "or equivalent) in resources/raw/mnms/.",
+        ),
+        layout="mnms", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
+        paper_task=8, paper_group=1, paper_slices=3120, reference="Campello et al. 2021",
+    ),
+    DatasetSpec(
+        name="mmwhs_ct", title="Whole heart CT (MM-WHS 2017)", modality="CT", roi="heart",
+        # MM-WHS values: 205 MYO, 420 LA, 500 LV, 550 RA, 600 RV, 820 AO, 850 PA. Paper B segments
+        # LV, RV, LA, RA; myocardium, aorta and pulmonary artery become background.
+        classes=(("LV", (500,)), ("RV", (600,)), ("LA", (420,)), ("RA", (550,))),
+        source=ManualSource(
+            register_url="https://zmiclab.github.io/zxh/0/mmwhs/",
+            archive="MM-WHS 2017 training data (ct_train.zip)", root="mmwhs_ct", expect=("ct_train",),
+            note="Unzip so that resources/raw/mmwhs_ct/ct_train/ct_train_1001_image.nii.gz exists.",
+        ),
+        layout="mmwhs", slice_axis="axial", reference="Zhuang et al. 2019",
+    ),
+    DatasetSpec(
+        name="mmwhs_mri", title="Whole heart MRI (MM-WHS 2017)", modality="MRI", roi="heart",
+        classes=(("LV", (500,)), ("RV", (600,)), ("LA", (420,)), ("RA", (550,))),
+        source=ManualSource(
+            register_url="https://zmiclab.github.io/zxh/0/mmwhs/",
+            archive="MM-WHS 2017 training data (mr_train.zip)", root="mmwhs_mri", expect=("mr_train",),
+            note="Unzip so that resources/raw/mmwhs_mri/mr_train/mr_train_1001_image.nii.gz exists.",
+        ),
+        layout="mmwhs", slice_axis="sagittal", reference="Zhuang et al. 2019",
+    ),
+):
+    register(_spec)
+
+
+def get(name: str) -> DatasetSpec:
+    """Look a dataset up by name, with a helpful error."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(sorted(REGISTRY))}") from None
+
+
+def paper_a_datasets() -> list[DatasetSpec]:
+    """The eight HSSL datasets in Table 1 order."""
+    return sorted((s for s in REGISTRY.values() if s.paper_task), key=lambda s: s.paper_task)

@@ -1,0 +1,79 @@
+"""Features of a pretrained HSSL model for the t-SNE figure (paper A, Figure 3b).
+
+Draws ``per_task`` foreground slices from each dataset of the pretraining pool (a seeded sample, the
+same for every model), rebuilds the pretraining method from its final ``checkpoint.pt`` (backbone *and*
+heads: the heads are not part of ``model.pt``), and writes, per slice:
+
+- ``raw pixels``: down-sampled intensities, the offline stand-in for the paper's generic ImageNet VGG-19
+  feature (no downloaded weights on this pipeline's machines);
+- ``F_image``, ``F_task``, ``F_group``: the outputs of the image-level projection head P_l and of the task
+  and group heads P_t, P_g on the shared latent vector (only those the run trained).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medssl import config as cfg
+from medssl import registry
+from medssl.reports.features import compute_features, pixel_features, save_features
+from medssl.train import checkpoint as ckpt
+from medssl.train import common
+
+HEAD_NAMES = {"image": "F_image", "task": "F_task", "group": "F_group"}
+
+
+def sample_pool(config: dict, datasets: list[str], per_task: int, seed: int):
+    """``per_task`` foreground slices per dataset: images (N, H, W), dataset index (N,)."""
+    rng = np.random.default_rng(seed)
+    images, task = [], []
+    for i, name in enumerate(datasets):
+        store = common.open_store(config, name)
+        rows = store.rows(foreground_only=True)
+        rows = np.sort(rng.choice(rows, size=min(per_task, len(rows)), replace=False))
+        images.append(np.asarray(store.images[rows], dtype=np.float32))
+        task.append(np.full(len(rows), i))
+    return np.concatenate(images), np.concatenate(task)
+
+
+def extract_features(config: dict, study: str, run: str, out: str | Path, *, per_task: int = 100,
+                     seed: int = 0) -> Path:
+    """Write the features .npz that :func:`medssl.reports.figures` turns into Figure 3b."""
+    pool = cfg.pretrain_pool(config, study, run, config["studies"][study]["finetune_datasets"][0])
+    run_dir = cfg.results_dir(config) / study / "pretrain" / run / pool
+    state = ckpt.load(run_dir / "checkpoint.pt")
+    datasets = common.pool_datasets(config, study, pool)
+    images, index = sample_pool(config, datasets, per_task, seed)
+    task_of, group_of, n_tasks, n_groups = common.task_group_ids(config, study, datasets)
+    task = np.array([task_of[datasets[i]] for i in index])
+    group = np.array([group_of[datasets[i]] for i in index])
+
+    rs = cfg.run_settings(config, study, run)
+    backbone = common.build_model(rs["arch"], 1)
+    method = common.build_method(rs["method"], backbone, n_tasks=n_tasks, n_groups=n_groups,
+                                 image_size=images.shape[-1], **rs["params"])
+    method.load_state_dict(state["module"])
+    method.eval()
+
+    def head_output(key):
+        def extract(batch: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return method.features(torch.from_numpy(batch))[key].numpy()
+        return extract
+
+    probe = method.features(torch.from_numpy(images[:2, None]))
+    extractors = {"raw pixels": pixel_features}
+    extractors.update({name: head_output(key) for key, name in HEAD_NAMES.items() if key in probe})
+    features = compute_features(images[:, None], extractors)
+    task_labels, group_labels = [""] * n_tasks, [""] * n_groups
+    for d in datasets:
+        spec = registry.get(d)
+        task_labels[task_of[d]] = f"T{spec.paper_task or task_of[d] + 1} {spec.roi} {spec.modality}"
+        group_labels[group_of[d]] = f"G{spec.paper_group or group_of[d] + 1}"
+    synthetic = bool(common.open_store(config, datasets[0]).meta.get("synthetic", False))
+    save_features(out, features, task, group, task_labels=task_labels, group_labels=group_labels,
+                  synthetic=synthetic)
+    return Path(out)

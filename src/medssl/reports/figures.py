@@ -1,0 +1,285 @@
+"""Figure builders (matplotlib, Agg backend). Sizes are fixed by the layout (``DPI`` dots per inch, no tight
+bounding box), so a figure's pixel size is predictable:
+
+- ``hssl_fig3b_tsne``: 2 rows (coloured by task, by group) x one column per feature; (3.6 * F + 1.8) x 7.4 in.
+- ``hssl_fig4_domains``: one panel per task; (3.8 * T + 0.4) x 4.6 in.
+- ``hssl_fig5_qualitative``: rows = test slices, columns = image, ground truth, each method;
+  (1.8 * (2 + M)) x (1.8 * R + 1.3) in.
+- ``ssmtl_fig7_epochs``: 7.5 x 4.8 in.
+
+Entry points: ``build_<target>(config, inputs, png_out, ...)``; ``inputs`` is the results folder or a list
+of files (Figure 3b: the features .npz path).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from medssl.io import atomic_path  # noqa: E402
+from medssl.reports.metrics import MetricsSource, MissingInputError, read_metrics  # noqa: E402
+from medssl.reports.paper_values import paper_table  # noqa: E402
+from medssl.reports.targets import epochs_spec, qualitative_spec, table_spec, tsne_spec  # noqa: E402
+
+DPI = 100
+SYNTH = " (synthetic data)"
+plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9})
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=DPI, format="png")
+    plt.close(fig)
+    return path
+
+
+def _ratio_label(r: str) -> str:
+    try:
+        float(r)
+        return f"{r}%"
+    except ValueError:
+        return r
+
+
+# --------------------------------------------------------------------------------------------------
+# Figure 4: TFS vs single-domain CL vs multi-domain CL vs HSSL
+
+
+def build_hssl_fig4_domains(config, metrics, png_out, *, allow_missing=None, target="hssl_fig4_domains"):
+    from medssl.reports.tables import collect_cells
+
+    spec = table_spec(config, target, allow_missing=allow_missing)
+    cells = collect_cells(spec, metrics, config=config)
+    synthetic = any(c.synthetic for c in cells.values())
+    paper = spec.paper
+    same_as = paper.extra.get("same_as") or {}
+    ref = paper_table(paper.paper, same_as["table"]) if same_as else None
+    aliases = same_as.get("rows", {})
+
+    n_panels = len(spec.datasets)
+    fig, axes = plt.subplots(1, n_panels, figsize=(3.8 * n_panels + 0.4, 4.6), dpi=DPI, squeeze=False,
+                             sharey=True, layout="constrained")
+    colours = plt.get_cmap("tab10").colors
+    n_rows = len(spec.rows)
+    width = 0.8 / n_rows
+    x = np.arange(len(spec.ratios))
+    paper_drawn = False
+    for ax, (ds_label, ds) in zip(axes[0], spec.datasets):
+        for i, row in enumerate(spec.rows):
+            means = [cells[(row.label, ds_label, r)].mean.mean for r, _ in spec.ratios]
+            sds = [cells[(row.label, ds_label, r)].mean.sd or 0.0 for r, _ in spec.ratios]
+            xs = x - 0.4 + width * (i + 0.5)
+            ax.bar(xs, [np.nan if m is None else m for m in means], width * 0.92, yerr=sds, capsize=2,
+                   color=colours[i % 10], label=row.label, error_kw={"elinewidth": 0.8})
+            if ref is not None and row.label in aliases:
+                pv = [ref.value(ds_label, r, aliases[row.label]) for r, _ in spec.ratios]
+                ys = [np.nan if p is None else p.mean for p in pv]
+                if not all(np.isnan(ys)):
+                    ax.scatter(xs, ys, marker="_", s=120, linewidths=2.2, color="black", zorder=3,
+                               label="paper (Table 2)" if not paper_drawn else None)
+                    paper_drawn = True
+        ax.set_xticks(x, [_ratio_label(r) for r, _ in spec.ratios])
+        ax.set_title(f"{paper.dataset_label(ds_label)}\n[{ds}]", fontsize=10)
+        ax.set_xlabel("Labelled training images")
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_ylim(0, 100)
+    axes[0][0].set_ylabel("Mean Dice (%), test")
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
+    n_seeds = max((len(c.seeds) for c in cells.values()), default=0)
+    fig.suptitle(f"HSSL Fig. 4: single- vs multi-domain pre-training{SYNTH if synthetic else ''}\n"
+                 f"bars: mean over {n_seeds} seed(s), error bars: sd", fontsize=11)
+    return _save(fig, png_out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Figure 5: qualitative comparison
+
+
+def _dice(pred: np.ndarray, label: np.ndarray) -> float | None:
+    scores = []
+    for c in np.union1d(np.unique(label), np.unique(pred)):
+        if c == 0:
+            continue
+        p, g = pred == c, label == c
+        denom = p.sum() + g.sum()
+        if denom:
+            scores.append(2.0 * (p & g).sum() / denom)
+    return float(np.mean(scores)) if scores else None
+
+
+def _overlay(ax, image, mask, cmap, n_classes):
+    ax.imshow(image, cmap="gray", interpolation="nearest")
+    if mask is not None:
+        m = np.ma.masked_where(mask == 0, mask)
+        ax.imshow(m, cmap=cmap, vmin=0.5, vmax=n_classes + 0.5, alpha=0.5, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def build_hssl_fig5_qualitative(config, metrics, png_out, *, allow_missing=False,
+                                target="hssl_fig5_qualitative"):
+    from matplotlib.colors import ListedColormap
+
+    spec = qualitative_spec(config, target)
+    source = MetricsSource.from_inputs(config, metrics)
+    preds, missing, infos = {}, [], []
+    for row in spec.rows:
+        key = (row.study, row.run, spec.dataset, spec.ratio, spec.seed)
+        path = source.path(key, "pred")
+        if not source.exists(key, "pred"):
+            missing.append(str(path))
+            continue
+        with np.load(path) as z:
+            preds[row.label] = {k: z[k] for k in z.files}
+        js = path.with_name(f"seed{spec.seed}.json")  # the evaluation's metrics beside its predictions
+        if js.is_file():
+            infos.append(read_metrics(js))
+    if missing and (not allow_missing or not preds):
+        raise MissingInputError(target, missing)
+    synthetic = any(bool(m.get("synthetic")) for m in infos) if infos else bool(config.get("synthetic"))
+    classes = next((m.get("classes") for m in infos if m.get("classes")), None)
+    first = preds[next(iter(preds))]
+    rows_ids = list(first.get("rows", np.arange(len(first["image"]))))[: spec.max_rows]
+    n_r, n_c = max(len(rows_ids), 1), 2 + len(spec.rows)
+    n_classes = max(int(max(p["label"].max(), p["pred"].max())) for p in preds.values())
+    n_classes = max(n_classes, len(classes or []), 1)
+    cmap = ListedColormap(plt.get_cmap("tab10").colors[:n_classes])
+    fig, axes = plt.subplots(n_r, n_c, figsize=(1.8 * n_c, 1.8 * n_r + 1.3), dpi=DPI, squeeze=False,
+                             layout="constrained")
+    for i, rid in enumerate(rows_ids):
+        j0 = int(np.flatnonzero(np.asarray(first.get("rows", np.arange(len(first["image"])))) == rid)[0])
+        img, lab = first["image"][j0], first["label"][j0]
+        _overlay(axes[i][0], img, None, cmap, n_classes)
+        _overlay(axes[i][1], img, lab, cmap, n_classes)
+        axes[i][0].set_ylabel(f"test slice {rid}", fontsize=9)
+        for j, row in enumerate(spec.rows, start=2):
+            ax = axes[i][j]
+            p = preds.get(row.label)
+            if p is None:
+                ax.axis("off")
+                ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
+                continue
+            match = np.flatnonzero(np.asarray(p.get("rows", np.arange(len(p["pred"])))) == rid)
+            if not len(match):
+                ax.axis("off")
+                ax.text(0.5, 0.5, "slice not\npredicted", ha="center", va="center", transform=ax.transAxes)
+                continue
+            k = int(match[0])
+            _overlay(ax, p["image"][k], p["pred"][k], cmap, n_classes)
+            d = _dice(p["pred"][k], p["label"][k])
+            ax.text(0.03, 0.03, "Dice —" if d is None else f"Dice {100 * d:.1f}", transform=ax.transAxes,
+                    color="white", fontsize=8, va="bottom", bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5,
+                                                                  "edgecolor": "none"})
+    for j, name in enumerate(["Image", "Ground truth"] + [r.label for r in spec.rows]):
+        axes[0][j].set_title(name, fontsize=10)
+    names = list(classes or [f"class {c}" for c in range(1, n_classes + 1)])
+    fig.legend([Patch(color=cmap(c), alpha=0.6) for c in range(len(names))], names, loc="outside lower center",
+               ncol=min(len(names), 4), frameon=False)
+    fig.suptitle(f"HSSL Fig. 5: predictions on {spec.dataset}, {_ratio_label(spec.ratio)} labels, seed {spec.seed}"
+                 f"{SYNTH if synthetic else ''}\ncolours: classes; box: Dice (%) of the slice", fontsize=10)
+    return _save(fig, png_out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Figure 3b: t-SNE of features
+
+
+def build_hssl_fig3b_tsne(config, features, png_out, *, target="hssl_fig3b_tsne"):
+    from medssl.reports.features import load_features, subsample, tsne_embed
+
+    spec = tsne_spec(config, target)
+    path = features if isinstance(features, (str, Path)) and not Path(features).is_dir() else spec.features
+    if isinstance(features, (list, tuple)):
+        path = next((Path(f) for f in features if str(f).endswith(".npz")), spec.features)
+    feats, task, group, meta = load_features(path)
+    synthetic = meta["synthetic"] if meta["synthetic"] is not None else bool(config.get("synthetic"))
+    keep = subsample(task, spec.per_task, spec.seed)
+    task_labels = meta["task_labels"] or [f"Task {t + 1}" for t in range(int(task.max()) + 1)]
+    group_labels = meta["group_labels"] or [f"Group {g + 1}" for g in range(int(group.max()) + 1)]
+    n_f = len(feats)
+    fig, axes = plt.subplots(2, n_f, figsize=(3.6 * n_f + 1.8, 7.4), dpi=DPI, squeeze=False, layout="constrained")
+    for j, (name, x) in enumerate(feats.items()):
+        emb = tsne_embed(x[keep], perplexity=spec.perplexity, seed=spec.seed)
+        for i, (ids, labels, cmap) in enumerate(((task[keep], task_labels, "tab10"),
+                                                 (group[keep], group_labels, "Set1"))):
+            ax = axes[i][j]
+            colours = plt.get_cmap(cmap).colors
+            for c in np.unique(ids):
+                sel = ids == c
+                ax.scatter(emb[sel, 0], emb[sel, 1], s=7, alpha=0.75, color=colours[int(c) % len(colours)],
+                           label=labels[int(c)] if int(c) < len(labels) else str(c), linewidths=0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_xlabel("t-SNE 1")
+            ax.set_ylabel("t-SNE 2")
+            ax.set_title(f"{name} — by {'task' if i == 0 else 'group'}", fontsize=10)
+        for i in range(2):
+            if j == n_f - 1:
+                axes[i][j].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), markerscale=2.5, frameon=False,
+                                  title="task" if i == 0 else "group")
+    fig.suptitle(f"HSSL Fig. 3b: t-SNE of features{SYNTH if synthetic else ''}\n"
+                 f"{len(keep)} images, pre-trained model {spec.study}/{spec.run}", fontsize=11)
+    return _save(fig, png_out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Figure 7: downstream mIoU against pretraining epochs
+
+
+def build_ssmtl_fig7_epochs(config, metrics, png_out, *, allow_missing=None, target="ssmtl_fig7_epochs"):
+    from medssl.reports.stats import summarise
+    from medssl.reports.tables import summary_value
+
+    spec = epochs_spec(config, target, allow_missing=allow_missing)
+    source = MetricsSource.from_inputs(config, metrics)
+    metric = {"miou": "iou", "mean_dice": "dice"}.get(spec.metric, spec.metric)
+    scale = 100.0 if metric == "dice" else 1.0
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=DPI, layout="constrained")
+    missing, synthetic, n_seeds = [], False, 0
+    markers = "osD^v<>"
+    for i, s in enumerate(spec.series):
+        xs, ys, sds = [], [], []
+        for epoch, row in s.points:
+            vals = []
+            for seed in spec.seeds[row.study]:
+                key = (row.study, row.run, s.dataset, spec.ratio, seed)
+                p = source.path(key)
+                if not source.exists(key):
+                    missing.append(str(p))
+                    continue
+                m = read_metrics(p)
+                synthetic |= bool(m.get("synthetic"))
+                v = summary_value(m, metric, list(m.get("classes") or []))
+                vals.append(None if v is None else v * scale)
+            sm = summarise(vals)
+            n_seeds = max(n_seeds, sm.n)
+            if sm.mean is not None:
+                xs.append(epoch)
+                ys.append(sm.mean)
+                sds.append(sm.sd or 0.0)
+        ax.errorbar(xs, ys, yerr=sds, marker=markers[i % len(markers)], capsize=3, label=f"{s.label} [{s.dataset}]")
+    if missing and not spec.allow_missing:
+        plt.close(fig)
+        raise MissingInputError(target, missing)
+    epochs = sorted({e for s in spec.series for e, _ in s.points})
+    ax.set_xticks(epochs, [str(e) for e in epochs])
+    ax.set_xlabel("Pre-training epochs (0 = no pre-training)")
+    ax.set_ylabel("mIoU, test" if metric == "iou" else "Mean Dice (%), test")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    ax.set_title(f"SSMTL Fig. 7: downstream {'mIoU' if metric == 'iou' else 'Dice'} vs pre-training epochs"
+                 f"{SYNTH if synthetic else ''}\nmean over {n_seeds} seed(s), error bars: sd", fontsize=11)
+    return _save(fig, png_out)

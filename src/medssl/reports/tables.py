@@ -1,0 +1,474 @@
+"""Table builders: paper tables with mean ± sd over seeds, the paper's number and the difference beside each
+reproduced cell, a paired test per patient against the baseline, and per-volume Dice/IoU/HD95.
+
+Every builder writes a long-format CSV (one row per cell and measure, for machines) and a Markdown file
+(paper layout, per-section detail, per-volume table, for people). Entry points::
+
+    build_<target>(config, metrics, csv_out, md_out, *, allow_missing=None) -> list[Cell]
+
+``metrics`` is the experiment's results folder (``results/<exp>``) or a list of metrics files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+from medssl.io import write_text
+from medssl.reports.metrics import MetricsSource, MissingInputError, read_metrics
+from medssl.reports.paper_values import PaperValue
+from medssl.reports.stats import (
+    TEST_DESCRIPTION, PairedTest, Summary, finite, mean_over_seeds, paired_test, significance_marker, summarise,
+)
+from medssl.reports.targets import Row, TableSpec, table_spec
+
+DASH = "—"
+SUMMARY_KEYS = {"dice": "mean_dice", "iou": "miou"}
+METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "psnr": "PSNR"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading one evaluation
+
+
+def _class_values(m: dict, metric: str, classes: list[str]) -> dict[str, float | None]:
+    sp = m.get("slice_pooled") or {}
+    vals = sp.get(metric) or {}
+    return {c: vals.get(c) for c in classes}
+
+
+def summary_value(m: dict, metric: str, classes: list[str]) -> float | None:
+    """The table's summary number of one evaluation: mean Dice, mIoU or PSNR (fraction / dB)."""
+    if metric == "psnr":
+        return m.get("psnr")
+    sp = m.get("slice_pooled") or {}
+    v = sp.get(SUMMARY_KEYS[metric])
+    if v is None:
+        vals = finite(_class_values(m, metric, classes).values())
+        v = sum(vals) / len(vals) if vals else None
+    return v
+
+
+def patient_scores(m: dict, metric: str) -> dict[str, float]:
+    """{patient: per-volume score averaged over the patient's volumes} (mean over foreground classes)."""
+    acc: dict[str, list[float]] = {}
+    for pv in m.get("per_volume") or []:
+        if metric == "psnr":
+            vals = finite([pv.get("psnr")])
+            v = vals[0] if vals else None
+        else:
+            vals = finite((pv.get(metric) or {}).values())
+            v = sum(vals) / len(vals) if vals else None
+        if v is None:
+            continue
+        acc.setdefault(str(pv.get("patient") or pv.get("case")), []).append(v)
+    return {k: sum(v) / len(v) for k, v in acc.items()}
+
+
+def _volume_mean(m: dict, metric: str) -> float | None:
+    vm = m.get("volume_mean") or {}
+    if metric in SUMMARY_KEYS and vm.get(SUMMARY_KEYS[metric]) is not None:
+        return vm[SUMMARY_KEYS[metric]]
+    per_volume = []
+    for pv in m.get("per_volume") or []:
+        if metric == "psnr":
+            per_volume += finite([pv.get("psnr")])
+        else:
+            vals = finite((pv.get(metric) or {}).values())
+            if vals:
+                per_volume.append(sum(vals) / len(vals))
+    return sum(per_volume) / len(per_volume) if per_volume else None
+
+
+def _hd95(m: dict) -> float | None:
+    vm = m.get("volume_mean") or {}
+    vals = finite((vm.get("hd95") or {}).values())
+    if not vals:
+        per_volume = []
+        for pv in m.get("per_volume") or []:
+            v = finite((pv.get("hd95") or {}).values())
+            if v:
+                per_volume.append(sum(v) / len(v))
+        vals = per_volume
+    return sum(vals) / len(vals) if vals else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Cells
+
+
+@dataclass
+class Cell:
+    row: Row
+    dataset_label: str
+    dataset: str
+    ratio_label: str
+    ratio: str
+    classes: list[str]
+    seeds: list[int]
+    files: list[str]
+    missing: list[str]
+    per_class: dict[str, Summary]
+    mean: Summary
+    volume_dice: Summary
+    volume_iou: Summary
+    volume_psnr: Summary
+    hd95: Summary
+    n_params: Summary
+    patients: dict[str, float]
+    synthetic: bool
+    paper: PaperValue | None = None
+    test: PairedTest | None = None
+    is_baseline: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def _scaled(values, scale):
+    return [None if v is None else float(v) * scale for v in values]
+
+
+def collect_cells(spec: TableSpec, metrics, *, config: dict) -> dict[tuple[str, str, str], Cell]:
+    """Read every evaluation of ``spec``; key (row label, dataset label, ratio label)."""
+    source = MetricsSource.from_inputs(config, metrics)
+    paper = spec.paper
+    scale = paper.scale if paper.metric != "psnr" else 1.0
+    rows = list(spec.rows)
+    if spec.baseline is not None and spec.baseline not in rows:
+        rows.append(spec.baseline)
+    cells: dict[tuple[str, str, str], Cell] = {}
+    all_missing: list[str] = []
+    for ds_label, ds in spec.datasets:
+        for r_label, ratio in spec.ratios:
+            for row in rows:
+                found, missing, seeds = [], [], []
+                for key in spec.keys(row, ds, ratio):
+                    path = source.path(key)
+                    if source.exists(key):
+                        found.append((key[4], path, read_metrics(path)))
+                        seeds.append(key[4])
+                    else:
+                        missing.append(str(path))
+                all_missing += missing
+                ms = [m for _, _, m in found]
+                classes = next((list(m["classes"]) for m in ms if m.get("classes")), None)
+                if classes is None:
+                    classes = list(paper.datasets.get(ds_label, {}).get("classes", []))
+                    if paper.metric == "psnr":
+                        classes = []
+                per_class = {c: summarise(_scaled([_class_values(m, paper.metric, classes)[c] for m in ms], scale))
+                             for c in classes} if paper.metric != "psnr" else {}
+                cells[(row.label, ds_label, r_label)] = Cell(
+                    row=row, dataset_label=ds_label, dataset=ds, ratio_label=r_label, ratio=ratio,
+                    classes=classes, seeds=seeds, files=[str(p) for _, p, _ in found], missing=missing,
+                    per_class=per_class,
+                    mean=summarise(_scaled([summary_value(m, paper.metric, classes) for m in ms], scale)),
+                    volume_dice=summarise(_scaled([_volume_mean(m, "dice") for m in ms], scale)),
+                    volume_iou=summarise(_scaled([_volume_mean(m, "iou") for m in ms], scale)),
+                    volume_psnr=summarise([_volume_mean(m, "psnr") for m in ms]),
+                    hd95=summarise([_hd95(m) for m in ms]),
+                    n_params=summarise([m.get("n_params") / 1e6 if m.get("n_params") else None for m in ms]),
+                    patients=mean_over_seeds(patient_scores(m, paper.metric) for m in ms),
+                    synthetic=any(bool(m.get("synthetic")) for m in ms),
+                    paper=paper.value(ds_label, r_label, row.label),
+                    is_baseline=spec.baseline is not None and row == spec.baseline,
+                )
+    if all_missing and not spec.allow_missing:
+        raise MissingInputError(spec.target, all_missing)
+    if spec.baseline is not None:
+        for (label, ds_label, r_label), cell in cells.items():
+            base = cells[(spec.baseline.label, ds_label, r_label)]
+            if not cell.is_baseline:
+                cell.test = paired_test(cell.patients, base.patients)
+    return cells
+
+
+# --------------------------------------------------------------------------------------------------
+# Formatting
+
+
+def fmt_num(v: float | None, d: int) -> str:
+    return DASH if v is None else f"{v:.{d}f}"
+
+
+def fmt_summary(s: Summary, d: int) -> str:
+    if s.mean is None:
+        return DASH
+    return f"{s.mean:.{d}f}" if s.sd is None else f"{s.mean:.{d}f} ± {s.sd:.{d}f}"
+
+
+def fmt_delta(rep: float | None, paper: float | None, d: int) -> str:
+    if rep is None or paper is None:
+        return DASH
+    return f"{rep - paper:+.{d}f}"
+
+
+def fmt_vs_paper(s: Summary, paper: float | None, d: int) -> str:
+    """'72.10 ± 0.30 [71.56, Δ +0.54]'; without a paper number just the reproduced value."""
+    text = fmt_summary(s, d)
+    if paper is None:
+        return text
+    return f"{text} [{paper:.{d}f}, Δ {fmt_delta(s.mean, paper, d)}]"
+
+
+def fmt_p(test: PairedTest | None, is_baseline: bool = False) -> str:
+    if is_baseline:
+        return "ref."
+    if test is None or test.p is None:
+        return DASH if test is None or test.test == "n/a" else f"{DASH} ({test.test}, n={test.n})"
+    return f"{test.p:.3g}{significance_marker(test.p)} ({test.test}, n={test.n})"
+
+
+def ratio_text(label: str) -> str:
+    try:
+        float(label)
+        return f"{label}%"
+    except ValueError:
+        return "few labelled scans" if label == "scans" else label
+
+
+def _ratio_heading(label: str) -> str:
+    text = ratio_text(label)
+    return f"{text} labels" if text.endswith("%") else text
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    def esc(x):
+        return str(x).replace("|", "\\|")
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Writers
+
+
+CSV_FIELDS = ["target", "synthetic", "dataset_label", "dataset", "ratio_label", "ratio", "method", "study", "run",
+              "measure", "class", "unit", "mean", "sd", "n_seeds", "seeds", "paper", "delta", "p_value", "test",
+              "n_pairs", "missing_files"]
+
+
+def _num(v):
+    return "" if v is None else f"{v:.10g}"
+
+
+def csv_rows(spec: TableSpec, cells: dict) -> list[dict]:
+    paper = spec.paper
+    unit = paper.unit
+    out = []
+    for row in spec.rows:
+        for ds_label, _ in spec.datasets:
+            for r_label, _ in spec.ratios:
+                c = cells[(row.label, ds_label, r_label)]
+                base = {"target": spec.target, "synthetic": str(c.synthetic).lower(), "dataset_label": ds_label,
+                        "dataset": c.dataset, "ratio_label": r_label, "ratio": c.ratio, "method": row.label,
+                        "study": row.study, "run": row.run, "n_seeds": len(c.seeds),
+                        "seeds": " ".join(map(str, c.seeds)), "missing_files": " ".join(c.missing)}
+
+                def add(measure, klass, s: Summary, u, p=None, test=None):
+                    r = dict(base, measure=measure, **{"class": klass}, unit=u, mean=_num(s.mean), sd=_num(s.sd),
+                             paper=_num(p), delta=_num(None if p is None or s.mean is None else s.mean - p),
+                             p_value="", test="", n_pairs="")
+                    if test is not None:
+                        r.update(p_value=_num(test.p), test=test.test, n_pairs=test.n)
+                    out.append(r)
+
+                pv = c.paper
+                if paper.metric == "psnr":
+                    add("psnr", "", c.mean, unit, pv.mean if pv else None, c.test)
+                    add("volume_psnr", "", c.volume_psnr, unit)
+                    continue
+                for k in c.classes:
+                    add(paper.metric, k, c.per_class[k], unit, pv.classes.get(k) if pv else None)
+                add(SUMMARY_KEYS[paper.metric], "", c.mean, unit, pv.mean if pv else None, c.test)
+                add("volume_mean_dice", "", c.volume_dice, unit)
+                add("volume_miou", "", c.volume_iou, unit)
+                add("volume_hd95", "", c.hd95, "hd95")
+                if "params_m" in paper.extra:
+                    add("params_m", "", c.n_params, "M", paper.extra["params_m"].get(row.label))
+    return out
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
+
+
+def _cell_grid_text(c: Cell, d: int, with_classes: bool) -> str:
+    """Paper-layout cell: mean (and per-class for multi-class datasets) with the paper's number and Δ."""
+    marker = significance_marker(c.test.p) if c.test else ""
+    pv = c.paper
+    if with_classes and len(c.classes) > 1:
+        rep = "; ".join(fmt_num(c.per_class[k].mean, d) for k in c.classes) + f" ({fmt_summary(c.mean, d)})"
+        if pv is not None:
+            pc = "; ".join(fmt_num(pv.classes.get(k), d) for k in c.classes) if pv.classes else ""
+            rep += f" [{pc + ' ' if pc else ''}({pv.mean:.{d}f}), Δ {fmt_delta(c.mean.mean, pv.mean, d)}]"
+        return rep + marker
+    return fmt_vs_paper(c.mean, pv.mean if pv else None, d) + marker
+
+
+def render_markdown(spec: TableSpec, cells: dict, *, title: str, layout: str) -> str:
+    paper = spec.paper
+    d = paper.decimals
+    synthetic = any(c.synthetic for c in cells.values())
+    mname = METRIC_NAMES[paper.metric]
+    unit = f" ({paper.unit})" if paper.unit not in ("IoU",) else ""
+    seeds = sorted({s for c in cells.values() for s in c.seeds})
+    missing = [m for c in cells.values() for m in c.missing]
+    lines = [f"# {title}{' — synthetic data' if synthetic else ''}", ""]
+    if synthetic:
+        lines += ["> **Synthetic data.** These numbers come from phantom twins of the datasets (the metrics files "
+                  "say `synthetic: true`); they test the pipeline and are not comparable with the paper's numbers.",
+                  ""]
+    lines += [f"Paper: {paper.caption}", "",
+              f"Reproduced cells: mean ± sd over seeds ({', '.join(map(str, seeds)) or 'none'}; sd omitted for a "
+              f"single seed), slice-pooled {mname}{unit} on the test split. In brackets: [paper value, "
+              "Δ = reproduced − paper]."]
+    if spec.baseline is not None:
+        lines += [f"p: {TEST_DESCRIPTION}, each method against **{spec.baseline.label}**; "
+                  "* p < 0.05, ** p < 0.01."]
+    lines.append("")
+
+    # Overview in the paper's layout
+    multi = len(spec.datasets) * len(spec.ratios) > 1
+    if layout == "ratio_rows":
+        header = ["Task", "Anno."] + [r.label for r in spec.rows]
+        body = []
+        for ds_label, _ in spec.datasets:
+            for r_label, _ in spec.ratios:
+                body.append([paper.dataset_label(ds_label), ratio_text(r_label)]
+                            + [_cell_grid_text(cells[(r.label, ds_label, r_label)], d, True) for r in spec.rows])
+        lines += [f"## {mname}{unit} in the paper's layout", "", _md_table(header, body), ""]
+    elif multi or "params_m" in paper.extra or "losses" in paper.extra:
+        header = ["Method"]
+        if "losses" in paper.extra:
+            header += ["Losses"]
+        if "params_m" in paper.extra:
+            header += ["Param. (M)"]
+        header += [f"{paper.dataset_label(ds)} {ratio_text(r)}" for ds, _ in spec.datasets for r, _ in spec.ratios]
+        body = []
+        for row in spec.rows:
+            line = [row.label]
+            if "losses" in paper.extra:
+                line.append(" + ".join(paper.extra["losses"].get(row.label, [])) or DASH)
+            if "params_m" in paper.extra:
+                first = cells[(row.label, spec.datasets[0][0], spec.ratios[0][0])]
+                line.append(fmt_vs_paper(Summary(first.n_params.mean, None, first.n_params.n),
+                                         paper.extra["params_m"].get(row.label), 2))
+            line += [_cell_grid_text(cells[(row.label, ds, r)], d, False) for ds, _ in spec.datasets
+                     for r, _ in spec.ratios]
+            body.append(line)
+        lines += [f"## {mname}{unit} in the paper's layout", "", _md_table(header, body), ""]
+
+    # Detail per dataset and ratio: per class, mean, p
+    for ds_label, ds in spec.datasets:
+        for r_label, _ in spec.ratios:
+            some = cells[(spec.rows[0].label, ds_label, r_label)]
+            classes = some.classes if len(some.classes) > 1 else []  # one class: its value is the mean
+            header = ["Method"] + list(classes) + ([f"Mean {mname}{unit}" if paper.metric == "dice" else
+                                                    "mIoU" if paper.metric == "iou" else f"PSNR{unit}"])
+            if spec.baseline is not None:
+                header.append(f"p vs {spec.baseline.label}")
+            body = []
+            for row in spec.rows:
+                c = cells[(row.label, ds_label, r_label)]
+                pv = c.paper
+                line = [row.label] + [fmt_vs_paper(c.per_class[k], pv.classes.get(k) if pv else None, d)
+                                      for k in classes]
+                line.append(fmt_vs_paper(c.mean, pv.mean if pv else None, d))
+                if spec.baseline is not None:
+                    line.append(fmt_p(c.test, c.is_baseline))
+                body.append(line)
+            lines += [f"## {paper.dataset_label(ds_label)} (`{ds}`), {_ratio_heading(r_label)}", "",
+                      _md_table(header, body), ""]
+
+    # Per-volume metrics beside the slice-pooled summary
+    if paper.metric == "psnr":
+        header = ["Dataset", "Anno.", "Method", f"PSNR{unit} (slice-pooled)", f"PSNR{unit} per volume"]
+    else:
+        pct = " (%)" if paper.scale == 100 else ""
+        header = ["Dataset", "Anno.", "Method", f"{'Mean Dice' if paper.metric == 'dice' else 'mIoU'}{pct} "
+                  "(slice-pooled)", f"Dice{pct} per volume", f"IoU{pct} per volume", "HD95 per volume"]
+    body = []
+    for ds_label, _ in spec.datasets:
+        for r_label, _ in spec.ratios:
+            for row in spec.rows:
+                c = cells[(row.label, ds_label, r_label)]
+                line = [paper.dataset_label(ds_label), ratio_text(r_label), row.label, fmt_summary(c.mean, d)]
+                if paper.metric == "psnr":
+                    line.append(fmt_summary(c.volume_psnr, d))
+                else:
+                    line += [fmt_summary(c.volume_dice, d), fmt_summary(c.volume_iou, d),
+                             fmt_summary(c.hd95, 2)]
+                body.append(line)
+    lines += ["## Per-volume metrics", "",
+              "Per-volume scores are averaged over the test volumes (then mean ± sd over seeds); HD95 is the "
+              "95th-percentile Hausdorff distance in voxels of the stored slice grid (in-plane pixels at the "
+              "config's image_size, one slice through-plane; see medssl.train.evaluate), averaged over the "
+              "classes where it is defined.", "", _md_table(header, body), ""]
+    if missing:
+        lines += ["## Missing inputs", "", f"{len(missing)} metrics file(s) were missing; their cells show "
+                  f"'{DASH}' or use the seeds found:", ""] + [f"- `{m}`" for m in missing] + [""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Entry points
+
+
+TITLES = {
+    "hssl_table2": ("HSSL Table 2: Dice (%) of pre-training methods on Task-1/-3/-5", "ratio_rows"),
+    "hssl_table3": ("HSSL Table 3: Dice (%) of different models on Task-1/-3/-5", "method_rows"),
+    "hssl_table4": ("HSSL Table 4: ablation of the loss functions, 5% labels", "method_rows"),
+    "ssmtl_table2": ("SSMTL Table 2: IoU on axial CT, U-Net", "method_rows"),
+    "ssmtl_table3": ("SSMTL Table 3: IoU on sagittal MRI, U-Net", "method_rows"),
+    "ssmtl_table4": ("SSMTL Table 4: IoU on CT, ResNet-FCN", "method_rows"),
+    "ssmtl_table5": ("SSMTL Table 5: IoU on sagittal MRI, ResNet-FCN", "method_rows"),
+    "ssmtl_table6": ("SSMTL Table 6: denoising PSNR (dB) on CT", "method_rows"),
+}
+
+
+def build_table(target: str, config: dict, metrics, csv_out, md_out, *, allow_missing: bool | None = None
+                ) -> dict:
+    spec = table_spec(config, target, allow_missing=allow_missing)
+    cells = collect_cells(spec, metrics, config=config)
+    title, layout = TITLES[target]
+    write_csv(csv_out, csv_rows(spec, cells))
+    write_text(md_out, render_markdown(spec, cells, title=title, layout=layout))
+    return cells
+
+
+def build_hssl_table2(config, metrics, csv_out, md_out, *, allow_missing=None):
+    return build_table("hssl_table2", config, metrics, csv_out, md_out, allow_missing=allow_missing)
+
+
+def build_hssl_table3(config, metrics, csv_out, md_out, *, allow_missing=None):
+    return build_table("hssl_table3", config, metrics, csv_out, md_out, allow_missing=allow_missing)
+
+
+def build_hssl_table4(config, metrics, csv_out, md_out, *, allow_missing=None):
+    return build_table("hssl_table4", config, metrics, csv_out, md_out, allow_missing=allow_missing)
+
+
+def build_ssmtl_table2(config, metrics, csv_out, md_out, *, allow_missing=None):
+    return build_table("ssmtl_table2", config, metrics, csv_out, md_out, allow_missing=allow_missing)
+
+
+def build_ssmtl_table3(config, metrics, csv_out, md_out, *, allow_missing=None):
+    return build_table("ssmtl_table3", config, metrics, csv_out, md_out, allow_missing=allow_missing)
+
+
+def build_ssmtl_table4(config, metrics, csv_out, md_out, *, allow_missing=None):
+    return build_table("ssmtl_table4", config, metrics, csv_out, md_out, allow_missing=allow_missing)
+
+
+def build_ssmtl_table5(config, metrics, csv_out, md_out, *, allow_missing=None):
+    return build_table("ssmtl_table5", config, metrics, csv_out, md_out, allow_missing=allow_missing)
+
+
+def build_ssmtl_table6(config, metrics, csv_out, md_out, *, allow_missing=None):
+    return build_table("ssmtl_table6", config, metrics, csv_out, md_out, allow_missing=allow_missing)

@@ -1,0 +1,154 @@
+"""Helpers shared by pretraining, finetuning and evaluation: study options, stores, splits, model factories,
+on-device input transforms.
+
+Study options (schema keys, with the defaults applied here):
+
+* ``slice_filter``: ``foreground`` (paper A's Table 1 counts only labelled slices) is the default for
+  ``paper: hssl``; ``all`` for ``paper: ssmtl`` and studies without ``paper``.
+* ``input_norm``: ``instance`` (zero mean, unit variance per image, paper B) is the default for
+  ``paper: ssmtl``; ``none`` otherwise.
+* ``downstream``: ``segmentation`` (default) or ``denoising`` with ``noise_sigma`` (default 0.1 on [0, 1]).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from medssl import config as cfg
+from medssl import registry
+from medssl.data.store import SliceStore
+from medssl.io import read_json
+
+DEFAULT_NOISE_SIGMA = 0.1
+
+
+def study_options(config: dict, study: str) -> dict:
+    s = config["studies"][study]
+    paper = s.get("paper")
+    return {
+        "paper": paper,
+        "downstream": s.get("downstream", "segmentation"),
+        "slice_filter": s.get("slice_filter", "foreground" if paper == "hssl" else "all"),
+        "input_norm": s.get("input_norm", "instance" if paper == "ssmtl" else "none"),
+        "noise_sigma": float(s.get("noise_sigma", DEFAULT_NOISE_SIGMA)),
+    }
+
+
+def store_path(config: dict, dataset: str) -> Path:
+    return cfg.results_dir(config) / "data" / dataset
+
+
+def open_store(config: dict, dataset: str) -> SliceStore:
+    return SliceStore(store_path(config, dataset))
+
+
+def split_path(config: dict, dataset: str) -> Path:
+    return cfg.results_dir(config) / "splits" / f"{dataset}.json"
+
+
+def load_split(config: dict, dataset: str) -> dict:
+    return read_json(split_path(config, dataset))
+
+
+def pool_datasets(config: dict, study: str, pool: str) -> list[str]:
+    """Datasets of a pretraining pool: ``all`` = the study's pretrain_datasets, else the single dataset."""
+    return list(config["studies"][study]["pretrain_datasets"]) if pool == "all" else [pool]
+
+
+def task_group_ids(config: dict, study: str, datasets: list[str]) -> tuple[dict, dict, int, int]:
+    """HSSL task and group ids of ``datasets``: ``(task_of, group_of, n_tasks, n_groups)``.
+
+    Task id = index in the study's ``pretrain_datasets`` (a dataset outside that list is appended).
+    Group id = the registry's ``paper_group`` made contiguous over those datasets (sorted); a dataset without
+    ``paper_group`` is grouped by (ROI, modality) instead.
+    """
+    names = list(config["studies"][study]["pretrain_datasets"])
+    names += [d for d in datasets if d not in names]
+    task_of = {d: i for i, d in enumerate(names)}
+
+    def key(d):
+        spec = registry.get(d)
+        return ("a", spec.paper_group, "") if spec.paper_group is not None else ("b", spec.roi, spec.modality)
+
+    keys = sorted({key(d) for d in names}, key=lambda k: (k[0], str(k[1]).zfill(8), k[2]))
+    gid = {k: i for i, k in enumerate(keys)}
+    group_of = {d: gid[key(d)] for d in names}
+    return task_of, group_of, len(names), len(keys)
+
+
+# ---------------------------------------------------------------------------------------------- factories
+# Looked up at call time so tests (and future code) can substitute them.
+
+def build_model(arch: str, out_channels: int) -> torch.nn.Module:
+    from medssl.models import build
+
+    return build(arch, out_channels=out_channels)
+
+
+def build_method(name: str, backbone, **kw):
+    from medssl.methods import build_method as _build
+
+    return _build(name, backbone, **kw)
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return int(sum(p.numel() for p in model.parameters()))
+
+
+# ---------------------------------------------------------------------------------- on-device transforms
+
+def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Zero mean, unit variance per image (B, C, H, W)."""
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    std = x.std(dim=(-2, -1), keepdim=True, unbiased=False)
+    return (x - mean) / (std + eps)
+
+
+def normaliser(input_norm: str):
+    return instance_norm if input_norm == "instance" else (lambda x: x)
+
+
+def add_noise(x: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """x + N(0, sigma²) noise drawn on the CPU (device-independent numbers) and moved to x's device."""
+    noise = torch.randn(x.shape, generator=generator, dtype=torch.float32)
+    return x + sigma * noise.to(x.device, non_blocking=True)
+
+
+def random_crop_rotate(image: torch.Tensor, label: torch.Tensor | None, scale: tuple[float, float],
+                       degrees: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Batched random crop (side fraction uniform in ``scale``, resized back) + rotation (±``degrees``).
+
+    One affine grid per image; bilinear for images, nearest for labels, zero padding (background).
+    Parameters are drawn from torch's global CPU RNG (seeded; saved in checkpoints), so a fixed seed gives
+    the same augmentation on any device.
+    """
+    b = image.shape[0]
+    r = torch.rand(b, 4)  # scale, angle, tx, ty
+    s = scale[0] + (scale[1] - scale[0]) * r[:, 0]
+    ang = (2 * r[:, 1] - 1) * degrees * np.pi / 180.0
+    # crop centre so that the (unrotated) crop stays inside the image: |t| <= 1 - s
+    tx = (2 * r[:, 2] - 1) * (1 - s)
+    ty = (2 * r[:, 3] - 1) * (1 - s)
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    theta = torch.stack([torch.stack([s * cos, -s * sin, tx], 1), torch.stack([s * sin, s * cos, ty], 1)], 1)
+    theta = theta.to(image.device, non_blocking=True)
+    grid = torch.nn.functional.affine_grid(theta, list(image.shape), align_corners=False)
+    image = torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="zeros",
+                                            align_corners=False)
+    if label is not None:
+        lab = torch.nn.functional.grid_sample(label.unsqueeze(1).float(), grid, mode="nearest",
+                                              padding_mode="zeros", align_corners=False)
+        label = lab.squeeze(1).long()
+    return image, label
+
+
+def check_image_size(store: SliceStore, multiple: int = 32) -> int:
+    size = int(store.images.shape[-1])
+    if store.images.shape[-2] % multiple or size % multiple:
+        raise ValueError(f"{store.path}: slice size {tuple(store.images.shape[1:])} is not a multiple of "
+                         f"{multiple}; set data.image_size to a multiple of {multiple}")
+    return size
+

@@ -1,0 +1,269 @@
+"""The generic epoch runner shared by pretraining and finetuning.
+
+:class:`Loop` trains a ``module`` whose ``forward(batch)`` returns a dict of scalar tensors with a ``"loss"``
+entry (a :class:`~medssl.methods.PretrainMethod`, or the supervised wrapper of finetuning). Per step: move
+the batch to the device (non-blocking; channels_last on CUDA), ``prepare`` it (no grad: augmentation,
+noise, normalisation), forward under bf16 autocast on CUDA (float32 on CPU), backward, optimiser step,
+``after_step``. The scheduler steps once per epoch.
+
+Files in ``out_dir``:
+
+* ``log.csv``: one row per epoch: ``epoch`` (1-based), ``step`` (optimiser steps so far), the mean of every
+  loss term the module returns (``loss`` first), the columns returned by ``on_epoch_end`` (e.g.
+  ``val_dice``), ``lr`` (used during the epoch) and ``time`` (seconds). Rewritten atomically every epoch.
+* ``checkpoint.pt`` every ``checkpoint_every`` epochs and at the last epoch (format in
+  :mod:`medssl.train.checkpoint`); on start an existing checkpoint with the same config hash is resumed
+  ("resuming from epoch E"), with RNG states restored, so a resumed CPU run is bit-identical to a straight
+  one. A non-finite loss raises :class:`NonFiniteLossError` before anything is written for that epoch.
+
+Loss values are checked every step on CPU; on CUDA they stay on the device and are checked every
+``sync_every`` steps (the error still names the first bad step), to keep the loop free of per-step syncs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from medssl.data.loaders import batch_to_device
+from medssl.io import write_text
+from medssl.train import checkpoint as ckpt
+from medssl.train import device as dev
+from medssl.train.seeding import get_rng_state, set_rng_state
+
+log = logging.getLogger("medssl.train")
+
+CHECKPOINT = "checkpoint.pt"
+LOG = "log.csv"
+MODEL = "model.pt"
+
+
+def ensure_logging() -> None:
+    """Send medssl.train INFO messages to stderr when nobody configured logging."""
+    if not logging.getLogger().handlers and not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN/inf; names the epoch and the step."""
+
+    def __init__(self, epoch: int, step: int, epoch_step: int, value: float, checkpoint: str):
+        self.epoch, self.step, self.epoch_step, self.value = epoch, step, epoch_step, value
+        super().__init__(f"non-finite loss ({value}) at epoch {epoch}, step {step} (step {epoch_step} of the "
+                         f"epoch); {checkpoint}")
+
+
+def write_log(path: Path, rows: list[dict]) -> None:
+    cols: list[str] = []
+    for row in rows:
+        for k in row:
+            if k not in cols:
+                cols.append(k)
+    tail = [c for c in ("lr", "time") if c in cols]
+    cols = [c for c in cols if c not in tail] + tail
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    write_text(path, buf.getvalue())
+
+
+class Loop:
+    """Train ``module`` for ``epochs`` epochs over ``loader`` (see module docstring)."""
+
+    def __init__(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, loader,
+                 *, device: torch.device, out_dir: str | Path, epochs: int, kind: str,
+                 checkpoint_every: int = 1, config_hash: str = "",
+                 prepare: Callable[[dict], dict] | None = None, after_step: Callable[[], None] | None = None,
+                 on_epoch_end: Callable[[int], dict | None] | None = None,
+                 extra_state: Callable[[], dict] | None = None, load_extra: Callable[[dict], None] | None = None,
+                 desc: str = "train", sync_every: int | None = None, progress: bool = True):
+        self.module, self.optimizer, self.scheduler, self.loader = module, optimizer, scheduler, loader
+        self.device = torch.device(device)
+        self.out_dir = Path(out_dir)
+        self.epochs, self.kind, self.checkpoint_every = int(epochs), kind, int(checkpoint_every)
+        self.config_hash = config_hash
+        self.prepare, self.after_step, self.on_epoch_end = prepare, after_step, on_epoch_end
+        self.extra_state, self.load_extra = extra_state, load_extra
+        self.desc, self.progress = desc, progress
+        self.sync_every = sync_every or (25 if dev.is_cuda(self.device) else 1)
+        self.memory_format = dev.memory_format(self.device)
+        self.rows: list[dict] = []
+        self.epoch = 0  # completed epochs
+        self.step = 0
+        self.last_checkpoint: int | None = None
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / CHECKPOINT
+
+    def _generators(self) -> list[torch.Generator]:
+        """Private RNGs of the module's parts (e.g. ``PretrainMethod.generator``), saved for exact resume."""
+        gens = []
+        for m in self.module.modules():
+            g = getattr(m, "generator", None)
+            if isinstance(g, torch.Generator) and all(g is not h for h in gens):
+                gens.append(g)
+        return gens
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "format": ckpt.FORMAT, "kind": self.kind, "epoch": self.epoch, "step": self.step,
+            "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": get_rng_state(), "generators": [g.get_state() for g in self._generators()],
+            "config_hash": self.config_hash, "log": self.rows,
+            "extra": self.extra_state() if self.extra_state else {},
+        }
+        ckpt.save(state, self.checkpoint_path)
+        self.last_checkpoint = self.epoch
+
+    def try_resume(self) -> bool:
+        path = self.checkpoint_path
+        if not path.exists():
+            return False
+        state = ckpt.load(path, map_location=self.device)
+        if state.get("config_hash") != self.config_hash or state.get("kind") != self.kind:
+            log.warning("%s: checkpoint was written with other settings (hash %s, now %s); starting afresh",
+                        path, state.get("config_hash"), self.config_hash)
+            return False
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        for g, st in zip(self._generators(), state.get("generators", [])):
+            g.set_state(st.cpu())
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.rows = list(state.get("log", []))
+        self.last_checkpoint = self.epoch
+        if self.load_extra:
+            self.load_extra(state.get("extra", {}))
+        log.info("resuming from epoch %d (%s)", self.epoch, path)
+        return True
+
+    # ------------------------------------------------------------------ training
+    def run(self) -> list[dict]:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.try_resume()
+        if self.epoch >= self.epochs:
+            if self.rows:
+                write_log(self.out_dir / LOG, self.rows)
+            return self.rows
+        n_batches = len(self.loader)
+        bar = tqdm(total=(self.epochs - self.epoch) * n_batches, desc=self.desc, file=sys.stderr,
+                   disable=not self.progress, mininterval=1.0 if sys.stderr.isatty() else 30.0,
+                   dynamic_ncols=True, leave=False)
+        try:
+            for epoch in range(self.epoch + 1, self.epochs + 1):
+                self._run_epoch(epoch, bar)
+        finally:
+            bar.close()
+        return self.rows
+
+    def _check(self, pending: list, keys: list[str], sums: np.ndarray, epoch: int, first_step: int) -> None:
+        vals = torch.stack(pending).cpu().numpy().astype(np.float64)  # (n, terms)
+        bad = ~np.isfinite(vals[:, 0])
+        if bad.any():
+            i = int(np.argmax(bad))
+            epoch_step = first_step + i
+            where = (f"last checkpoint {self.checkpoint_path} (epoch {self.last_checkpoint}) left untouched"
+                     if self.last_checkpoint is not None else "no checkpoint written yet")
+            raise NonFiniteLossError(epoch, self.step - len(pending) + i + 1, epoch_step, float(vals[i, 0]), where)
+        sums += vals.sum(0)
+
+    def _run_epoch(self, epoch: int, bar) -> None:
+        module, opt, device = self.module, self.optimizer, self.device
+        sampler = getattr(self.loader, "batch_sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        module.train()
+        lr = opt.param_groups[0]["lr"]
+        t0 = time.perf_counter()
+        keys: list[str] | None = None
+        sums: np.ndarray | None = None
+        pending: list[torch.Tensor] = []
+        n_steps = 0
+        first_pending = 1
+        for batch in self.loader:
+            batch = batch_to_device(batch, device, self.memory_format)
+            if self.prepare is not None:
+                with torch.no_grad():
+                    batch = self.prepare(batch)
+            with dev.autocast(device):
+                out = module(batch)
+            loss = out["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if self.after_step is not None:
+                self.after_step()
+            self.step += 1
+            n_steps += 1
+            if keys is None:
+                keys = ["loss"] + [k for k, v in out.items()
+                                   if k != "loss" and torch.is_tensor(v) and v.numel() == 1]
+                sums = np.zeros(len(keys))
+            pending.append(torch.stack([out[k].detach().float().reshape(()) for k in keys]))
+            if len(pending) >= self.sync_every:
+                self._check(pending, keys, sums, epoch, first_pending)
+                first_pending = n_steps + 1
+                pending = []
+                bar.set_postfix(epoch=epoch, loss=f"{sums[0] / n_steps:.4g}", refresh=False)
+            bar.update(1)
+        if pending:
+            self._check(pending, keys, sums, epoch, first_pending)
+        if n_steps == 0:
+            raise RuntimeError(f"{self.desc}: epoch {epoch} produced no batches")
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.epoch = epoch
+        row = {"epoch": epoch, "step": self.step}
+        row.update({k: float(s / n_steps) for k, s in zip(keys, sums)})
+        if self.on_epoch_end is not None:
+            row.update(self.on_epoch_end(epoch) or {})
+        row["lr"] = lr
+        row["time"] = round(time.perf_counter() - t0, 4)
+        self.rows.append(row)
+        write_log(self.out_dir / LOG, self.rows)
+        if epoch % self.checkpoint_every == 0 or epoch == self.epochs:
+            self.save_checkpoint()
+
+
+def build_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    kw = {"foreach": True} if torch.cuda.is_available() else {}
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kw)
+
+
+def poly_lambda(epochs: int, power: float):
+    """Multiplier for the lr after ``c`` completed epochs: (1 - c/epochs)^power (paper A's poly schedule)."""
+    def f(c: int) -> float:
+        return max(0.0, 1.0 - c / max(epochs, 1)) ** power
+    return f
+
+
+def constant_lambda(c: int) -> float:
+    return 1.0
+
+
+def scaled_lr(settings: dict) -> float:
+    lr = float(settings["lr"])
+    if settings.get("lr_scaling", "none") == "linear":
+        lr = lr * settings["batch_size"] / settings.get("lr_reference_batch", 256)
+    return lr
+

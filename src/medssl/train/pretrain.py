@@ -1,0 +1,139 @@
+"""Self-supervised pretraining of one run on one pool (``medssl pretrain``).
+
+Data: every slice of every patient of the pool's datasets, labels unused, as paper A states ("pre-training
+uses all images"; paper B likewise pretrains on all 20 scans), restricted by the study's ``slice_filter``
+(``foreground`` by default for paper hssl, ``all`` for ssmtl; see :mod:`medssl.train.common`). This includes
+the test patients' *images* (never their labels). ``patients="train"`` (keyword, not a config key) excludes
+each dataset's test patients (per its split file) for a leak-free variant.
+
+Seed: pretraining is seeded with :data:`PRETRAIN_SEED` (one pretraining per run and pool; finetuning seeds
+vary downstream).
+
+Outputs in ``out_dir`` (see :mod:`medssl.train.loop` for ``log.csv``/``checkpoint.pt``): ``model.pt`` =
+``{"state_dict": backbone state, "kind": "pretrain", "arch", "out_channels": 1, "n_params", "method",
+"run", "study", "pool", "datasets", "epochs", "image_size"}``; ``epoch<E>.pt`` (same format, backbone only)
+for each E in ``keep_epochs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+
+from medssl import config as cfg
+from medssl.data.loaders import IMAGE_KEYS, PoolDataset, SequenceDataset, SliceDataset, make_loader
+from medssl.train import checkpoint as ckpt
+from medssl.train import common
+from medssl.train import device as dev
+from medssl.train.loop import MODEL, Loop, build_optimizer, constant_lambda, ensure_logging, scaled_lr
+from medssl.train.seeding import seed_everything
+
+log = logging.getLogger("medssl.train")
+
+PRETRAIN_SEED = 0
+_UNHASHED = ("epochs", "checkpoint_every", "keep_epochs", "num_workers", "images_per_second")
+
+
+def pool_rows(store, slice_filter: str, patients=None):
+    """Rows used for pretraining: all slices, or only foreground slices when the store has any."""
+    rows = store.rows(patients, foreground_only=slice_filter == "foreground")
+    if slice_filter == "foreground" and len(rows) == 0:
+        log.warning("%s: no foreground slices; pretraining on all its slices", store.name)
+        rows = store.rows(patients)
+    return rows
+
+
+def build_pool_dataset(method, stores, datasets, task_of, group_of, slice_filter, patients_of, seed):
+    parts = []
+    for name, store in zip(datasets, stores):
+        rows = pool_rows(store, slice_filter, patients_of.get(name))
+        if method.sampling == "sequence":
+            opts = method.sequence_options()
+            ds = SequenceDataset(store, rows, offset=int(opts["offset"]), pair=bool(opts.get("pair", False)),
+                                 task=task_of[name], group=group_of[name], seed=seed)
+            log.info("%s: %d anchors with neighbours at ±%d in their scan (of %d candidate slices)",
+                     name, len(ds), int(opts["offset"]), len(rows))
+        else:
+            ds = SliceDataset(store, rows, task=task_of[name], group=group_of[name])
+        if len(ds) == 0:
+            raise ValueError(f"pretraining pool dataset {name} has no usable slices")
+        parts.append(ds)
+    return PoolDataset(parts)
+
+
+def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path, *,
+             patients: str = "all", progress: bool = True) -> Path:
+    """Pretrain ``run`` of ``study`` on ``pool``; returns the path of ``model.pt``."""
+    ensure_logging()
+    out_dir = Path(out_dir)
+    rs = cfg.run_settings(config, study, run)
+    st = cfg.stage_settings(config, study, "pretrain", run)
+    opts = common.study_options(config, study)
+    if rs["method"] == "tfs":
+        raise ValueError(f"run {run!r} uses method 'tfs' (training from scratch): it has no pretraining")
+    device = dev.pick_device(config.get("device", "auto"))
+    dev.configure(device, config.get("threads"))
+    seed_everything(PRETRAIN_SEED, deterministic=not dev.is_cuda(device))
+
+    datasets = common.pool_datasets(config, study, pool)
+    stores = [common.open_store(config, d) for d in datasets]
+    sizes = {common.check_image_size(s) for s in stores}
+    if len(sizes) != 1:
+        raise ValueError(f"pool {pool}: datasets have different slice sizes {sorted(sizes)}")
+    image_size = sizes.pop()
+    task_of, group_of, n_tasks, n_groups = common.task_group_ids(config, study, datasets)
+    patients_of = {}
+    if patients == "train":
+        for d in datasets:
+            split = common.load_split(config, d)
+            test = set(split["patients"]["test"])
+            patients_of[d] = sorted(set(stores[datasets.index(d)].index["patient"]) - test)
+    elif patients != "all":
+        raise ValueError(f"patients must be 'all' or 'train', got {patients!r}")
+
+    backbone = common.build_model(rs["arch"], 1)
+    method = common.build_method(rs["method"], backbone, n_tasks=n_tasks, n_groups=n_groups,
+                                 image_size=image_size, **rs["params"])
+    method = dev.prepare_module(method, device)
+    dataset = build_pool_dataset(method, stores, datasets, task_of, group_of, opts["slice_filter"],
+                                 patients_of, PRETRAIN_SEED)
+    loader = make_loader(dataset, int(st["batch_size"]), shuffle=True, drop_last=True, seed=PRETRAIN_SEED,
+                         num_workers=int(st["num_workers"]), pin_memory=dev.is_cuda(device),
+                         max_batches=st.get("steps_per_epoch"))
+    lr = scaled_lr(st)
+    optimizer = build_optimizer([p for p in method.parameters() if p.requires_grad], lr,
+                                float(st.get("weight_decay", 0.0)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, constant_lambda)
+    log.info("pretrain %s/%s on %s: %s + %s, %d slices/anchors, %d batches/epoch, lr %.3g, device %s",
+             study, run, pool, rs["method"], rs["arch"], len(dataset), len(loader), lr, device)
+
+    norm = common.normaliser(opts["input_norm"])
+    prepare = None
+    if opts["input_norm"] == "instance":
+        def prepare(batch):
+            for k in IMAGE_KEYS:
+                if k in batch:
+                    batch[k] = norm(batch[k])
+            return batch
+
+    keep = {int(e) for e in st.get("keep_epochs", []) or []}
+    meta = {"kind": "pretrain", "arch": rs["arch"], "out_channels": 1, "n_params": common.n_params(backbone),
+            "method": rs["method"], "run": run, "study": study, "pool": pool, "datasets": datasets,
+            "image_size": image_size, "patients": patients}
+
+    def on_epoch_end(epoch: int):
+        if epoch in keep:
+            ckpt.save_model(out_dir / f"epoch{epoch}.pt", ckpt.cpu_state_dict(backbone), epochs=epoch, **meta)
+        return None
+
+    hashed = {k: v for k, v in st.items() if k not in _UNHASHED}
+    loop = Loop(method, optimizer, scheduler, loader, device=device, out_dir=out_dir, epochs=int(st["epochs"]),
+                kind="pretrain", checkpoint_every=int(st["checkpoint_every"]),
+                config_hash=ckpt.config_hash({k: v for k, v in rs.items() if k != "label"}, hashed, opts,
+                                             datasets, patients, image_size),
+                prepare=prepare, after_step=method.after_step, on_epoch_end=on_epoch_end,
+                desc=f"pretrain {run}/{pool}", progress=progress)
+    loop.run()
+    return ckpt.save_model(out_dir / MODEL, ckpt.cpu_state_dict(backbone), epochs=loop.epoch, **meta)

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny config for fast end-to-end runs, and the repository root."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(experiment: str = "tiny", datasets=("msd_heart", "msd_spleen")) -> dict:
+    """The demo config shrunk to seconds: 2 datasets, 5 phantom patients, 32 px, 1 epoch of 2 steps, the
+    HSSL study with two runs (tfs, hssl) and one table built from them."""
+    with open(REPO / "config" / "config.yaml") as f:
+        config = yaml.safe_load(f)
+    config["experiment"] = experiment
+    config["threads"] = 1
+    config["data"]["image_size"] = 32
+    config["data"]["synthetic"] = {"patients": 5, "seed": 0, "scale": 0.12}
+    config["datasets"] = {d: {} for d in datasets}
+    study = config["studies"]["hssl"]
+    study["pretrain_datasets"] = list(datasets)
+    study["finetune_datasets"] = [datasets[0]]
+    study["label_ratios"] = ["100"]
+    study["pretrain"] = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 1, "steps_per_epoch": 2}
+    study["finetune"] = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 1, "steps_per_epoch": 2}
+    study["runs"] = {"tfs": {"method": "tfs", "arch": "hssl_net", "label": "TFS"},
+                     "hssl": {"method": "hssl", "arch": "hssl_net", "label": "HSSL"}}
+    config["studies"] = {"hssl": study}
+    config["reports"] = {"hssl_table2": {"study": "hssl", "runs": {"TFS": "tfs", "HSSL": "hssl"},
+                                         "datasets": {"1": datasets[0]}, "ratios": ["100"]}}
+    return copy.deepcopy(config)
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def tiny_config_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config()))
+    return path

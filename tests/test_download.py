@@ -1,0 +1,272 @@
+"""Download / extraction against a loopback HTTP server (no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tarfile
+import threading
+import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from medssl.data.download import (
+    MARKER, ChecksumError, DownloadError, UnsafeArchiveError, download_file, extract_archive,
+    fetch_url_source,
+)
+from medssl.registry import DatasetSpec, UrlSource
+
+ROOT = "Task99_Tiny"
+CHUNK = 4096
+
+
+def _build_tar() -> bytes:
+    buf = io.BytesIO()
+    payload = {
+        f"{ROOT}/dataset.json": json.dumps({"name": "tiny", "training": [
+            {"image": "./imagesTr/t_001.nii.gz", "label": "./labelsTr/t_001.nii.gz"}]}).encode(),
+        f"{ROOT}/imagesTr/t_001.nii.gz": os.urandom(60_000),
+        f"{ROOT}/labelsTr/t_001.nii.gz": os.urandom(30_000),
+        f"{ROOT}/imagesTr/._t_001.nii.gz": b"apple double",
+    }
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in payload.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output quiet
+        pass
+
+    def do_GET(self):  # noqa: N802
+        srv = self.server
+        srv.requests.append({"path": self.path, "range": self.headers.get("Range")})
+        data = srv.files.get(self.path)
+        if data is None:
+            self.send_error(404)
+            return
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and srv.range_support and rng.startswith("bytes="):
+            start = int(rng[6:].split("-")[0])
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        if srv.range_support:
+            self.send_header("Accept-Ranges", "bytes")
+        self.end_headers()
+        if srv.drops > 0:  # send part of the body, then drop the connection
+            srv.drops -= 1
+            self.wfile.write(body[: len(body) // 3])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def tar_bytes() -> bytes:
+    return _build_tar()
+
+
+@pytest.fixture
+def server(tar_bytes):
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    srv.daemon_threads = True
+    srv.files = {f"/{ROOT}.tar": tar_bytes}
+    srv.requests = []
+    srv.range_support = True
+    srv.drops = 0
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    srv.base = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _spec(url: str, md5: str) -> DatasetSpec:
+    return DatasetSpec(name="tiny", title="Tiny MSD-like", modality="CT", roi="x", classes=(("a", (1,)),),
+                       source=UrlSource(url=url, md5=md5, archive=f"{ROOT}.tar", root=ROOT))
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def test_fetch_downloads_extracts_and_marks(server, tar_bytes, tmp_path):
+    url = f"{server.base}/{ROOT}.tar"
+    spec = _spec(url, _md5(tar_bytes))
+    root = fetch_url_source(spec, tmp_path, chunk=CHUNK)
+    assert root == tmp_path / "raw" / ROOT
+    assert json.loads((root / "dataset.json").read_text())["name"] == "tiny"
+    assert (root / "imagesTr" / "t_001.nii.gz").stat().st_size == 60_000
+    assert (tmp_path / "downloads" / f"{ROOT}.tar").read_bytes() == tar_bytes
+    assert not (tmp_path / "downloads" / f"{ROOT}.tar.part").exists()
+    marker = json.loads((root / MARKER).read_text())
+    assert marker["url"] == url and marker["md5"] == _md5(tar_bytes) and marker["archive"] == f"{ROOT}.tar"
+    assert marker["date"]
+    # no temporary extraction folders left behind
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == [ROOT]
+    # idempotent: a second call makes no request
+    n = len(server.requests)
+    assert fetch_url_source(spec, tmp_path) == root
+    assert len(server.requests) == n
+
+
+def test_wrong_md5_raises_and_leaves_nothing(server, tar_bytes, tmp_path):
+    url = f"{server.base}/{ROOT}.tar"
+    wrong = "0" * 32
+    with pytest.raises(ChecksumError) as exc:
+        fetch_url_source(_spec(url, wrong), tmp_path, chunk=CHUNK)
+    msg = str(exc.value)
+    assert url in msg and wrong in msg and _md5(tar_bytes) in msg
+    raw = tmp_path / "raw"
+    assert not raw.exists() or not any(raw.iterdir())
+    assert not any((tmp_path / "downloads").iterdir())
+
+
+def test_resume_with_range(server, tar_bytes, tmp_path):
+    dest = tmp_path / "a.tar"
+    half = len(tar_bytes) // 2
+    (tmp_path / "a.tar.part").write_bytes(tar_bytes[:half])
+    out = download_file(f"{server.base}/{ROOT}.tar", dest, _md5(tar_bytes), chunk=CHUNK)
+    assert out == dest and dest.read_bytes() == tar_bytes
+    assert [r["range"] for r in server.requests] == [f"bytes={half}-"]
+    assert not (tmp_path / "a.tar.part").exists()
+
+
+def test_resume_without_range_support_restarts(server, tar_bytes, tmp_path):
+    server.range_support = False
+    dest = tmp_path / "a.tar"
+    (tmp_path / "a.tar.part").write_bytes(b"garbage" * 100)
+    download_file(f"{server.base}/{ROOT}.tar", dest, _md5(tar_bytes), chunk=CHUNK)
+    assert dest.read_bytes() == tar_bytes
+
+
+def test_stale_part_with_range_restarts_once(server, tar_bytes, tmp_path):
+    dest = tmp_path / "a.tar"
+    (tmp_path / "a.tar.part").write_bytes(b"x" * 1000)  # not a prefix of the file: md5 fails after resume
+    download_file(f"{server.base}/{ROOT}.tar", dest, _md5(tar_bytes), chunk=CHUNK)
+    assert dest.read_bytes() == tar_bytes
+    assert [r["range"] for r in server.requests] == ["bytes=1000-", None]
+
+
+def test_retry_after_dropped_connection(server, tar_bytes, tmp_path):
+    server.drops = 1
+    dest = tmp_path / "a.tar"
+    download_file(f"{server.base}/{ROOT}.tar", dest, _md5(tar_bytes), chunk=CHUNK, backoff=0)
+    assert dest.read_bytes() == tar_bytes
+    assert len(server.requests) == 2
+    assert server.requests[1]["range"] is not None  # the second attempt resumed the partial body
+
+
+def test_retries_exhausted(server, tar_bytes, tmp_path):
+    server.drops = 10
+    with pytest.raises(DownloadError):
+        download_file(f"{server.base}/{ROOT}.tar", tmp_path / "a.tar", _md5(tar_bytes), chunk=CHUNK,
+                      retries=2, backoff=0)
+    assert len(server.requests) == 3
+
+
+def test_http_404_is_not_retried(server, tmp_path):
+    with pytest.raises(DownloadError, match="404"):
+        download_file(f"{server.base}/missing.tar", tmp_path / "m.tar", "0" * 32, backoff=0)
+    assert len(server.requests) == 1
+
+
+def test_existing_file_with_right_md5_is_kept(server, tar_bytes, tmp_path):
+    dest = tmp_path / "a.tar"
+    dest.write_bytes(tar_bytes)
+    download_file(f"{server.base}/{ROOT}.tar", dest, _md5(tar_bytes))
+    assert server.requests == []
+
+
+def _tar_with(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "bad.tar"
+    with tarfile.open(path, "w") as tf:
+        for member, data in (("ok/good.txt", b"fine"), (name, b"evil")):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "ok/../../evil.txt", "/tmp/medssl_evil_abs.txt"])
+def test_path_traversal_rejected(tmp_path, name):
+    archive = _tar_with(tmp_path, name)
+    dest = tmp_path / "out" / "raw"
+    with pytest.raises(UnsafeArchiveError):
+        extract_archive(archive, dest)
+    assert not any(dest.iterdir())
+    assert not (tmp_path / "out" / "evil.txt").exists() and not (tmp_path / "evil.txt").exists()
+
+
+def test_symlink_escape_rejected(tmp_path):
+    path = tmp_path / "link.tar"
+    with tarfile.open(path, "w") as tf:
+        info = tarfile.TarInfo("ok/link")
+        info.type = tarfile.SYMTYPE
+        info.linkname = "../../etc/passwd"
+        tf.addfile(info)
+    with pytest.raises(UnsafeArchiveError):
+        extract_archive(path, tmp_path / "raw")
+
+
+def test_zip_extract_and_traversal(tmp_path):
+    good = tmp_path / "good.zip"
+    with zipfile.ZipFile(good, "w") as zf:
+        zf.writestr("data/a.txt", "a")
+        zf.writestr("data/sub/b.txt", "b")
+    placed = extract_archive(good, tmp_path / "raw")
+    assert placed == [tmp_path / "raw" / "data"]
+    assert (tmp_path / "raw" / "data" / "sub" / "b.txt").read_text() == "b"
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("x/ok.txt", "ok")
+        zf.writestr("../evil.txt", "evil")
+    with pytest.raises(UnsafeArchiveError):
+        extract_archive(bad, tmp_path / "raw2")
+    assert not any((tmp_path / "raw2").iterdir())
+
+
+def test_corrupt_archive_leaves_no_partial_data(tmp_path, tar_bytes):
+    gz = tmp_path / "t.tar.gz"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as src:
+            for m in src.getmembers():
+                tf.addfile(m, src.extractfile(m))
+    gz.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])  # truncated gzip stream
+    dest = tmp_path / "raw"
+    with pytest.raises(Exception):
+        extract_archive(gz, dest)
+    assert not any(dest.iterdir())
+
+
+def test_reextract_replaces_existing(tmp_path, tar_bytes):
+    archive = tmp_path / "t.tar"
+    archive.write_bytes(tar_bytes)
+    dest = tmp_path / "raw"
+    (dest / ROOT).mkdir(parents=True)
+    (dest / ROOT / "stale.txt").write_text("old")
+    extract_archive(archive, dest)
+    assert (dest / ROOT / "dataset.json").exists() and not (dest / ROOT / "stale.txt").exists()
+    assert sorted(p.name for p in dest.iterdir()) == [ROOT]

@@ -1,0 +1,160 @@
+"""Case listers of the non-MSD layouts, on tiny fake folder trees."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from medssl import registry
+from medssl.data.cases import LISTERS, list_cases
+from medssl.data.sources import list_source_cases
+
+
+def _nii(path: Path, shape=(3, 4, 4), frames: int | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vol = sitk.GetImageFromArray(np.zeros(shape, np.int16))
+    img = sitk.JoinSeries([vol] * frames) if frames else vol
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+def _junk(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+
+
+def test_registered():
+    assert {"msd", "acdc", "mnms", "mmwhs", "oai_zib"} <= set(LISTERS)
+
+
+# ---------------------------------------------------------------------------------------------- ACDC
+
+
+def _acdc(root: Path) -> None:
+    for pid, ed, es in (("patient001", 1, 12), ("patient002", 1, 9)):
+        d = root / "training" / pid
+        d.mkdir(parents=True)
+        (d / "Info.cfg").write_text(f"ED: {ed}\nES: {es}\nGroup: DCM\nHeight: 184.0\nNbFrame: 30\n"
+                                    f"Weight: 95.0\n")
+        for n in (ed, es):
+            _nii(d / f"{pid}_frame{n:02d}.nii.gz")
+            _nii(d / f"{pid}_frame{n:02d}_gt.nii.gz")
+            _junk(d / f"._{pid}_frame{n:02d}.nii.gz")
+        _nii(d / f"{pid}_4d.nii.gz", frames=2)
+    _junk(root / "training" / "._patient001")
+    (root / "training" / "MANDATORY_CITATION.md").write_text("cite")
+
+
+def test_acdc(tmp_path):
+    spec = registry.get("acdc")
+    root = tmp_path / "acdc"
+    _acdc(root)
+    cases = list_cases(spec, root)
+    assert [c.case_id for c in cases] == ["patient001_ED", "patient001_ES", "patient002_ED", "patient002_ES"]
+    assert [c.patient_id for c in cases] == ["patient001", "patient001", "patient002", "patient002"]
+    by_id = {c.case_id: c for c in cases}
+    assert by_id["patient001_ES"].image.name == "patient001_frame12.nii.gz"
+    assert by_id["patient001_ES"].label.name == "patient001_frame12_gt.nii.gz"
+    assert by_id["patient002_ES"].image.name == "patient002_frame09.nii.gz"
+    assert all(c.frame is None and c.image.exists() and c.label.exists() for c in cases)
+    # the synthetic flag off: list_source_cases goes through the same lister
+    config = {"synthetic": False, "resources": str(tmp_path / "res")}
+    (tmp_path / "res" / "raw").mkdir(parents=True)
+    root.rename(tmp_path / "res" / "raw" / "acdc")
+    assert [c.case_id for c in list_source_cases(config, "acdc")] == [c.case_id for c in cases]
+
+
+def test_acdc_missing_gt_raises(tmp_path):
+    root = tmp_path / "acdc"
+    _acdc(root)
+    (root / "training" / "patient002" / "patient002_frame09_gt.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="patient002_frame09"):
+        list_cases(registry.get("acdc"), root)
+
+
+# ---------------------------------------------------------------------------------------------- M&Ms
+
+_MNMS_CSV = (",External code,VendorName,Vendor,Centre,ED,ES,Age,Pathology,Sex,Height,Weight\n"
+             "0,A0S9V9,Siemens,A,1,0,9,67,DCM,M,180,80\n"
+             "1,B1C2D3,Philips,B,2,29,11,50,NOR,F,165,60\n"
+             "2,Z9Z9Z9,GE,C,3,0,10,40,HCM,M,170,70\n")
+
+
+def _mnms(root: Path) -> None:
+    for code in ("A0S9V9", "B1C2D3"):
+        d = root / "Training" / "Labeled" / code
+        _nii(d / f"{code}_sa.nii.gz", shape=(2, 4, 4), frames=30)
+        _nii(d / f"{code}_sa_gt.nii.gz", shape=(2, 4, 4), frames=30)
+        _junk(d / f"._{code}_sa.nii.gz")
+    _junk(root / "Training" / "Labeled" / "._A0S9V9")
+    (root / "211230_M&Ms_Dataset_information_diagnosis_opendataset.csv").write_text(_MNMS_CSV)
+    _junk(root / "._211230_M&Ms_Dataset_information_diagnosis_opendataset.csv")
+
+
+def test_mnms(tmp_path):
+    spec = registry.get("mnms")
+    root = tmp_path / "mnms"
+    _mnms(root)
+    cases = list_cases(spec, root)
+    assert [c.case_id for c in cases] == ["A0S9V9_ED", "A0S9V9_ES", "B1C2D3_ED", "B1C2D3_ES"]
+    assert [c.patient_id for c in cases] == ["A0S9V9", "A0S9V9", "B1C2D3", "B1C2D3"]
+    assert [c.frame for c in cases] == [0, 9, 29, 11]
+    assert cases[0].image.name == "A0S9V9_sa.nii.gz" and cases[0].label.name == "A0S9V9_sa_gt.nii.gz"
+    assert sitk.ReadImage(str(cases[0].image)).GetDimension() == 4
+
+
+def test_mnms_without_csv_raises(tmp_path):
+    root = tmp_path / "mnms"
+    _mnms(root)
+    next(root.glob("2*.csv")).unlink()
+    with pytest.raises(FileNotFoundError, match="External code"):
+        list_cases(registry.get("mnms"), root)
+
+
+# ---------------------------------------------------------------------------------------------- MM-WHS
+
+
+@pytest.mark.parametrize("name,sub", [("mmwhs_ct", "ct_train"), ("mmwhs_mri", "mr_train")])
+def test_mmwhs(tmp_path, name, sub):
+    spec = registry.get(name)
+    root = tmp_path / name
+    for i in (1001, 1002, 1003):
+        _nii(root / sub / f"{sub}_{i}_image.nii.gz")
+        _nii(root / sub / f"{sub}_{i}_label.nii.gz")
+    _junk(root / sub / f"._{sub}_1001_image.nii.gz")
+    _junk(root / sub / f"._{sub}_1001_label.nii.gz")
+    cases = list_cases(spec, root)
+    assert [c.case_id for c in cases] == [f"{sub}_1001", f"{sub}_1002", f"{sub}_1003"]
+    assert [c.patient_id for c in cases] == [c.case_id for c in cases]
+    assert cases[1].image.name == f"{sub}_1002_image.nii.gz"
+    assert cases[1].label.name == f"{sub}_1002_label.nii.gz"
+    assert all(c.frame is None for c in cases)
+
+
+# ---------------------------------------------------------------------------------------------- OAI-ZIB
+
+
+def test_oai_zib(tmp_path):
+    spec = registry.get("oai_zib")
+    root = tmp_path / "oai_zib"
+    for case in ("9001104", "9002116"):
+        _nii(root / "images" / f"{case}.nii.gz")
+        _nii(root / "labels" / f"{case}.nii.gz")
+        _junk(root / "images" / f"._{case}.nii.gz")
+    _junk(root / "labels" / "._9001104.nii.gz")
+    cases = list_cases(spec, root)
+    assert [c.case_id for c in cases] == ["9001104", "9002116"]
+    assert [c.patient_id for c in cases] == ["9001104", "9002116"]
+    assert cases[0].image == root / "images" / "9001104.nii.gz"
+    assert cases[0].label == root / "labels" / "9001104.nii.gz"
+
+
+def test_oai_zib_missing_label_raises(tmp_path):
+    root = tmp_path / "oai_zib"
+    _nii(root / "images" / "1.nii.gz")
+    (root / "labels").mkdir()
+    with pytest.raises(FileNotFoundError, match="1.nii.gz"):
+        list_cases(registry.get("oai_zib"), root)

@@ -1,0 +1,80 @@
+"""Manual (registration-only) datasets and the source resolution helpers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from medssl import registry
+from medssl.data.download import MARKER
+from medssl.data.manual import ManualDatasetMissing, check_manual_source
+from medssl.data.sources import prepare_source, ready_marker, source_layout, source_root
+
+
+def test_missing_manual_dataset_message(tmp_path):
+    spec = registry.get("acdc")
+    with pytest.raises(ManualDatasetMissing) as exc:
+        check_manual_source(spec, tmp_path / "resources")
+    msg = str(exc.value)
+    directory = (tmp_path / "resources" / "raw" / "acdc").resolve()
+    assert spec.title in msg
+    assert spec.source.register_url in msg
+    assert spec.source.archive in msg
+    assert str(directory) in msg
+    assert spec.source.note in msg
+    assert str(directory / "training") in msg and "MISSING" in msg
+    assert exc.value.directory == directory and exc.value.missing == ["training"]
+    assert isinstance(exc.value, FileNotFoundError)
+
+
+def test_manual_dataset_passes_once_placed(tmp_path):
+    spec = registry.get("mnms")
+    root = tmp_path / "raw" / "mnms"
+    (root / "Training").mkdir(parents=True)
+    with pytest.raises(ManualDatasetMissing, match="Training/Labeled"):
+        check_manual_source(spec, tmp_path)
+    (root / "Training" / "Labeled").mkdir()
+    assert check_manual_source(spec, tmp_path) == root
+    marker = json.loads((root / MARKER).read_text())
+    assert marker["kind"] == "manual" and marker["dataset"] == "mnms"
+    assert marker["url"] == spec.source.register_url and marker["md5"] is None
+    assert marker["archive"] == spec.source.archive and marker["date"]
+    # idempotent: an existing marker is kept as is
+    before = (root / MARKER).read_text()
+    check_manual_source(spec, tmp_path)
+    assert (root / MARKER).read_text() == before
+
+
+def test_check_manual_rejects_url_source(tmp_path):
+    with pytest.raises(TypeError):
+        check_manual_source(registry.get("msd_heart"), tmp_path)
+
+
+def test_source_root_and_layout(tmp_path):
+    real = {"synthetic": False, "resources": str(tmp_path)}
+    synth = {"synthetic": True, "resources": str(tmp_path)}
+    assert source_root(real, "msd_heart") == tmp_path / "raw" / "Task02_Heart"
+    assert source_root(real, "acdc") == tmp_path / "raw" / "acdc"
+    assert source_root(synth, "acdc") == tmp_path / "synthetic" / "acdc"
+    assert source_layout(real, "acdc") == "acdc" and source_layout(synth, "acdc") == "msd"
+    assert source_layout(real, "msd_spleen") == "msd"
+    assert ready_marker(real, "acdc") == tmp_path / "raw" / "acdc" / MARKER
+    assert ready_marker(synth, "acdc") == tmp_path / "synthetic" / "acdc" / "dataset.json"
+
+
+def test_prepare_source_synthetic_and_manual(tmp_path):
+    synth = {"synthetic": True, "resources": str(tmp_path)}
+    with pytest.raises(FileNotFoundError, match="synthetic"):
+        prepare_source(synth, "msd_heart")
+    (tmp_path / "synthetic" / "msd_heart").mkdir(parents=True)
+    (tmp_path / "synthetic" / "msd_heart" / "dataset.json").write_text("{}")
+    assert prepare_source(synth, "msd_heart") == tmp_path / "synthetic" / "msd_heart"
+
+    real = {"synthetic": False, "resources": str(tmp_path)}
+    with pytest.raises(ManualDatasetMissing):
+        prepare_source(real, "oai_zib")
+    for sub in ("images", "labels"):
+        (tmp_path / "raw" / "oai_zib" / sub).mkdir(parents=True)
+    assert prepare_source(real, "oai_zib") == tmp_path / "raw" / "oai_zib"
+    assert (tmp_path / "raw" / "oai_zib" / MARKER).exists()

@@ -1,0 +1,398 @@
+"""Report builders: known metrics in, known cells out (tables, paper deltas, tests, missing inputs, figures)."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from medssl import config as cfg
+from medssl.reports import build, check_reports, required_files, required_metrics
+from medssl.reports.metrics import MissingInputError
+from medssl.reports.paper_values import paper_table
+from medssl.reports.stats import paired_test
+
+HSSL_RUNS = {"TFS": "tfs", "Rotation": "rotation", "In-painting": "inpainting", "MoCo": "moco",
+             "SimCLR": "simclr", "HSSL": "hssl"}
+
+# The reports block suggested for config/config.yaml (demo: phantom twins of the papers' datasets).
+DEMO_REPORTS = {
+    "hssl_table2": {"study": "hssl", "runs": HSSL_RUNS,
+                    "datasets": {"1": "msd_heart", "3": "msd_prostate", "5": "msd_spleen"},
+                    "ratios": ["5", "10", "100"]},
+    "hssl_table3": {"study": "hssl_arch", "runs": {"UNet": "unet", "UNet3+": "unet3plus", "HSSL": "hssl/hssl"},
+                    "datasets": {"1": "msd_heart", "3": "msd_prostate", "5": "msd_spleen"},
+                    "ratios": ["5", "10", "50"], "baseline": "hssl/tfs"},
+    "hssl_table4": {"study": "hssl_ablation",
+                    "runs": {"L_rec": "rec", "L_img": "hssl/simclr", "+L_rec": "img_rec", "+L_task": "img_rec_task",
+                             "+L_group": "hssl/hssl"},
+                    "datasets": {"1": "msd_heart", "5": "msd_spleen"}, "ratios": ["5"], "baseline": "hssl/tfs"},
+    "hssl_fig3b_tsne": {"study": "hssl", "run": "hssl", "per_task": 50, "perplexity": 20},
+    "hssl_fig4_domains": {"study": "hssl", "runs": {"TFS": "tfs", "Single-domain CL": "simclr_single",
+                                                    "Multi-domain CL": "simclr", "HSSL": "hssl"},
+                          "datasets": {"1": "msd_heart", "3": "msd_prostate", "5": "msd_spleen", "8": "mnms"},
+                          "ratios": ["5", "10", "100"]},
+    "hssl_fig5_qualitative": {"study": "hssl", "runs": HSSL_RUNS, "dataset": "msd_spleen", "ratio": "10",
+                              "max_rows": 4},
+    "ssmtl_table2": {"study": "ssmtl_unet", "runs": {"w/o pre-training": "tfs", "SSMTL (t=5)": "ssmtl_t5",
+                                                     "SSMTL (t=10)": "ssmtl_t10", "SSMTL (t=15)": "ssmtl_t15"},
+                     "datasets": {"CT": "mmwhs_ct"}, "ratios": ["scans"]},
+    "ssmtl_table6": {"study": "ssmtl_denoise",
+                     "runs": {"U-Net: w/o pre-training": "unet_tfs", "U-Net: SSMTL": "unet_ssmtl",
+                              "ResNet-FCN: w/o pre-training": "fcn_tfs", "ResNet-FCN: MoCo V2": "fcn_mocov2",
+                              "ResNet-FCN: SSMTL": "fcn_ssmtl", "ResNet-FCN: SSMTL+": "fcn_ssmtl_plus"},
+                     "datasets": {"CT": "mmwhs_ct"}, "ratios": ["scans"]},
+    "ssmtl_fig7_epochs": {"study": "ssmtl_unet", "ratio": "scans",
+                          "series": {"CT, SSMTL (t=5)": {"dataset": "mmwhs_ct",
+                                                         "runs": {"0": "tfs", "1": "ssmtl_t5_e1", "2": "ssmtl_t5"}}}},
+}
+
+
+def _study(runs: dict, finetune: list[str], ratios=("5", "10", "100"), seeds=(0, 1), **extra):
+    return {"pretrain_datasets": finetune, "finetune_datasets": finetune, "label_ratios": list(ratios),
+            "seeds": list(seeds), "runs": {r: {"method": m, "arch": a} for r, (m, a) in runs.items()}, **extra}
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # results_dir(config) is relative: results/<exp>
+    c = cfg.load_config(cfg.REPO_ROOT / "config" / "config.yaml")
+    c = copy.deepcopy(c)
+    c["experiment"] = "t"
+    c["studies"]["hssl"]["seeds"] = [0, 1]
+    c["studies"]["hssl"]["runs"]["simclr_single"] = {"method": "simclr", "arch": "hssl_net", "domain": "single"}
+    c["studies"]["hssl_arch"] = _study({"unet": ("tfs", "unet"), "unet3plus": ("tfs", "unet3plus")},
+                                       ["msd_heart", "msd_prostate", "msd_spleen"], ("5", "10", "50"))
+    c["studies"]["hssl_ablation"] = _study({"rec": ("hssl", "hssl_net"), "img_rec": ("hssl", "hssl_net"),
+                                            "img_rec_task": ("hssl", "hssl_net")}, ["msd_heart", "msd_spleen"], ("5",))
+    c["studies"]["ssmtl_unet"] = _study({"tfs": ("tfs", "unet"), "ssmtl_t5": ("ssmtl", "unet"),
+                                         "ssmtl_t10": ("ssmtl", "unet"), "ssmtl_t15": ("ssmtl", "unet"),
+                                         "ssmtl_t5_e1": ("ssmtl", "unet")}, ["mmwhs_ct"], ("scans",))
+    c["studies"]["ssmtl_denoise"] = _study({r: ("tfs", "unet") for r in ("unet_tfs", "unet_ssmtl", "fcn_tfs",
+                                                                         "fcn_mocov2", "fcn_ssmtl", "fcn_ssmtl_plus")},
+                                           ["mmwhs_ct"], ("scans",), downstream="denoising")
+    c["reports"] = copy.deepcopy(DEMO_REPORTS)
+    return cfg.validate(c)
+
+
+def write_metrics(root: Path, study, run, ds, ratio, seed, classes, dice, *, patients=None, synthetic=True,
+                  n_params=22_070_000, psnr=None, hd95=2.0):
+    """dice: per-class slice-pooled Dice (iou derived as d/(2-d)); patients: {patient: per-volume Dice}."""
+    iou = {c: d / (2 - d) for c, d in zip(classes, dice)} if dice else {}
+    patients = patients or {"p1": float(np.mean(dice)) if dice else None}
+    pv = [{"patient": p, "case": p, "dice": {c: v for c in classes}, "iou": {c: v / (2 - v) for c in classes}
+           if v is not None else {}, "hd95": {c: hd95 for c in classes}, "psnr": psnr} for p, v in patients.items()]
+    m = {"study": study, "run": run, "dataset": ds, "ratio": ratio, "seed": seed, "synthetic": synthetic,
+         "downstream": "denoising" if psnr is not None else "segmentation", "n_params": n_params,
+         "classes": [] if psnr is not None else list(classes),
+         "slice_pooled": {"dice": dict(zip(classes, dice)), "iou": iou,
+                          "mean_dice": float(np.mean(dice)) if dice else None,
+                          "miou": float(np.mean(list(iou.values()))) if dice else None},
+         "per_volume": pv,
+         "volume_mean": {"dice": {c: float(np.mean([v for v in patients.values()])) for c in classes},
+                         "hd95": {c: hd95 for c in classes},
+                         "mean_dice": float(np.mean(list(patients.values()))) if dice else None},
+         "confusion": [], "psnr": psnr}
+    p = root / study / "metrics" / run / ds / ratio / f"seed{seed}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(m))
+    return p
+
+
+def read_csv(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _cells(rows, **match):
+    return [r for r in rows if all(r[k] == v for k, v in match.items())]
+
+
+# --------------------------------------------------------------------------------------------------
+
+
+def test_paper_values_cover_papers_md():
+    t2 = paper_table("hssl", "table2")
+    assert t2.rows == ("TFS", "Rotation", "In-painting", "MoCo", "SimCLR", "HSSL")
+    assert t2.value("1", "5", "HSSL").mean == 81.46
+    v = t2.value("3", "100", "In-painting")
+    assert v.mean == 65.59 and v.classes == {"central gland": 53.19, "peripheral zone": 77.97}
+    assert t2.value("5", "10", "SimCLR").classes == {"spleen": 78.25}
+    assert sum(len(r) for d in t2.values.values() for r in d.values()) == 54
+    t3 = paper_table("hssl", "table3")
+    assert t3.value("5", "50", "UNet3+").mean == 82.74 and t3.extra["params_m"]["UNet"] == 39.40
+    assert paper_table("hssl", "table4").value("5", "5", "+L_task").mean == 66.67
+    assert paper_table("ssmtl", "table3").value("MRI", "scans", "SSMTL (t=15)").classes["RA"] == 0.234
+    assert paper_table("ssmtl", "table5").value("MRI", "scans", "SSMTL+").mean == 0.361
+    t6 = paper_table("ssmtl", "table6")
+    assert t6.metric == "psnr" and t6.value("CT", "scans", "ResNet-FCN: MoCo V2").mean == 32.85
+
+
+def test_paired_test_choice():
+    a = {f"p{i}": 0.5 + 0.01 * i for i in range(8)}
+    b = {f"p{i}": 0.45 + 0.003 * i * i for i in range(8)}
+    t = paired_test(a, b)
+    assert t.test == "wilcoxon" and t.n == 8
+    assert t.p == pytest.approx(stats.wilcoxon(list(a.values()), list(b.values())).pvalue)
+    small = paired_test({"p1": 0.6, "p2": 0.7, "p3": 0.65}, {"p1": 0.5, "p2": 0.55, "p3": 0.6})
+    assert small.test == "paired-t"
+    assert small.p == pytest.approx(stats.ttest_rel([0.6, 0.7, 0.65], [0.5, 0.55, 0.6]).pvalue)
+    assert paired_test({"p1": 0.6}, {"p1": 0.5}).test == "n/a"
+
+
+def test_required_metrics(config):
+    keys = required_metrics(config, "hssl_table2")
+    assert len(keys) == 6 * 3 * 3 * 2  # runs x tasks x ratios x seeds
+    assert ("hssl", "tfs", "msd_prostate", "100", 1) in keys
+    t3 = required_metrics(config, "hssl_table3")
+    assert ("hssl", "tfs", "msd_spleen", "50", 0) in t3  # the baseline is required too
+    assert ("hssl", "hssl", "msd_heart", "50", 1) in t3 and ("hssl_arch", "unet3plus", "msd_heart", "5", 0) in t3
+    files = required_files(config, "hssl_fig5_qualitative")
+    assert str(files[0]) == "results/t/hssl/metrics/tfs/msd_spleen/10/seed0_pred.npz"
+    assert required_files(config, "hssl_fig3b_tsne") == [Path("results/t/hssl/features/hssl.npz")]
+    assert len(required_metrics(config, "ssmtl_fig7_epochs")) == 3 * 2
+    check_reports(config)  # every configured target resolves
+    bad = copy.deepcopy(config)
+    bad["reports"]["hssl_table2"]["runs"]["X"] = "nope"
+    with pytest.raises(cfg.ConfigError, match="no run 'nope'"):
+        required_metrics(bad, "hssl_table2")
+
+
+def _small_table2(config):
+    config["reports"]["hssl_table2"] = {"study": "hssl", "runs": {"HSSL": "hssl", "TFS": "tfs"},
+                                        "datasets": {"3": "msd_prostate", "1": "msd_heart"}, "ratios": ["5"]}
+    return config
+
+
+def test_hssl_table2_cells(config, tmp_path):
+    _small_table2(config)
+    root = tmp_path / "results" / "t"
+    pats = [f"p{i}" for i in range(3)]
+    for seed, (tfs, hssl) in enumerate([(0.70, 0.80), (0.72, 0.84)]):
+        write_metrics(root, "hssl", "tfs", "msd_heart", "5", seed, ["left atrium"], [tfs],
+                      patients={p: tfs + 0.01 * i for i, p in enumerate(pats)})
+        write_metrics(root, "hssl", "hssl", "msd_heart", "5", seed, ["left atrium"], [hssl],
+                      patients={p: hssl + 0.02 * i * i for i, p in enumerate(pats)})
+        write_metrics(root, "hssl", "tfs", "msd_prostate", "5", seed, ["central gland", "peripheral zone"],
+                      [0.2, 0.5])
+        write_metrics(root, "hssl", "hssl", "msd_prostate", "5", seed, ["central gland", "peripheral zone"],
+                      [0.3 + 0.02 * seed, 0.7])
+    csv_out, md_out = tmp_path / "out" / "hssl_table2.csv", tmp_path / "out" / "hssl_table2.md"
+    build("hssl_table2", config, root, csv_out, md_out)
+    rows = read_csv(csv_out)
+    tfs = _cells(rows, method="TFS", dataset_label="1", measure="mean_dice")[0]
+    assert float(tfs["mean"]) == pytest.approx(71.0) and float(tfs["sd"]) == pytest.approx(np.std([70, 72], ddof=1))
+    assert float(tfs["paper"]) == 71.56 and float(tfs["delta"]) == pytest.approx(-0.56)
+    assert tfs["n_seeds"] == "2" and tfs["synthetic"] == "true"
+    h = _cells(rows, method="HSSL", dataset_label="1", measure="mean_dice")[0]
+    assert float(h["mean"]) == pytest.approx(82.0) and float(h["delta"]) == pytest.approx(82.0 - 81.46)
+    # per patient, averaged over seeds: TFS 71, 72, 73; HSSL 82, 84, 90 -> paired t (3 patients)
+    assert h["test"] == "paired-t" and h["n_pairs"] == "3"
+    assert float(h["p_value"]) == pytest.approx(stats.ttest_rel([82, 84, 90], [71, 72, 73]).pvalue, rel=1e-4)
+    cg = _cells(rows, method="HSSL", dataset_label="3", measure="dice", **{"class": "central gland"})[0]
+    assert float(cg["mean"]) == pytest.approx(31.0) and float(cg["paper"]) == 35.30
+    assert float(cg["delta"]) == pytest.approx(31.0 - 35.30)
+    hd = _cells(rows, method="HSSL", dataset_label="3", measure="volume_hd95")[0]
+    assert float(hd["mean"]) == 2.0
+    md = md_out.read_text()
+    assert "synthetic data" in md
+    assert "71.00 ± 1.41 [71.56, Δ -0.56]" in md
+    assert "82.00 ± 2.83 [81.46, Δ +0.54]" in md
+    assert "31.00 ± 1.41 [35.30, Δ -4.30]" in md  # per-class cell, task 3
+    # paper order: TFS before HSSL in columns; task 1 before task 3 in rows
+    header = next(line for line in md.splitlines() if line.startswith("| Task | Anno."))
+    assert header.index("TFS") < header.index("HSSL")
+    assert md.index("| Task-1 (heart) | 5%") < md.index("| Task-3 (prostate) | 5%")
+    assert "Per-volume metrics" in md and "HD95" in md and "paired t-test" in md
+
+
+def test_missing_input_names_file(config, tmp_path):
+    _small_table2(config)
+    root = tmp_path / "results" / "t"
+    for seed in (0, 1):
+        for run in ("tfs", "hssl"):
+            write_metrics(root, "hssl", run, "msd_heart", "5", seed, ["left atrium"], [0.7])
+            if not (run == "hssl" and seed == 1):
+                write_metrics(root, "hssl", run, "msd_prostate", "5", seed, ["central gland", "peripheral zone"],
+                              [0.2, 0.5])
+    out = tmp_path / "out"
+    with pytest.raises(MissingInputError, match=r"hssl/metrics/hssl/msd_prostate/5/seed1\.json"):
+        build("hssl_table2", config, root, out / "a.csv", out / "a.md")
+    assert not (out / "a.md").exists()
+    # explicit option: the cell uses the seeds found and the file is listed; a wholly missing cell shows "—"
+    (root / "hssl" / "metrics" / "hssl" / "msd_prostate" / "5" / "seed0.json").unlink()
+    build("hssl_table2", config, root, out / "a.csv", out / "a.md", allow_missing=True)
+    md = (out / "a.md").read_text()
+    assert "Missing inputs" in md and "msd_prostate/5/seed1.json" in md
+    row = _cells(read_csv(out / "a.csv"), method="HSSL", dataset_label="3", measure="mean_dice")[0]
+    assert row["mean"] == "" and row["n_seeds"] == "0"
+    line = next(x for x in md.splitlines() if x.startswith("| Task-3 (prostate) | 5%"))
+    assert "—" in line
+
+
+def test_list_of_files_and_not_synthetic(config, tmp_path):
+    _small_table2(config)
+    config["reports"]["hssl_table2"]["datasets"] = {"1": "msd_heart"}
+    config["reports"]["hssl_table2"]["seeds"] = [0]
+    root = tmp_path / "results" / "t"
+    files = [write_metrics(root, "hssl", r, "msd_heart", "5", 0, ["left atrium"], [0.8], synthetic=False)
+             for r in ("tfs", "hssl")]
+    build("hssl_table2", config, [str(f) for f in files], tmp_path / "b.csv", tmp_path / "b.md")
+    md = (tmp_path / "b.md").read_text()
+    assert "synthetic" not in md.lower()
+    assert "80.00 [81.46, Δ -1.46]" in md  # one seed: no sd
+    with pytest.raises(MissingInputError, match="seed0.json"):
+        build("hssl_table2", config, [str(files[0])], tmp_path / "c.csv", tmp_path / "c.md")
+
+
+def test_hssl_table3_and_table4(config, tmp_path):
+    root = tmp_path / "results" / "t"
+    config["reports"]["hssl_table3"]["seeds"] = [0]
+    for ds, cl in (("msd_heart", ["left atrium"]), ("msd_prostate", ["central gland", "peripheral zone"]),
+                   ("msd_spleen", ["spleen"])):
+        for ratio in ("5", "10", "50"):
+            for st, run, n in (("hssl_arch", "unet", 39_400_000), ("hssl_arch", "unet3plus", 26_970_000),
+                               ("hssl", "hssl", 22_070_000), ("hssl", "tfs", 22_070_000)):
+                write_metrics(root, st, run, ds, ratio, 0, cl, [0.6] * len(cl), n_params=n)
+    build("hssl_table3", config, root, tmp_path / "t3.csv", tmp_path / "t3.md")
+    rows = read_csv(tmp_path / "t3.csv")
+    p = _cells(rows, method="UNet3+", dataset_label="5", ratio="50", measure="params_m")[0]
+    assert float(p["mean"]) == pytest.approx(26.97) and float(p["delta"]) == pytest.approx(0)
+    m = _cells(rows, method="UNet", dataset_label="3", ratio="10", measure="mean_dice")[0]
+    assert float(m["mean"]) == pytest.approx(60.0) and float(m["paper"]) == 49.44
+    md = (tmp_path / "t3.md").read_text()
+    assert "Param. (M)" in md and "p vs TFS (hssl/tfs)" in md and md.index("| UNet |") < md.index("| HSSL |")
+
+    config["reports"]["hssl_table4"]["seeds"] = [0]
+    for ds in ("msd_heart", "msd_spleen"):
+        cl = ["left atrium"] if ds == "msd_heart" else ["spleen"]
+        for st, run in (("hssl_ablation", "rec"), ("hssl", "simclr"), ("hssl_ablation", "img_rec"),
+                        ("hssl_ablation", "img_rec_task"), ("hssl", "hssl"), ("hssl", "tfs")):
+            write_metrics(root, st, run, ds, "5", 0, cl, [0.5])
+    build("hssl_table4", config, root, tmp_path / "t4.csv", tmp_path / "t4.md")
+    md = (tmp_path / "t4.md").read_text()
+    assert "L_rec + L_img + L_task + L_group" in md
+    assert "50.00 [67.35, Δ -17.35]" in md
+
+
+def test_ssmtl_tables(config, tmp_path):
+    root = tmp_path / "results" / "t"
+    classes = ["LV", "RV", "LA", "RA"]
+    for seed in (0, 1):
+        for run in ("tfs", "ssmtl_t5", "ssmtl_t10", "ssmtl_t15"):
+            d = [0.6, 0.5, 0.6, 0.5] if seed == 0 else [0.62, 0.5, 0.6, 0.5]
+            write_metrics(root, "ssmtl_unet", run, "mmwhs_ct", "scans", seed, classes, d)
+        for run in ("unet_tfs", "unet_ssmtl", "fcn_tfs", "fcn_mocov2", "fcn_ssmtl", "fcn_ssmtl_plus"):
+            write_metrics(root, "ssmtl_denoise", run, "mmwhs_ct", "scans", seed, [], [],
+                          psnr=36.0 + seed, patients={"p1": None})
+    build("ssmtl_table2", config, root, tmp_path / "s2.csv", tmp_path / "s2.md")
+    rows = read_csv(tmp_path / "s2.csv")
+    lv = _cells(rows, method="SSMTL (t=5)", measure="iou", **{"class": "LV"})[0]
+    want = np.mean([0.6 / 1.4, 0.62 / 1.38])
+    assert float(lv["mean"]) == pytest.approx(want, rel=1e-5) and float(lv["paper"]) == 0.656
+    assert float(lv["delta"]) == pytest.approx(want - 0.656, rel=1e-4)
+    md = (tmp_path / "s2.md").read_text()
+    assert "mIoU" in md and "synthetic data" in md and f"{want:.3f} ± " in md
+    build("ssmtl_table6", config, root, tmp_path / "s6.csv", tmp_path / "s6.md")
+    r = _cells(read_csv(tmp_path / "s6.csv"), method="ResNet-FCN: SSMTL+", measure="psnr")[0]
+    assert float(r["mean"]) == pytest.approx(36.5) and float(r["delta"]) == pytest.approx(36.5 - 34.66)
+    assert "36.50 ± 0.71 [34.66, Δ +1.84]" in (tmp_path / "s6.md").read_text()
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+
+
+def _png_shape(path):
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(path)
+    assert img.size > 0 and float(img[..., :3].std()) > 0  # not blank
+    return img.shape[:2]  # (height, width)
+
+
+def test_fig4_domains(config, tmp_path):
+    config["reports"]["hssl_fig4_domains"]["datasets"] = {"1": "msd_heart", "5": "msd_spleen"}
+    root = tmp_path / "results" / "t"
+    for key in required_metrics(config, "hssl_fig4_domains"):
+        cl = ["left atrium"] if key[2] == "msd_heart" else ["spleen"]
+        write_metrics(root, *key, cl, [0.5 + 0.05 * key[4] + 0.1 * ["tfs", "simclr_single", "simclr", "hssl"]
+                                       .index(key[1])])
+    out = build("hssl_fig4_domains", config, root, tmp_path / "hssl_fig4_domains.png")
+    assert _png_shape(out) == (460, int(round((3.8 * 2 + 0.4) * 100)))
+
+
+def test_fig5_qualitative(config, tmp_path):
+    config["reports"]["hssl_fig5_qualitative"]["runs"] = {"TFS": "tfs", "HSSL": "hssl"}
+    config["reports"]["hssl_fig5_qualitative"]["max_rows"] = 3
+    root = tmp_path / "results" / "t"
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:32, :32]
+    label = np.stack([((yy - 16) ** 2 + (xx - 12 - 2 * k) ** 2 < 40).astype(np.int64) for k in range(4)])
+    for run in ("tfs", "hssl"):
+        key = ("hssl", run, "msd_spleen", "10", 0)
+        p = write_metrics(root, *key, ["spleen"], [0.7])
+        pred = np.roll(label, 1 if run == "tfs" else 0, axis=2)
+        np.savez(p.with_name("seed0_pred.npz"), image=rng.random((4, 32, 32)).astype(np.float32), label=label,
+                 pred=pred, rows=np.array([3, 7, 9, 12]))
+    out = build("hssl_fig5_qualitative", config, root, tmp_path / "hssl_fig5_qualitative.png")
+    assert _png_shape(out) == (int(round((1.8 * 3 + 1.3) * 100)), int(round(1.8 * 4 * 100)))
+    config["reports"]["hssl_fig5_qualitative"]["runs"]["MoCo"] = "moco"
+    with pytest.raises(MissingInputError, match="moco/msd_spleen/10/seed0_pred.npz"):
+        build("hssl_fig5_qualitative", config, root, tmp_path / "x.png")
+
+
+def test_fig7_epochs(config, tmp_path):
+    root = tmp_path / "results" / "t"
+    for key in required_metrics(config, "ssmtl_fig7_epochs"):
+        write_metrics(root, *key, ["LV", "RV", "LA", "RA"], [0.4 + 0.05 * key[4]] * 4)
+    out = build("ssmtl_fig7_epochs", config, root, tmp_path / "ssmtl_fig7_epochs.png")
+    assert _png_shape(out) == (480, 750)
+    (root / "ssmtl_unet" / "metrics" / "ssmtl_t5_e1" / "mmwhs_ct" / "scans" / "seed1.json").unlink()
+    with pytest.raises(MissingInputError, match="ssmtl_t5_e1/mmwhs_ct/scans/seed1.json"):
+        build("ssmtl_fig7_epochs", config, root, tmp_path / "y.png")
+
+
+def test_fig3b_tsne_and_features(config, tmp_path):
+    from medssl.reports.features import compute_features, load_features, pixel_features, save_features
+
+    rng = np.random.default_rng(0)
+    n, task = 48, np.repeat(np.arange(4), 12)
+    group = np.array([0, 1, 1, 2])[task]
+    images = rng.random((n, 32, 32)).astype(np.float32) + task[:, None, None] * 0.5
+    ex = {"raw pixels": pixel_features, "F_image": lambda b: b.reshape(len(b), -1)[:, :8],
+          "F_task": lambda b: b.mean(axis=(1, 2, 3))[:, None] + rng.random((len(b), 3)),
+          "F_group": lambda b: np.stack([b.mean(axis=(1, 2, 3))] * 2, 1)}
+    feats = compute_features(images, ex, batch_size=20)
+    assert feats["raw pixels"].shape == (n, 256) and feats["F_image"].shape == (n, 8)
+    path = tmp_path / "features.npz"
+    save_features(path, feats, task, group, task_labels=[f"Task-{t}" for t in (1, 3, 5, 8)],
+                  group_labels=["G1", "G2", "G3"], synthetic=True)
+    f2, t2, g2, meta = load_features(path)
+    assert list(f2) == list(ex) and meta["synthetic"] is True and (t2 == task).all()
+    out = build("hssl_fig3b_tsne", config, path, tmp_path / "hssl_fig3b_tsne.png")
+    assert _png_shape(out) == (740, int(round((3.6 * 4 + 1.8) * 100)))
+    with pytest.raises(FileNotFoundError, match="nothere.npz"):
+        build("hssl_fig3b_tsne", config, tmp_path / "nothere.npz", tmp_path / "z.png")
+
+
+def test_cli(config, tmp_path):
+    from medssl.reports.__main__ import main
+
+    import yaml
+
+    _small_table2(config)
+    config["reports"]["hssl_table2"]["datasets"] = {"1": "msd_heart"}
+    root = tmp_path / "results" / "t"
+    for seed in (0, 1):
+        for run in ("tfs", "hssl"):
+            write_metrics(root, "hssl", run, "msd_heart", "5", seed, ["left atrium"], [0.7])
+    cpath = tmp_path / "c.yaml"
+    cpath.write_text(yaml.safe_dump(config))
+    assert main(["--config", str(cpath), "--target", "hssl_table2"]) == 0
+    assert (root / "tables" / "hssl_table2.md").is_file() and (root / "tables" / "hssl_table2.csv").is_file()

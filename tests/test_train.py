@@ -1,0 +1,473 @@
+"""Training core: resume equivalence, NaN handling, seeding, finetune data, evaluation JSON, denoising.
+
+Mechanics tests use a tiny stand-in SegNet and pretraining method (fast, bit-deterministic on CPU); the
+end-to-end tests at the bottom use the real ``hssl_net`` + ``simclr``/``ssmtl`` when they import.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from medssl import config as cfg
+from medssl.io import write_json
+from medssl.train import checkpoint as ckpt
+from medssl.train import common
+from medssl.train.evaluate import evaluate
+from medssl.train.finetune import finetune, load_pretrained, train_rows
+from medssl.train.loop import Loop, NonFiniteLossError
+from medssl.train.pretrain import pretrain
+
+from test_loaders import make_store
+
+torch.set_num_threads(1)
+
+
+# ------------------------------------------------------------------------------------------ stand-ins
+class TinyEncoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.c2 = nn.Conv2d(4, 8, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        f1 = F.relu(self.bn(self.c1(x)))
+        return [f1, F.relu(self.c2(f1))]
+
+
+class TinyDecoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(8 + 4, 4, 3, padding=1)
+
+    def forward(self, feats):
+        up = F.interpolate(feats[1], size=feats[0].shape[-2:], mode="nearest")
+        return F.relu(self.c(torch.cat([feats[0], up], 1)))
+
+
+class TinyNet(nn.Module):
+    latent_dim, feature_channels = 8, 4
+
+    def __init__(self, out_channels):
+        super().__init__()
+        self.encoder, self.decoder = TinyEncoder(), TinyDecoder()
+        self.neck = nn.Linear(8, 8)
+        self.head = nn.Conv2d(4, out_channels, 1)
+        self.out_channels = out_channels
+
+    def encode(self, x):
+        return self.encoder(x)
+
+    def embed(self, feats):
+        return self.neck(feats[-1].mean((-2, -1)))
+
+    def decode(self, feats):
+        return self.decoder(feats)
+
+    def forward(self, x):
+        return self.head(self.decode(self.encode(x)))
+
+
+class StandIn(nn.Module):
+    """Reconstruction of a noisy view (uses torch's RNG) + task/group classification."""
+
+    sampling = "slice"
+    nan_at = None  # set by a test: forward call number that returns NaN
+    calls = 0
+
+    def __init__(self, backbone, *, n_tasks, n_groups, image_size, offset=0):
+        super().__init__()
+        self.backbone = backbone
+        self.task_head = nn.Linear(8, n_tasks)
+        self.group_head = nn.Linear(8, n_groups)
+        self.offset = offset
+        self.seen = []
+        if offset:
+            self.sampling = "sequence"
+
+    def sequence_options(self):
+        return {"offset": self.offset, "pair": True}
+
+    def forward(self, batch):
+        type(self).calls += 1
+        x = batch["image"]
+        self.seen.append({k: v.detach().clone() for k, v in batch.items()})
+        noisy = x + 0.05 * torch.randn_like(x)
+        feats = self.backbone.encode(noisy)
+        target = batch["next"] if self.offset else x
+        rec = F.mse_loss(self.backbone(noisy), target)
+        z = self.backbone.embed(feats)
+        task = F.cross_entropy(self.task_head(z), batch["task"])
+        group = F.cross_entropy(self.group_head(z), batch["group"])
+        loss = rec + task + group
+        if self.nan_at is not None and type(self).calls == self.nan_at:
+            loss = loss * float("nan")
+        return {"loss": loss, "rec": rec.detach(), "task": task.detach(), "group": group.detach()}
+
+    def after_step(self):
+        pass
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+DATASETS = ("msd_heart", "msd_spleen")
+
+
+def base_config(downstream="segmentation"):
+    study = {
+        "paper": "hssl", "downstream": downstream,
+        "pretrain_datasets": list(DATASETS), "finetune_datasets": ["msd_heart"], "label_ratios": ["100"],
+        "pretrain": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 1, "steps_per_epoch": 3},
+        "finetune": {"epochs": 2, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 1, "val_every": 1},
+        "runs": {"stand": {"method": "standin", "arch": "tiny"},
+                 "seq": {"method": "standin", "arch": "tiny", "params": {"offset": 1}},
+                 "enc": {"method": "standin", "arch": "tiny", "transfer": "encoder"}},
+    }
+    if downstream == "denoising":
+        study.update(paper="ssmtl", noise_sigma=0.1)
+    config = {"experiment": "t", "data": {"image_size": 32}, "datasets": {d: {} for d in DATASETS},
+              "device": "cpu", "threads": 1, "studies": {"s": study}}
+    return cfg.validate(config)
+
+
+def write_split(config, store, dataset, train, val, test, subsets=None):
+    idx = store.index
+    tr = idx[idx["patient"].isin(train)]
+    fg = tr[tr["fg"] == 1]
+    subsets = subsets or {"100": [[c, int(s)] for c, s in zip(fg["case"], fg["slice"])],
+                          "5": [[c, int(s)] for c, s in zip(fg["case"][:2], fg["slice"][:2])]}
+    write_json(common.split_path(config, dataset),
+               {"dataset": dataset, "seed": 0, "ratios": [0.6, 0.2, 0.2], "counts": None,
+                "patients": {"train": train, "val": val, "test": test}, "label_subsets": subsets,
+                "scans_subset": None})
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch):
+    """cwd = tmp dir with results/t/data/{msd_heart,msd_spleen} and their splits; stand-in factories."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(common, "build_model", lambda arch, out_channels: TinyNet(out_channels))
+    monkeypatch.setattr(common, "build_method", lambda name, backbone, **kw: StandIn(backbone, **kw))
+    StandIn.calls, StandIn.nan_at = 0, None
+    config = base_config()
+    heart = make_store(common.store_path(config, "msd_heart"), [6, 6, 5, 6, 5], n_classes=2,
+                       dataset="msd_heart", classes=["left atrium"], seed=1)
+    spleen = make_store(common.store_path(config, "msd_spleen"), [5, 6, 5], n_classes=2,
+                        dataset="msd_spleen", classes=["spleen"], seed=2)
+    write_split(config, heart, "msd_heart", ["case0", "case1", "case2"], ["case3"], ["case4"])
+    write_split(config, spleen, "msd_spleen", ["case0"], ["case1"], ["case2"])
+    return config
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def log_without_time(path):
+    return pd.read_csv(path).drop(columns=["time"])
+
+
+# ---------------------------------------------------------------------------------------------- tests
+def test_task_group_ids():
+    config = base_config()
+    config["studies"]["s"]["pretrain_datasets"] = ["msd_heart", "msd_liver", "msd_prostate", "msd_spleen"]
+    config["datasets"].update({"msd_liver": {}, "msd_prostate": {}})
+    task_of, group_of, n_tasks, n_groups = common.task_group_ids(config, "s", ["msd_spleen"])
+    assert task_of == {"msd_heart": 0, "msd_liver": 1, "msd_prostate": 2, "msd_spleen": 3}
+    assert group_of == {"msd_heart": 0, "msd_liver": 1, "msd_prostate": 2, "msd_spleen": 1}
+    assert (n_tasks, n_groups) == (4, 3)
+    _, g2, _, n2 = common.task_group_ids(config, "s", ["mmwhs_ct"])  # no paper group: own group
+    assert n2 == 4 and g2["mmwhs_ct"] == 3
+
+
+def test_pretrain_outputs_and_resume_equivalence(world, tmp_path):
+    out_a = tmp_path / "A"
+    pretrain(world, "s", "stand", "all", out_a, progress=False)
+    model_a = torch.load(out_a / "model.pt", weights_only=False)
+    assert model_a["epochs"] == 2 and model_a["arch"] == "tiny" and model_a["method"] == "standin"
+    assert all(k.split(".")[0] in ("encoder", "neck", "decoder", "head") for k in model_a["state_dict"])
+    log_a = pd.read_csv(out_a / "log.csv")
+    assert list(log_a.columns) == ["epoch", "step", "loss", "rec", "task", "group", "lr", "time"]
+    assert log_a["step"].tolist() == [3, 6]
+    assert log_a["lr"].tolist() == [1e-3, 1e-3]
+    ck = ckpt.load(out_a / "checkpoint.pt")
+    assert ck["epoch"] == 2 and ck["step"] == 6 and {"python", "numpy", "torch"} <= set(ck["rng"])
+
+    # 1 epoch, stop, resume with 2 epochs (epochs are not part of the config hash)
+    out_b = tmp_path / "B"
+    one = copy.deepcopy(world)
+    one["studies"]["s"]["pretrain"]["epochs"] = 1
+    pretrain(one, "s", "stand", "all", out_b, progress=False)
+    assert torch.load(out_b / "model.pt", weights_only=False)["epochs"] == 1
+    pretrain(world, "s", "stand", "all", out_b, progress=False)
+    model_b = torch.load(out_b / "model.pt", weights_only=False)
+    assert states_equal(model_a["state_dict"], model_b["state_dict"])
+    pd.testing.assert_frame_equal(log_without_time(out_a / "log.csv"), log_without_time(out_b / "log.csv"))
+
+
+def test_pretrain_keep_epochs_and_lr_scaling(world, tmp_path):
+    world["studies"]["s"]["pretrain"].update(keep_epochs=[1], lr_scaling="linear", lr_reference_batch=8)
+    pretrain(world, "s", "stand", "msd_heart", tmp_path / "P", progress=False)
+    kept = torch.load(tmp_path / "P" / "epoch1.pt", weights_only=False)
+    assert kept["epochs"] == 1 and "state_dict" in kept
+    assert not (tmp_path / "P" / "epoch2.pt").exists()
+    assert pd.read_csv(tmp_path / "P" / "log.csv")["lr"].iloc[0] == pytest.approx(1e-3 * 4 / 8)
+
+
+def test_pretrain_foreground_filter_and_pool_ids(world, tmp_path, monkeypatch):
+    seen = []
+    orig = StandIn.forward
+
+    def spy(self, batch):
+        seen.append((batch["task"].tolist(), batch["group"].tolist(), batch["row"].tolist()))
+        return orig(self, batch)
+
+    monkeypatch.setattr(StandIn, "forward", spy)
+    world["studies"]["s"]["pretrain"].update(epochs=1, steps_per_epoch=None)
+    pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False)
+    heart = common.open_store(world, "msd_heart")
+    spleen = common.open_store(world, "msd_spleen")
+    fg = {0: set(heart.rows(foreground_only=True)), 1: set(spleen.rows(foreground_only=True))}
+    n_used = 0
+    for tasks, groups, rows in seen:
+        for t, g, r in zip(tasks, groups, rows):
+            assert g == 0 if t == 0 else g == 1  # heart: group 1, spleen: group 2 -> contiguous 0, 1
+            assert r in fg[t]  # paper hssl: foreground slices only
+            n_used += 1
+    assert n_used == (len(fg[0]) + len(fg[1])) // 4 * 4  # one pass, drop_last
+
+
+def test_nan_loss_raises_and_keeps_checkpoint(world, tmp_path):
+    out = tmp_path / "N"
+    world["studies"]["s"]["pretrain"]["epochs"] = 3
+    StandIn.nan_at = 5  # 3 steps per epoch: epoch 2, its step 2, global step 5
+    with pytest.raises(NonFiniteLossError) as err:
+        pretrain(world, "s", "stand", "all", out, progress=False)
+    assert err.value.epoch == 2 and err.value.step == 5 and err.value.epoch_step == 2
+    assert "epoch 2" in str(err.value) and "step 5" in str(err.value)
+    ck = ckpt.load(out / "checkpoint.pt")
+    assert ck["epoch"] == 1 and ck["step"] == 3
+    assert all(torch.isfinite(v).all() for v in ck["module"].values() if v.is_floating_point())
+    assert not (out / "model.pt").exists()
+    assert len(pd.read_csv(out / "log.csv")) == 1
+
+
+def test_sequence_pretraining_batches(world, tmp_path, monkeypatch):
+    batches = []
+    orig = StandIn.forward
+
+    def spy(self, batch):
+        batches.append({k: v.clone() for k, v in batch.items()})
+        return orig(self, batch)
+
+    monkeypatch.setattr(StandIn, "forward", spy)
+    world["studies"]["s"]["pretrain"]["epochs"] = 1
+    pretrain(world, "s", "seq", "msd_heart", tmp_path / "Q", progress=False)
+    heart = common.open_store(world, "msd_heart")
+    for b in batches:
+        assert {"image", "prev", "next", "pair", "task", "row"} <= set(b)
+        rows = b["row"].numpy()
+        assert np.allclose(b["prev"][:, 0].numpy(), heart.images[rows - 1].astype(np.float32))
+        assert (heart.case_start[rows] <= rows - 1).all() and (rows + 1 < heart.case_stop[rows]).all()
+
+
+def test_finetune_uses_only_subset_rows(world, tmp_path, monkeypatch):
+    from medssl.data import loaders
+
+    seen = []
+    orig = loaders.SliceDataset.__getitems__
+
+    def spy(self, items):
+        b = orig(self, items)
+        seen.extend(b["row"].tolist())
+        return b
+
+    monkeypatch.setattr(loaders.SliceDataset, "__getitems__", spy)
+    pre = pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False)
+    seen.clear()
+    path = finetune(world, "s", "stand", "msd_heart", "5", 0, tmp_path / "F", pre, progress=False)
+    store = common.open_store(world, "msd_heart")
+    split = common.load_split(world, "msd_heart")
+    allowed = set(store.rows_of(split["label_subsets"]["5"]).tolist())
+    assert seen and set(seen) <= allowed
+    meta = torch.load(path, weights_only=False)
+    assert meta["train_slices"] == 2 and meta["selection"] == "val" and meta["best_epoch"] in (1, 2)
+    log = pd.read_csv(tmp_path / "F" / "log.csv")
+    assert "val_dice" in log.columns and log["val_dice"].notna().all()
+    lam = log["lr"].tolist()
+    assert lam[0] == pytest.approx(1e-3) and lam[1] == pytest.approx(1e-3 * 0.5 ** 0.9)
+    # a subset reaching into a test patient is refused
+    bad = dict(split, label_subsets={"x": [["case4", 1]]})
+    with pytest.raises(ValueError, match="validation/test"):
+        train_rows(store, bad, "x")
+
+
+def test_transfer_modes(world, tmp_path):
+    pre = pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False)
+    src = torch.load(pre, weights_only=False)["state_dict"]
+    for transfer, expect in (("all", lambda k: not k.startswith("head.")),
+                             ("encoder", lambda k: k.startswith("encoder."))):
+        torch.manual_seed(123)
+        model = TinyNet(2)
+        loaded, skipped = load_pretrained(model, pre, transfer)
+        assert set(loaded) == {k for k in src if expect(k)}
+        assert all(not expect(s.split(" ")[0]) for s in skipped)
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, src[k]) == expect(k) or k.endswith("num_batches_tracked")
+
+
+def test_finetune_resume_equivalence_and_seeds(world, tmp_path, monkeypatch):
+    pre = pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False)
+    a = finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "A", pre, progress=False)
+    again = finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "A2", pre, progress=False)
+    other = finetune(world, "s", "stand", "msd_heart", "100", 1, tmp_path / "S1", pre, progress=False)
+    sa = torch.load(a, weights_only=False)
+    assert states_equal(sa["state_dict"], torch.load(again, weights_only=False)["state_dict"])
+    assert not states_equal(sa["state_dict"], torch.load(other, weights_only=False)["state_dict"])
+
+    class Stop(Exception):
+        pass
+
+    orig = Loop.save_checkpoint
+
+    def stop_after_first(self):
+        orig(self)
+        if self.epoch == 1:
+            raise Stop
+
+    monkeypatch.setattr(Loop, "save_checkpoint", stop_after_first)
+    with pytest.raises(Stop):
+        finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "B", pre, progress=False)
+    monkeypatch.setattr(Loop, "save_checkpoint", orig)
+    assert not (tmp_path / "B" / "model.pt").exists()
+    b = finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "B", pre, progress=False)
+    sb = torch.load(b, weights_only=False)
+    assert states_equal(sa["state_dict"], sb["state_dict"]) and sa["best_epoch"] == sb["best_epoch"]
+    pd.testing.assert_frame_equal(log_without_time(tmp_path / "A" / "log.csv"),
+                                  log_without_time(tmp_path / "B" / "log.csv"))
+    ca, cb = ckpt.load(tmp_path / "A" / "checkpoint.pt"), ckpt.load(tmp_path / "B" / "checkpoint.pt")
+    assert states_equal(ca["module"], cb["module"])
+
+
+def test_finetune_without_val_keeps_last(world, tmp_path, caplog):
+    store = common.open_store(world, "msd_heart")
+    write_split(world, store, "msd_heart", ["case0", "case1", "case2", "case3"], [], ["case4"])
+    with caplog.at_level("WARNING", logger="medssl.train"):
+        path = finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "F", None, progress=False)
+    assert "no validation patients" in caplog.text
+    assert torch.load(path, weights_only=False)["selection"] == "last"
+
+
+def test_evaluate_writes_contract_json(world, tmp_path):
+    model = finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "F", None, progress=False)
+    out = tmp_path / "M" / "seed0.json"
+    res = evaluate(world, "s", "stand", "msd_heart", "100", 0, model, out, progress=False)
+    data = json.loads(out.read_text())
+    assert data == json.loads(json.dumps(res))
+    assert set(data) == {"study", "run", "label", "method", "arch", "dataset", "ratio", "seed", "synthetic",
+                         "downstream", "n_params", "classes", "slice_pooled", "per_volume", "volume_mean",
+                         "confusion", "psnr", "hd95_units"}
+    assert data["classes"] == ["left atrium"] and data["synthetic"] is True and data["psnr"] is None
+    assert data["hd95_units"] == "voxels"  # the hand-made store has no spacing
+    assert data["n_params"] == sum(p.numel() for p in TinyNet(2).parameters())
+    sp = data["slice_pooled"]
+    assert set(sp) == {"dice", "iou", "mean_dice", "miou"} and set(sp["dice"]) == {"left atrium"}
+    conf = np.array(data["confusion"])
+    store = common.open_store(world, "msd_heart")
+    assert conf.shape == (2, 2) and conf.sum() == 5 * 32 * 32  # case4: 5 slices of 32x32
+    tp, fp, fn = conf[1, 1], conf[0, 1], conf[1, 0]
+    if tp + fp + fn:
+        assert sp["dice"]["left atrium"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    assert [v["case"] for v in data["per_volume"]] == ["case4"]
+    pv = data["per_volume"][0]
+    assert set(pv) == {"patient", "case", "dice", "iou", "hd95"} and pv["patient"] == "case4"
+    vm = data["volume_mean"]
+    assert set(vm) == {"dice", "iou", "hd95", "mean_dice", "miou"}
+    for v in (sp["mean_dice"], sp["miou"]):
+        assert v is None or 0 <= v <= 1
+    # with the slicer's per-case spacing, HD95 is in mm
+    meta_path = common.store_path(world, "msd_heart") / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["spacing"] = {c: [2.0, 1.5, 1.5] for c in store.index["case"].unique()}
+    meta_path.write_text(json.dumps(meta))
+    mm = evaluate(world, "s", "stand", "msd_heart", "100", 0, model, tmp_path / "M2" / "seed0.json", progress=False)
+    assert mm["hd95_units"] == "mm" and mm["slice_pooled"] == data["slice_pooled"]
+    npz = np.load(tmp_path / "M" / "seed0_pred.npz")
+    assert npz["image"].shape == npz["label"].shape == npz["pred"].shape == (1, 32, 32)
+    r = int(npz["rows"][0])
+    fg_counts = [(store.labels[x] > 0).sum() for x in store.rows(["case4"])]
+    assert (store.labels[r] > 0).sum() == max(fg_counts)
+
+
+def test_denoising_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(common, "build_model", lambda arch, out_channels: TinyNet(out_channels))
+    config = base_config("denoising")
+    heart = make_store(common.store_path(config, "msd_heart"), [6, 6, 5, 6, 5], dataset="msd_heart",
+                       classes=["left atrium"], seed=1)
+    write_split(config, heart, "msd_heart", ["case0", "case1", "case2"], ["case3"], ["case4"])
+    model = finetune(config, "s", "stand", "msd_heart", "100", 0, tmp_path / "F", None, progress=False)
+    meta = torch.load(model, weights_only=False)
+    assert meta["out_channels"] == 1 and meta["score_name"] == "val_psnr"
+    assert "val_psnr" in pd.read_csv(tmp_path / "F" / "log.csv").columns
+    res = evaluate(config, "s", "stand", "msd_heart", "100", 0, model, tmp_path / "seed0.json", progress=False)
+    assert res["downstream"] == "denoising" and res["psnr"] is not None and 0 < res["psnr"] < 100
+    assert res["per_volume"][0]["psnr"] is not None
+    assert res["confusion"] == [] and res["slice_pooled"]["mean_dice"] is None and res["classes"] == []
+    # same seed -> same noise -> same PSNR
+    res2 = evaluate(config, "s", "stand", "msd_heart", "100", 0, model, tmp_path / "again.json", progress=False)
+    assert res2["psnr"] == res["psnr"]
+    npz = np.load(tmp_path / "seed0_pred.npz")
+    assert npz["pred"].dtype == np.float32 and npz["label"].dtype == np.float32
+
+
+# --------------------------------------------------------------------------- real models and methods
+def _real_available(method):
+    try:
+        from medssl.methods import METHODS
+        from medssl.models import MODELS
+    except Exception:
+        return False
+    return "hssl_net" in MODELS and method in METHODS
+
+
+@pytest.mark.skipif(not _real_available("simclr"), reason="medssl.models/methods not importable yet")
+def test_end_to_end_real_hssl_net_simclr(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = base_config()
+    study = config["studies"]["s"]
+    study["runs"] = {"simclr": {"method": "simclr", "arch": "hssl_net"}}
+    study["pretrain"].update(epochs=1, steps_per_epoch=2)
+    study["finetune"].update(epochs=1, steps_per_epoch=1)
+    for d, n, seed in (("msd_heart", [6, 6, 5, 6, 5], 1), ("msd_spleen", [5, 6, 5], 2)):
+        store = make_store(common.store_path(config, d), n, dataset=d, classes=["x"], seed=seed)
+        pats = sorted(set(store.index["patient"]))
+        write_split(config, store, d, pats[:-2], [pats[-2]], [pats[-1]])
+    pre = pretrain(config, "s", "simclr", "all", tmp_path / "P", progress=False)
+    assert torch.load(pre, weights_only=False)["n_params"] > 1e6
+    model = finetune(config, "s", "simclr", "msd_heart", "100", 0, tmp_path / "F", pre, progress=False)
+    res = evaluate(config, "s", "simclr", "msd_heart", "100", 0, model, tmp_path / "seed0.json", progress=False)
+    assert res["arch"] == "hssl_net" and math.isfinite(pd.read_csv(tmp_path / "P" / "log.csv")["loss"][0])
+
+
+@pytest.mark.skipif(not _real_available("ssmtl"), reason="medssl.methods.ssmtl not importable yet")
+def test_end_to_end_real_ssmtl_sequence(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = base_config()
+    study = config["studies"]["s"]
+    study["paper"] = "ssmtl"
+    study["runs"] = {"ssmtl": {"method": "ssmtl", "arch": "unet", "params": {"offset": 1}}}
+    study["pretrain"].update(epochs=1, steps_per_epoch=1, batch_size=2)
+    store = make_store(common.store_path(config, "msd_heart"), [6, 6, 5, 6, 5], dataset="msd_heart",
+                       classes=["x"], seed=1)
+    write_split(config, store, "msd_heart", ["case0", "case1", "case2"], ["case3"], ["case4"])
+    pre = pretrain(config, "s", "ssmtl", "msd_heart", tmp_path / "P", progress=False)
+    assert torch.load(pre, weights_only=False)["method"] == "ssmtl"
