@@ -28,10 +28,37 @@ def tiny_config(experiment: str = "tiny", datasets=("msd_heart", "msd_spleen")) 
     study["pretrain"] = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 1, "steps_per_epoch": 2}
     study["finetune"] = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 1, "steps_per_epoch": 2}
     study["runs"] = {"tfs": {"method": "tfs", "arch": "hssl_net", "label": "TFS"},
+                     "simclr": {"method": "simclr", "arch": "hssl_net", "label": "SimCLR"},
                      "hssl": {"method": "hssl", "arch": "hssl_net", "label": "HSSL"}}
     config["studies"] = {"hssl": study}
-    config["reports"] = {"hssl_table2": {"study": "hssl", "runs": {"TFS": "tfs", "HSSL": "hssl"},
+    config["reports"] = {"hssl_table2": {"study": "hssl", "runs": {"TFS": "tfs", "SimCLR": "simclr", "HSSL": "hssl"},
                                          "datasets": {"1": datasets[0]}, "ratios": ["100"]}}
+    return copy.deepcopy(config)
+
+
+def tiny_ssmtl_config(experiment: str = "tiny_ssmtl") -> dict:
+    """Paper B in seconds: the MM-WHS CT twin, SSMTL on the U-Net and SSMTL+ on the ResNet50-FCN (t = 2),
+    finetuned on 2 scans x 4 slices, and Tables 2 and 4 built from them."""
+    with open(REPO / "config" / "config.yaml") as f:
+        config = yaml.safe_load(f)
+    config["experiment"] = experiment
+    config["threads"] = 1
+    config["data"]["image_size"] = 32
+    config["data"]["synthetic"] = {"patients": 4, "seed": 0, "scale": 0.15}
+    config["datasets"] = {"mmwhs_ct": {"scans_subset": [2, 4]}}
+    study = config["studies"]["ssmtl_ct"]
+    study["seeds"] = [0]
+    study["pretrain"] = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "checkpoint_every": 1, "steps_per_epoch": 2}
+    study["finetune"] = {"epochs": 1, "batch_size": 4, "lr": 1e-3, "poly_power": 0.0, "checkpoint_every": 1,
+                         "steps_per_epoch": 2}
+    study["runs"] = {"unet_ssmtl": {"method": "ssmtl", "arch": "unet", "params": {"offset": 2}},
+                     "fcn_ssmtl_plus": {"method": "ssmtl_plus", "arch": "resnet50_fcn", "params": {"offset": 2}}}
+    config["studies"] = {"ssmtl_ct": study}
+    config["reports"] = {
+        "ssmtl_table2": {"study": "ssmtl_ct", "runs": {"SSMTL (t=5)": "unet_ssmtl"}, "datasets": {"CT": "mmwhs_ct"},
+                         "ratios": ["scans"], "baseline": None},
+        "ssmtl_table4": {"study": "ssmtl_ct", "runs": {"SSMTL+": "fcn_ssmtl_plus"}, "datasets": {"CT": "mmwhs_ct"},
+                         "ratios": ["scans"], "baseline": None}}
     return copy.deepcopy(config)
 
 

@@ -111,3 +111,21 @@ def test_new_msd_dataset_is_one_entry():
             registry.register(spec)
     finally:
         del registry.REGISTRY["msd_hippocampus_test"]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_runs_name_registered_methods_archs_and_params(repo, name):
+    from medssl.methods import METHODS
+    from medssl.models import MODELS
+
+    config = mcfg.load_config(repo / "config" / name)
+    for study, s in config["studies"].items():
+        for run in s["runs"]:
+            r = mcfg.run_settings(config, study, run)
+            assert r["arch"] in MODELS, (study, run)
+            if r["method"] == "tfs":
+                assert not r["params"], (study, run)
+                continue
+            assert r["method"] in METHODS, (study, run)
+            unknown = set(r["params"]) - set(METHODS[r["method"]].default_params())
+            assert not unknown, (study, run, unknown)

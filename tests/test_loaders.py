@@ -172,3 +172,20 @@ def test_loader_workers_match_main_process(seq_store):
         loader.batch_sampler.set_epoch(2)
         out.append([(b["row"].tolist(), b["pair_row"].tolist()) for b in loader])
     assert out[0] == out[1]
+
+
+def test_fill_makes_every_batch_full_and_covers_the_set():
+    from medssl.data.loaders import EpochBatchSampler
+
+    small = EpochBatchSampler(3, 8, fill=True, seed=1)
+    small.set_epoch(1)
+    batches = list(small)
+    assert len(batches) == 1 and len(batches[0]) == 8 and {i for i, _ in batches[0]} == {0, 1, 2}
+    big = EpochBatchSampler(20, 8, fill=True, seed=1)
+    big.set_epoch(2)
+    batches = list(big)
+    assert [len(b) for b in batches] == [8, 8, 8]
+    assert {i for b in batches for i, _ in b} == set(range(20))
+    again = EpochBatchSampler(20, 8, fill=True, seed=1)
+    again.set_epoch(2)
+    assert list(again) == batches

@@ -188,7 +188,7 @@ def test_task_group_ids():
     assert n2 == 4 and g2["mmwhs_ct"] == 3
 
 
-def test_pretrain_outputs_and_resume_equivalence(world, tmp_path):
+def test_pretrain_outputs_and_resume_equivalence(world, tmp_path, monkeypatch, caplog):
     out_a = tmp_path / "A"
     pretrain(world, "s", "stand", "all", out_a, progress=False)
     model_a = torch.load(out_a / "model.pt", weights_only=False)
@@ -198,16 +198,31 @@ def test_pretrain_outputs_and_resume_equivalence(world, tmp_path):
     assert list(log_a.columns) == ["epoch", "step", "loss", "rec", "task", "group", "lr", "time"]
     assert log_a["step"].tolist() == [3, 6]
     assert log_a["lr"].tolist() == [1e-3, 1e-3]
-    ck = ckpt.load(out_a / "checkpoint.pt")
-    assert ck["epoch"] == 2 and ck["step"] == 6 and {"python", "numpy", "torch"} <= set(ck["rng"])
+    assert "method_state" in model_a  # the method's heads, for the t-SNE features
+    assert not (out_a / "checkpoint.pt").exists()  # removed once model.pt is written: nothing to resume
 
-    # 1 epoch, stop, resume with 2 epochs (epochs are not part of the config hash)
+    # 2 epochs interrupted after epoch 1's checkpoint, then the same job again: resumes from epoch 1
+    class Stop(Exception):
+        pass
+
+    orig = Loop.save_checkpoint
+
+    def stop_after_first(self):
+        orig(self)
+        if self.epoch == 1:
+            raise Stop
+
     out_b = tmp_path / "B"
-    one = copy.deepcopy(world)
-    one["studies"]["s"]["pretrain"]["epochs"] = 1
-    pretrain(one, "s", "stand", "all", out_b, progress=False)
-    assert torch.load(out_b / "model.pt", weights_only=False)["epochs"] == 1
-    pretrain(world, "s", "stand", "all", out_b, progress=False)
+    monkeypatch.setattr(Loop, "save_checkpoint", stop_after_first)
+    with pytest.raises(Stop):
+        pretrain(world, "s", "stand", "all", out_b, progress=False)
+    monkeypatch.setattr(Loop, "save_checkpoint", orig)
+    ck = ckpt.load(out_b / "checkpoint.pt")
+    assert ck["epoch"] == 1 and ck["step"] == 3 and {"python", "numpy", "torch"} <= set(ck["rng"])
+    assert not (out_b / "model.pt").exists()
+    with caplog.at_level("INFO", logger="medssl.train"):
+        pretrain(world, "s", "stand", "all", out_b, progress=False)
+    assert "resuming from epoch 1" in caplog.text
     model_b = torch.load(out_b / "model.pt", weights_only=False)
     assert states_equal(model_a["state_dict"], model_b["state_dict"])
     pd.testing.assert_frame_equal(log_without_time(out_a / "log.csv"), log_without_time(out_b / "log.csv"))
@@ -353,8 +368,7 @@ def test_finetune_resume_equivalence_and_seeds(world, tmp_path, monkeypatch):
     assert states_equal(sa["state_dict"], sb["state_dict"]) and sa["best_epoch"] == sb["best_epoch"]
     pd.testing.assert_frame_equal(log_without_time(tmp_path / "A" / "log.csv"),
                                   log_without_time(tmp_path / "B" / "log.csv"))
-    ca, cb = ckpt.load(tmp_path / "A" / "checkpoint.pt"), ckpt.load(tmp_path / "B" / "checkpoint.pt")
-    assert states_equal(ca["module"], cb["module"])
+    assert not (tmp_path / "A" / "checkpoint.pt").exists() and not (tmp_path / "B" / "checkpoint.pt").exists()
 
 
 def test_finetune_without_val_keeps_last(world, tmp_path, caplog):

@@ -80,11 +80,17 @@ def expected_outputs(config: dict) -> list[str]:
         files += [f"{out}/splits/{w['dataset']}.json", f"{out}/data/{w['dataset']}/index.csv"]
     for w in jobs.get("pretrain", []):
         files.append(f"{out}/{w['study']}/pretrain/{w['run']}/{w['pool']}/model.pt")
-    for w in jobs.get("finetune", []):
+    for w in jobs.get("finetune", []) if config.get("keep_finetuned_models", False) else []:  # else temp()
         files.append(f"{out}/{w['study']}/finetune/{w['run']}/{w['dataset']}/{w['ratio']}/seed{w['seed']}/model.pt")
     for w in jobs.get("evaluate", []):
         base = f"{out}/{w['study']}/metrics/{w['run']}/{w['dataset']}/{w['ratio']}/seed{w['seed']}"
         files += [f"{base}.json", f"{base}_pred.npz"]
+    for w in jobs.get("tsne_features", []):
+        files.append(f"{out}/{w['study']}/features/{w['run']}.npz")
+    from medssl.reports import targets as report_targets
+
+    for target in report_targets.configured_targets(config):
+        files += [str(p) for p in report_targets.outputs(config, target)]
     return files
 
 

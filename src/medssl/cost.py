@@ -398,12 +398,13 @@ def format_table(est: CostEstimate, *, by_run: bool = False) -> str:
     lines.append("-" * (w + 19))
     lines.append(f"{'total':<{w}}{sum(est.counts.values()):>7}{est.gpu_hours():12.1f}")
     if by_run:
-        lines += ["", f"{'study/run':<28}{'stage':<10}{'jobs':>6}{'GPU-hours':>12}{'img/s':>9}"]
         groups: dict[tuple, list[JobCost]] = {}
         for j in est.jobs:
             groups.setdefault((j.wildcards["study"], j.wildcards["run"], j.rule), []).append(j)
+        wr = max([len(f"{st}/{r}") for st, r, _ in groups] + [9]) + 2
+        lines += ["", f"{'study/run':<{wr}}{'stage':<10}{'jobs':>6}{'GPU-hours':>12}{'img/s':>9}"]
         for (study, run, rule), js in groups.items():
-            lines.append(f"{study + '/' + run:<28}{rule:<10}{len(js):>6}{sum(j.gpu_hours for j in js):12.1f}"
+            lines.append(f"{study + '/' + run:<{wr}}{rule:<10}{len(js):>6}{sum(j.gpu_hours for j in js):12.1f}"
                          f"{js[0].throughput:9.0f}")
     lines.append("")
     lines.append("GPU-hours = images through the network / images per second + "

@@ -6,6 +6,7 @@ import yaml
 from snakemake.utils import validate
 
 from medssl import config as mcfg
+from medssl import cost as medssl_cost
 from medssl.reports import targets as report_targets
 
 
@@ -110,12 +111,17 @@ def pretrained_arg(wildcards, input):
     return f"--pretrained {path}"
 
 
-def stage_resources(stage):
-    """mem_mb and runtime (minutes) for a training rule, scaled from the config's epochs."""
+def finetuned_model_output(path):
+    """Finetuned models are temp() files (deleted once evaluated) unless keep_finetuned_models is set."""
+    return path if config.get("keep_finetuned_models", False) else temp(path)
+
+
+def stage_resources(rule):
+    """Walltime (minutes) of a training job: its estimated GPU time (medssl.cost, from the config's epochs,
+    the job's slice counts and images/s) x 2 safety x attempt, so a retried job asks for more."""
 
     def runtime(wildcards, attempt):
-        s = mcfg.stage_settings(config, wildcards.study, stage, wildcards.run)
-        return max(10, int(s["epochs"]) // 2) * attempt
+        return medssl_cost.runtime_minutes(config, rule, wildcards, attempt)
 
     return runtime
 
@@ -138,6 +144,10 @@ def study_metrics(study):
 
 def report_outputs(target):
     return [f"{OUT}/{p}" for p in report_targets.target_info(target).outputs]
+
+
+def report_category(target):
+    return "Paper A (HSSL)" if target.startswith("hssl") else "Paper B (SSMTL)"
 
 
 def report_inputs(target):

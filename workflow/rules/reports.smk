@@ -10,7 +10,10 @@ for _target in REPORTS:
         input:
             report_inputs_of(_target),
         output:
-            report_outputs(_target),
+            [
+                report(path, caption=f"../report/{_target}.rst", category=report_category(_target))
+                for path in report_outputs(_target)
+            ],
         params:
             config=CONFIG,
             target=_target,

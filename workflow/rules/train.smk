@@ -32,7 +32,7 @@ rule finetune:
         split=lambda wildcards: split_file(wildcards.dataset),
         pretrained=pretrained_model,
     output:
-        model=f"{OUT}/{{study}}/finetune/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}/model.pt",
+        model=finetuned_model_output(f"{OUT}/{{study}}/finetune/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}/model.pt"),
     params:
         config=CONFIG,
         out=lambda wildcards, output: os.path.dirname(output.model),

@@ -208,27 +208,43 @@ class EpochBatchSampler(Sampler):
     """Batches of ``(index, salt)``: a fresh permutation per epoch from (seed, epoch), at most ``max_batches``.
 
     ``drop_last`` drops a trailing partial batch only when at least one full batch exists (a dataset smaller
-    than the batch still yields one batch). Call :meth:`set_epoch` before iterating.
+    than the batch still yields one batch). ``fill`` makes every batch full instead: an epoch is
+    ``ceil(n / batch_size)`` batches drawn from successive permutations, so a set smaller than a batch (a 5 %
+    label subset) repeats slices within a batch rather than producing batches of one (which BatchNorm
+    cannot train on). Call :meth:`set_epoch` before iterating.
     """
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, drop_last: bool = True, seed: int = 0,
-                 max_batches: int | None = None):
+                 max_batches: int | None = None, fill: bool = False):
         if n <= 0:
             raise ValueError("cannot sample batches from an empty dataset")
         self.n, self.batch_size, self.shuffle, self.drop_last = n, int(batch_size), shuffle, drop_last
-        self.seed, self.max_batches, self.epoch = int(seed), max_batches, 0
+        self.seed, self.max_batches, self.epoch, self.fill = int(seed), max_batches, 0, fill
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
         full, rest = divmod(self.n, self.batch_size)
-        n_batches = full + (1 if rest and (not self.drop_last or full == 0) else 0)
+        if self.fill:
+            n_batches = full + (1 if rest else 0)
+        else:
+            n_batches = full + (1 if rest and (not self.drop_last or full == 0) else 0)
         return min(n_batches, self.max_batches) if self.max_batches else n_batches
 
+    def _order(self) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        need = len(self) * self.batch_size if self.fill else self.n
+        parts, total = [], 0
+        while total < need:
+            parts.append(rng.permutation(self.n) if self.shuffle else np.arange(self.n))
+            total += self.n
+            if not self.fill:
+                break
+        return np.concatenate(parts)
+
     def __iter__(self):
-        order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n) if self.shuffle
-                 else np.arange(self.n))
+        order = self._order()
         for b in range(len(self)):
             chunk = order[b * self.batch_size:(b + 1) * self.batch_size]
             salt = (self.seed, self.epoch, b)
@@ -241,10 +257,10 @@ def _identity(batch):
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, drop_last: bool = True,
                 seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
-                max_batches: int | None = None) -> DataLoader:
+                max_batches: int | None = None, fill: bool = False) -> DataLoader:
     """A DataLoader with an :class:`EpochBatchSampler` (reach it as ``loader.batch_sampler``)."""
     sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                                max_batches=max_batches)
+                                max_batches=max_batches, fill=fill)
     kw = {}
     if num_workers > 0:
         kw = {"persistent_workers": True, "prefetch_factor": 4, "worker_init_fn": worker_init_fn}

@@ -1,8 +1,8 @@
 """Features of a pretrained HSSL model for the t-SNE figure (paper A, Figure 3b).
 
 Draws ``per_task`` foreground slices from each dataset of the pretraining pool (a seeded sample, the
-same for every model), rebuilds the pretraining method from its final ``checkpoint.pt`` (backbone *and*
-heads: the heads are not part of ``model.pt``), and writes, per slice:
+same for every model), rebuilds the pretraining method from its ``model.pt`` (the backbone state plus
+``method_state``, which holds the heads), and writes, per slice:
 
 - ``raw pixels``: down-sampled intensities, the offline stand-in for the paper's generic ImageNet VGG-19
   feature (no downloaded weights on this pipeline's machines);
@@ -44,7 +44,7 @@ def extract_features(config: dict, study: str, run: str, out: str | Path, *, per
     """Write the features .npz that :func:`medssl.reports.figures` turns into Figure 3b."""
     pool = cfg.pretrain_pool(config, study, run, config["studies"][study]["finetune_datasets"][0])
     run_dir = cfg.results_dir(config) / study / "pretrain" / run / pool
-    state = ckpt.load(run_dir / "checkpoint.pt")
+    state = ckpt.load(run_dir / "model.pt")
     datasets = common.pool_datasets(config, study, pool)
     images, index = sample_pool(config, datasets, per_task, seed)
     task_of, group_of, n_tasks, n_groups = common.task_group_ids(config, study, datasets)
@@ -55,7 +55,9 @@ def extract_features(config: dict, study: str, run: str, out: str | Path, *, per
     backbone = common.build_model(rs["arch"], 1)
     method = common.build_method(rs["method"], backbone, n_tasks=n_tasks, n_groups=n_groups,
                                  image_size=images.shape[-1], **rs["params"])
-    method.load_state_dict(state["module"])
+    backbone.load_state_dict(state["state_dict"])
+    method.load_state_dict({**{f"backbone.{k}": v for k, v in state["state_dict"].items()},
+                            **state["method_state"]})
     method.eval()
 
     def head_output(key):

@@ -130,7 +130,7 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
 
     epochs = int(st["epochs"])
     loader = make_loader(SliceDataset(store, rows, labels=True), int(st["batch_size"]), shuffle=True,
-                         drop_last=False, seed=int(seed), num_workers=int(st["num_workers"]),
+                         fill=True, seed=int(seed), num_workers=int(st["num_workers"]),
                          pin_memory=dev.is_cuda(device), max_batches=st.get("steps_per_epoch"))
     optimizer = build_optimizer(model.parameters(), float(st["lr"]), float(st.get("weight_decay", 0.0)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_lambda(epochs, float(st["poly_power"])))
@@ -183,7 +183,7 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
                                              dataset, str(ratio), int(seed),
                                              str(pretrained) if pretrained else None),
                 prepare=prepare, on_epoch_end=on_epoch_end, extra_state=extra_state, load_extra=load_extra,
-                desc=f"finetune {run}/{dataset}/{ratio}/seed{seed}", progress=progress)
+                desc=f"finetune {run}/{dataset}/{ratio}/seed{seed}", progress=progress, checkpoint_at_end=False)
     log.info("finetune %s/%s on %s (ratio %s, seed %d): %d labelled slices, %d val slices, device %s",
              study, run, dataset, ratio, seed, len(rows), len(val_rows), device)
     loop.run()
@@ -193,10 +193,12 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
         log.info("best %s %.4f at epoch %s", score_name, best["score"], best["epoch"])
     else:
         state, selection = ckpt.cpu_state_dict(model), "last"
-    return ckpt.save_model(
+    path = ckpt.save_model(
         out_dir / MODEL, state, kind="finetune", arch=rs["arch"], out_channels=out_channels,
         n_params=common.n_params(model), run=run, method=rs["method"], study=study, dataset=dataset,
         ratio=str(ratio), seed=int(seed), epochs=loop.epoch, selection=selection, best_epoch=best["epoch"],
         best_score=best["score"], score_name=score_name, train_slices=int(len(rows)),
         pretrained=str(pretrained) if pretrained else None, transfer=rs["transfer"], loaded=len(loaded),
         skipped=len(skipped))
+    loop.finish()
+    return path

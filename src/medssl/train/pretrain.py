@@ -134,6 +134,12 @@ def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path,
                 config_hash=ckpt.config_hash({k: v for k, v in rs.items() if k != "label"}, hashed, opts,
                                              datasets, patients, image_size),
                 prepare=prepare, after_step=method.after_step, on_epoch_end=on_epoch_end,
-                desc=f"pretrain {run}/{pool}", progress=progress)
+                desc=f"pretrain {run}/{pool}", progress=progress, checkpoint_at_end=False)
     loop.run()
-    return ckpt.save_model(out_dir / MODEL, ckpt.cpu_state_dict(backbone), epochs=loop.epoch, **meta)
+    # The method's own modules (projection/task/group heads, momentum encoder, queue) travel with the backbone
+    # so that the t-SNE features of Figure 3b can be computed from model.pt alone.
+    method_state = {k: v for k, v in ckpt.cpu_state_dict(method).items() if not k.startswith("backbone.")}
+    path = ckpt.save_model(out_dir / MODEL, ckpt.cpu_state_dict(backbone), epochs=loop.epoch,
+                           method_state=method_state, **meta)
+    loop.finish()
+    return path

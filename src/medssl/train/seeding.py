@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 
 import numpy as np
 import torch
@@ -19,7 +20,20 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(bool(deterministic), warn_only=True)
+    set_deterministic(bool(deterministic))
+
+
+def set_deterministic(mode: bool) -> None:
+    """``torch.use_deterministic_algorithms(mode, warn_only=True)`` without its import of ``torch._inductor``.
+
+    That import pulls in ``torch._dynamo`` (2-4 s of CPU per process, paid by every Snakemake job) only to set
+    inductor's ``deterministic`` flag; medssl never compiles, so the flag is set only when inductor is
+    already loaded.
+    """
+    torch._C._set_deterministic_algorithms(mode, warn_only=True)
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = mode
 
 
 def get_rng_state() -> dict:
