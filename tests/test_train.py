@@ -6,7 +6,6 @@ end-to-end tests at the bottom use the real ``hssl_net`` + ``simclr``/``ssmtl`` 
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 
@@ -176,6 +175,24 @@ def log_without_time(path):
 
 
 # ---------------------------------------------------------------------------------------------- tests
+
+class Stop(Exception):
+    """Raised by :func:`interrupt_after_first_checkpoint`: a job killed right after its epoch-1 checkpoint."""
+
+
+def interrupt_after_first_checkpoint(monkeypatch):
+    """Make training stop right after writing its epoch-1 checkpoint; returns the original method."""
+    orig = Loop.save_checkpoint
+
+    def stop_after_first(self):
+        orig(self)
+        if self.epoch == 1:
+            raise Stop
+
+    monkeypatch.setattr(Loop, "save_checkpoint", stop_after_first)
+    return orig
+
+
 def test_task_group_ids():
     config = base_config()
     config["studies"]["s"]["pretrain_datasets"] = ["msd_heart", "msd_liver", "msd_prostate", "msd_spleen"]
@@ -202,18 +219,9 @@ def test_pretrain_outputs_and_resume_equivalence(world, tmp_path, monkeypatch, c
     assert not (out_a / "checkpoint.pt").exists()  # removed once model.pt is written: nothing to resume
 
     # 2 epochs interrupted after epoch 1's checkpoint, then the same job again: resumes from epoch 1
-    class Stop(Exception):
-        pass
-
-    orig = Loop.save_checkpoint
-
-    def stop_after_first(self):
-        orig(self)
-        if self.epoch == 1:
-            raise Stop
 
     out_b = tmp_path / "B"
-    monkeypatch.setattr(Loop, "save_checkpoint", stop_after_first)
+    orig = interrupt_after_first_checkpoint(monkeypatch)
     with pytest.raises(Stop):
         pretrain(world, "s", "stand", "all", out_b, progress=False)
     monkeypatch.setattr(Loop, "save_checkpoint", orig)
@@ -348,17 +356,8 @@ def test_finetune_resume_equivalence_and_seeds(world, tmp_path, monkeypatch):
     assert states_equal(sa["state_dict"], torch.load(again, weights_only=False)["state_dict"])
     assert not states_equal(sa["state_dict"], torch.load(other, weights_only=False)["state_dict"])
 
-    class Stop(Exception):
-        pass
 
-    orig = Loop.save_checkpoint
-
-    def stop_after_first(self):
-        orig(self)
-        if self.epoch == 1:
-            raise Stop
-
-    monkeypatch.setattr(Loop, "save_checkpoint", stop_after_first)
+    orig = interrupt_after_first_checkpoint(monkeypatch)
     with pytest.raises(Stop):
         finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "B", pre, progress=False)
     monkeypatch.setattr(Loop, "save_checkpoint", orig)

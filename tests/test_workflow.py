@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -67,6 +66,12 @@ def test_tiny_end_to_end(tmp_path):
     assert not (res / "hssl" / "pretrain" / "tfs").exists()
     table = (res / "tables" / "hssl_table2.md").read_text()
     assert "synthetic" in table.lower() and all(name in table for name in ("TFS", "SimCLR", "HSSL"))
+    # The HTML report holds the table with its caption, which says the data are synthetic.
+    code, out = snakemake("--report", str(tmp_path / "report.html"), "-d", str(tmp_path),
+                          "--snakefile", str(REPO / "Snakefile"), "--configfile", str(path))
+    assert code == 0, out
+    html = (tmp_path / "report.html").read_text()
+    assert "hssl_table2.md" in html and "synthetic phantom twins" in html and "{% if" not in html
     # Nothing left to do: a second run is a no-op.
     code, out = snakemake("all", "-n", "--cores", "2", "-d", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
                           "--configfile", str(path))
