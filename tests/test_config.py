@@ -129,3 +129,14 @@ def test_runs_name_registered_methods_archs_and_params(repo, name):
             assert r["method"] in METHODS, (study, run)
             unknown = set(r["params"]) - set(METHODS[r["method"]].default_params())
             assert not unknown, (study, run, unknown)
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    import os
+
+    from medssl.io import write_json
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    write_json(tmp_path / "x.json", {"a": 1})
+    assert (tmp_path / "x.json").stat().st_mode & 0o777 == 0o666 & ~mask

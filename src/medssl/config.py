@@ -211,6 +211,11 @@ def pretraining_of(config: dict, study: str, run: str) -> tuple[str, str] | None
     return (src_study or study, src_run)
 
 
+def pool_datasets(config: dict, study: str, pool: str) -> list[str]:
+    """Datasets of a pretraining pool: ``all`` = the study's pretrain_datasets, else the single dataset."""
+    return list(config["studies"][study]["pretrain_datasets"]) if pool == "all" else [pool]
+
+
 def pretrain_pool(config: dict, study: str, run: str, dataset: str) -> str:
     """Pool name of a pretraining: 'all' (domain multi: the study's pretrain_datasets) or the dataset."""
     return "all" if run_settings(config, study, run)["domain"] == "multi" else dataset

@@ -102,10 +102,6 @@ GENERIC_REAL = RealDataset(30, 30 * 100, 30 * 60, "generic estimate: 30 scans x 
 # The DAG (mirrors workflow/rules/common.smk and reports.smk)
 
 
-def pool_datasets(config: dict, study: str, pool: str) -> list[str]:
-    return list(config["studies"][study]["pretrain_datasets"]) if pool == "all" else [pool]
-
-
 def _evaluations_and_features(config: dict) -> tuple[list[tuple], list[tuple], list[str]]:
     """What `all` needs: evaluation keys (study, run, dataset, ratio, seed), t-SNE feature jobs (study, run)
     and report targets. With a `reports` block: the splits plus every configured table/figure and what they
@@ -340,7 +336,7 @@ def runtime_minutes(config: dict, rule: str, wildcards, attempt: int = 1, *, roo
     """
     keys = ("study", "run", "pool") if rule == "pretrain" else ("study", "run", "dataset", "ratio", "seed")
     w = {k: wildcards[k] if isinstance(wildcards, dict) else getattr(wildcards, k) for k in keys}
-    names = pool_datasets(config, w["study"], w["pool"]) if rule == "pretrain" else [w["dataset"]]
+    names = cfg.pool_datasets(config, w["study"], w["pool"]) if rule == "pretrain" else [w["dataset"]]
     sizes = {d: dataset_size(config, d, root) for d in names}
     hours = _job_cost(config, rule, w, sizes, None).gpu_hours
     return max(minimum, math.ceil(hours * 60 * safety)) * int(attempt)
@@ -353,7 +349,7 @@ def _job_cost(config: dict, rule: str, w: dict, sizes: dict, measured: dict | No
         s = config["studies"][study]
         paper = s.get("paper")
         slice_filter = s.get("slice_filter", "foreground" if paper == "hssl" else "all")
-        names = pool_datasets(config, study, pool)
+        names = cfg.pool_datasets(config, study, pool)
         n = 0
         for d in names:
             size = sizes[d]

@@ -77,18 +77,8 @@ def split_file(dataset):
 # Training stage
 
 
-def run_cfg(wildcards):
-    return mcfg.run_settings(config, wildcards.study, wildcards.run)
-
-
-def pool_datasets(study, pool):
-    if pool == "all":
-        return list(STUDIES[study]["pretrain_datasets"])
-    return [pool]
-
-
 def pretrain_inputs(wildcards):
-    names = pool_datasets(wildcards.study, wildcards.pool)
+    names = mcfg.pool_datasets(config, wildcards.study, wildcards.pool)
     return {"stores": [store_dir(d) for d in names], "splits": [split_file(d) for d in names]}
 
 

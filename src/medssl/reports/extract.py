@@ -45,7 +45,7 @@ def extract_features(config: dict, study: str, run: str, out: str | Path, *, per
     pool = cfg.pretrain_pool(config, study, run, config["studies"][study]["finetune_datasets"][0])
     run_dir = cfg.results_dir(config) / study / "pretrain" / run / pool
     state = ckpt.load(run_dir / "model.pt")
-    datasets = common.pool_datasets(config, study, pool)
+    datasets = cfg.pool_datasets(config, study, pool)
     images, index = sample_pool(config, datasets, per_task, seed)
     task_of, group_of, n_tasks, n_groups = common.task_group_ids(config, study, datasets)
     task = np.array([task_of[datasets[i]] for i in index])

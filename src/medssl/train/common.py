@@ -53,11 +53,6 @@ def load_split(config: dict, dataset: str) -> dict:
     return read_json(split_path(config, dataset))
 
 
-def pool_datasets(config: dict, study: str, pool: str) -> list[str]:
-    """Datasets of a pretraining pool: ``all`` = the study's pretrain_datasets, else the single dataset."""
-    return list(config["studies"][study]["pretrain_datasets"]) if pool == "all" else [pool]
-
-
 def task_group_ids(config: dict, study: str, datasets: list[str]) -> tuple[dict, dict, int, int]:
     """HSSL task and group ids of ``datasets``: ``(task_of, group_of, n_tasks, n_groups)``.
 

@@ -77,7 +77,7 @@ def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path,
     dev.configure(device, config.get("threads"))
     seed_everything(PRETRAIN_SEED, deterministic=not dev.is_cuda(device))
 
-    datasets = common.pool_datasets(config, study, pool)
+    datasets = cfg.pool_datasets(config, study, pool)
     stores = [common.open_store(config, d) for d in datasets]
     sizes = {common.check_image_size(s) for s in stores}
     if len(sizes) != 1:
