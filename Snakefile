@@ -1,6 +1,6 @@
 # medssl: self-supervised pretraining for label-efficient medical image segmentation.
 #   snakemake --cores 2 all                      embedded synthetic demo (config/config.yaml)
-#   snakemake --configfile config/paper.yaml all  the papers' datasets and hyper-parameters
+#   snakemake all --configfile config/paper.yaml  the papers' datasets and hyper-parameters
 #   snakemake --rulegraph | dot -Tpng > workflow/report/rulegraph.png
 from snakemake.utils import min_version
 
