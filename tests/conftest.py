@@ -11,15 +11,21 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 
 
-def tiny_config(experiment: str = "tiny", datasets=("msd_heart", "msd_spleen")) -> dict:
-    """The demo config shrunk to seconds: 2 datasets, 5 phantom patients, 32 px, 1 epoch of 2 steps, the
-    HSSL study with two runs (tfs, hssl) and one table built from them."""
+def shrunk_demo(experiment: str, patients: int, scale: float) -> dict:
+    """The demo config with one thread per job, 32 px slices and small phantoms (studies untouched)."""
     with open(REPO / "config" / "config.yaml") as f:
         config = yaml.safe_load(f)
     config["experiment"] = experiment
     config["threads"] = 1
     config["data"]["image_size"] = 32
-    config["data"]["synthetic"] = {"patients": 5, "seed": 0, "scale": 0.12}
+    config["data"]["synthetic"] = {"patients": patients, "seed": 0, "scale": scale}
+    return config
+
+
+def tiny_config(experiment: str = "tiny", datasets=("msd_heart", "msd_spleen")) -> dict:
+    """The demo config shrunk to seconds: 2 datasets, 5 phantom patients, 32 px, 1 epoch of 2 steps, the
+    HSSL study with two runs (tfs, hssl) and one table built from them."""
+    config = shrunk_demo(experiment, patients=5, scale=0.12)
     config["datasets"] = {d: {} for d in datasets}
     study = config["studies"]["hssl"]
     study["pretrain_datasets"] = list(datasets)
@@ -39,12 +45,7 @@ def tiny_config(experiment: str = "tiny", datasets=("msd_heart", "msd_spleen")) 
 def tiny_ssmtl_config(experiment: str = "tiny_ssmtl") -> dict:
     """Paper B in seconds: the MM-WHS CT twin, SSMTL on the U-Net and SSMTL+ on the ResNet50-FCN (t = 2),
     finetuned on 2 scans x 4 slices, and Tables 2 and 4 built from them."""
-    with open(REPO / "config" / "config.yaml") as f:
-        config = yaml.safe_load(f)
-    config["experiment"] = experiment
-    config["threads"] = 1
-    config["data"]["image_size"] = 32
-    config["data"]["synthetic"] = {"patients": 4, "seed": 0, "scale": 0.15}
+    config = shrunk_demo(experiment, patients=4, scale=0.15)
     config["datasets"] = {"mmwhs_ct": {"scans_subset": [2, 4]}}
     study = config["studies"]["ssmtl_ct"]
     study["seeds"] = [0]

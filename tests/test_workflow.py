@@ -19,16 +19,26 @@ def snakemake(*args, cwd=REPO, timeout=900):
     return proc.returncode, proc.stdout + proc.stderr
 
 
+def run_workflow(workdir, configfile, *args):
+    """snakemake ARGS on this repository's Snakefile, in ``workdir``, with ``configfile``."""
+    return snakemake(*args, "-d", str(workdir), "--snakefile", str(REPO / "Snakefile"), "--configfile",
+                     str(configfile))
+
+
+def write_config(tmp_path, name: str, config: dict):
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def test_lint_is_clean(tmp_path):
-    code, out = snakemake("--lint", "-d", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                          "--configfile", str(REPO / "config" / "config.yaml"))
+    code, out = run_workflow(tmp_path, REPO / "config" / "config.yaml", "--lint")
     assert code == 0, out
     assert "Lints for" not in out, out
 
 
 def test_paper_dag_builds_without_data(tmp_path):
-    code, out = snakemake("-n", "-d", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                          "--configfile", str(REPO / "config" / "paper.yaml"))
+    code, out = run_workflow(tmp_path, REPO / "config" / "paper.yaml", "-n")
     assert code == 0, out
     for rule in ("fetch_dataset", "slice_dataset", "split_dataset", "pretrain", "finetune", "evaluate"):
         assert rule in out
@@ -38,20 +48,15 @@ def test_paper_dag_builds_without_data(tmp_path):
 def test_invalid_config_fails_naming_the_key(tmp_path):
     config = tiny_config()
     config["data"]["image_sise"] = 32
-    path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(config))
-    code, out = snakemake("-n", "-d", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                          "--configfile", str(path))
+    code, out = run_workflow(tmp_path, write_config(tmp_path, "bad", config), "-n")
     assert code != 0 and "image_sise" in out
 
 
 @pytest.mark.slow
 def test_tiny_end_to_end(tmp_path):
     """Phantoms -> slices -> splits -> pretrain (hssl) -> finetune (tfs, hssl) -> evaluate, for real."""
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(tiny_config()))
-    code, out = snakemake("all", "--cores", "2", "-d", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                          "--configfile", str(path))
+    path = write_config(tmp_path, "tiny", tiny_config())
+    code, out = run_workflow(tmp_path, path, "all", "--cores", "2")
     assert code == 0, out
     res = tmp_path / "results" / "tiny"
     for dataset in ("msd_heart", "msd_spleen"):
@@ -67,14 +72,12 @@ def test_tiny_end_to_end(tmp_path):
     table = (res / "tables" / "hssl_table2.md").read_text()
     assert "synthetic" in table.lower() and all(name in table for name in ("TFS", "SimCLR", "HSSL"))
     # The HTML report holds the table with its caption, which says the data are synthetic.
-    code, out = snakemake("--report", str(tmp_path / "report.html"), "-d", str(tmp_path),
-                          "--snakefile", str(REPO / "Snakefile"), "--configfile", str(path))
+    code, out = run_workflow(tmp_path, path, "--report", str(tmp_path / "report.html"))
     assert code == 0, out
     html = (tmp_path / "report.html").read_text()
     assert "hssl_table2.md" in html and "synthetic phantom twins" in html and "{% if" not in html
     # Nothing left to do: a second run is a no-op.
-    code, out = snakemake("all", "-n", "--cores", "2", "-d", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                          "--configfile", str(path))
+    code, out = run_workflow(tmp_path, path, "all", "-n", "--cores", "2")
     assert code == 0 and "Nothing to be done" in out, out
 
 
@@ -82,10 +85,8 @@ def test_tiny_end_to_end(tmp_path):
 def test_tiny_ssmtl_end_to_end(tmp_path):
     """Paper B on the MM-WHS CT twin: SSMTL (U-Net) and SSMTL+ (ResNet50-FCN) pretrain, finetune on the
     scans x slices budget, evaluate (IoU), and Tables 2 and 4 are built."""
-    path = tmp_path / "tiny_ssmtl.yaml"
-    path.write_text(yaml.safe_dump(tiny_ssmtl_config()))
-    code, out = snakemake("all", "--cores", "2", "-d", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                          "--configfile", str(path))
+    path = write_config(tmp_path, "tiny_ssmtl", tiny_ssmtl_config())
+    code, out = run_workflow(tmp_path, path, "all", "--cores", "2")
     assert code == 0, out
     res = tmp_path / "results" / "tiny_ssmtl"
     split = json.loads((res / "splits" / "mmwhs_ct.json").read_text())
@@ -117,8 +118,7 @@ def _job_counts(out: str) -> dict[str, int]:
 
 def test_one_table_schedules_only_its_ancestors(tmp_path, repo):
     """`snakemake <table>` runs only what that table needs (demo config, dry run)."""
-    code, out = snakemake("results/demo/tables/hssl_table4.md", "-n", "-d", str(tmp_path),
-                          "--snakefile", str(REPO / "Snakefile"), "--configfile", str(repo / "config" / "config.yaml"))
+    code, out = run_workflow(tmp_path, repo / "config" / "config.yaml", "results/demo/tables/hssl_table4.md", "-n")
     assert code == 0, out
     counts = _job_counts(out)
     # Table 4: five loss variants at 5 % on tasks 1 and 5, plus the TFS baseline of the paired test.
@@ -133,8 +133,7 @@ def test_demo_all_schedules_every_table_and_figure(tmp_path, repo):
     """`all` on the demo config makes every table and figure of both papers (dry run)."""
     from medssl.reports.targets import TARGETS
 
-    code, out = snakemake("all", "-n", "-d", str(tmp_path), "--snakefile", str(REPO / "Snakefile"),
-                          "--configfile", str(repo / "config" / "config.yaml"))
+    code, out = run_workflow(tmp_path, repo / "config" / "config.yaml", "all", "-n")
     assert code == 0, out
     counts = _job_counts(out)
     assert sorted(r for r in counts if r.startswith("report_")) == sorted(f"report_{t}" for t in TARGETS)
