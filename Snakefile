@@ -7,7 +7,11 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo config is the config only when the command line names none: with `--configfile`, exactly the
+# files given (plus schema defaults and `--config` overrides) are the config, and nothing of the demo leaks in.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"
@@ -20,6 +24,6 @@ include: "workflow/rules/reports.smk"
 
 
 rule all:
+    default_target: True
     input:
         all_targets(),
-    default_target: True

@@ -33,7 +33,7 @@ import torch
 
 from medssl import registry
 from medssl.config import DatasetSettings
-from medssl.data.cases import list_msd_cases
+from medssl.data.listers import list_msd_cases
 from medssl.data.slicing import slice_dataset
 from medssl.data.store import SliceStore
 

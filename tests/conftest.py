@@ -73,3 +73,38 @@ def tiny_config_file(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(tiny_config()))
     return path
+
+
+# ---------------------------------------------------------------------------------------------- the workflow
+# Workflow tests run `snakemake` as a user types it: from the root of a copy of this repository (no `-d`, no
+# `--snakefile`), so the demo config, `--configfile` and `--profile slurm` resolve exactly as they do for users.
+
+_NOT_COPIED = {".git", ".venv", "venv", ".snakemake", "resources", "results", "__pycache__", ".pytest_cache",
+               "report.html"}
+
+
+def copy_repo(dest: Path) -> Path:
+    """A copy of the repository's sources (no git, venv, results or downloads) at ``dest``; returns ``dest``."""
+    import shutil
+
+    shutil.copytree(REPO, dest, ignore=lambda d, names: [n for n in names if n in _NOT_COPIED
+                                                          or n.endswith(".egg-info")])
+    return dest
+
+
+def snakemake_cli(*args: str, cwd: Path, timeout: int = 900) -> tuple[int, str]:
+    """`snakemake ARGS` run in ``cwd`` with the snakemake of this environment; (exit code, stdout + stderr)."""
+    import shutil
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("snakemake")
+    cmd = [str(exe)] if exe.exists() else [shutil.which("snakemake") or "snakemake"]
+    proc = subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def checkout(tmp_path) -> Path:
+    """A fresh copy of the repository to run `snakemake` in, from its root."""
+    return copy_repo(tmp_path / "medssl")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from medssl.data.download import (
-    MARKER, ChecksumError, DownloadError, UnsafeArchiveError, download_file, extract_archive,
-    fetch_url_source,
+    MARKER, ChecksumError, CorruptArchiveError, DownloadError, UnsafeArchiveError, download_file,
+    extract_archive, fetch_url_source,
 )
 from medssl.registry import DatasetSpec, UrlSource
 
@@ -267,6 +267,109 @@ def test_reextract_replaces_existing(tmp_path, tar_bytes):
     dest = tmp_path / "raw"
     (dest / ROOT).mkdir(parents=True)
     (dest / ROOT / "stale.txt").write_text("old")
-    extract_archive(archive, dest)
+    extract_archive(archive, dest, root=ROOT)
     assert (dest / ROOT / "dataset.json").exists() and not (dest / ROOT / "stale.txt").exists()
     assert sorted(p.name for p in dest.iterdir()) == [ROOT]
+
+
+# ---------------------------------------------------------------------------- no data loss on extraction
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _placed_acdc(raw: Path) -> Path:
+    mine = raw / "acdc" / "training" / "patient001" / "Info.cfg"
+    mine.parent.mkdir(parents=True)
+    mine.write_text("ED: 1\nES: 12\n")
+    return mine
+
+
+def test_archive_with_another_root_leaves_siblings_alone(server, tmp_path):
+    """An archive whose top-level folder is not the source's root (here: 'acdc') must not replace the
+    manually placed resources/raw/acdc; the error names the archive, the expected and the found roots."""
+    wrong = _tar(tmp_path / "wrong.tar", {"acdc/training/x.txt": b"not yours", "acdc/dataset.json": b"{}"})
+    data = wrong.read_bytes()
+    server.files[f"/{ROOT}.tar"] = data
+    res = tmp_path / "res"
+    mine = _placed_acdc(res / "raw")
+    with pytest.raises(FileNotFoundError) as exc:
+        fetch_url_source(_spec(f"{server.base}/{ROOT}.tar", _md5(data)), res, backoff=0)
+    msg = str(exc.value)
+    assert f"{ROOT}.tar" in msg and f"{ROOT}/" in msg and "acdc" in msg
+    assert mine.read_text() == "ED: 1\nES: 12\n"
+    assert not (res / "raw" / "acdc" / "training" / "x.txt").exists()
+    assert sorted(p.name for p in (res / "raw").iterdir()) == ["acdc"]
+
+
+def test_only_the_root_is_moved_into_place(tmp_path, tar_bytes):
+    archive = tmp_path / "t.tar"
+    with tarfile.open(archive, "w") as tf:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as src:
+            for m in src.getmembers():
+                tf.addfile(m, src.extractfile(m))
+        for name in ("README.txt", "acdc/evil.txt", f"._{ROOT}"):
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            tf.addfile(info, io.BytesIO(b"new"))
+    raw = tmp_path / "raw"
+    mine = _placed_acdc(raw)
+    (raw / "README.txt").write_text("mine")
+    assert extract_archive(archive, raw, root=ROOT) == [raw / ROOT]
+    assert mine.exists() and not (raw / "acdc" / "evil.txt").exists()
+    assert (raw / "README.txt").read_text() == "mine" and (raw / ROOT / "dataset.json").exists()
+    assert sorted(p.name for p in raw.iterdir()) == ["README.txt", ROOT, "acdc"]
+
+
+def test_without_a_root_existing_entries_are_never_replaced(tmp_path):
+    archive = _tar(tmp_path / "a.tar", {"acdc/x.txt": b"x", "other/y.txt": b"y"})
+    raw = tmp_path / "raw"
+    mine = _placed_acdc(raw)
+    with pytest.raises(FileExistsError, match="acdc"):
+        extract_archive(archive, raw)
+    assert mine.exists() and sorted(p.name for p in raw.iterdir()) == ["acdc"]
+
+
+def test_truncated_archive_with_matching_md5_names_the_archive(server, tar_bytes, tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as src:
+            for m in src.getmembers():
+                tf.addfile(m, src.extractfile(m))
+    cut = buf.getvalue()[: len(buf.getvalue()) // 2]  # the server's file itself is truncated
+    server.files[f"/{ROOT}.tar.gz"] = cut
+    spec = DatasetSpec(name="tiny", title="Tiny", modality="CT", roi="x", classes=(("a", (1,)),),
+                       source=UrlSource(url=f"{server.base}/{ROOT}.tar.gz", md5=_md5(cut),
+                                        archive=f"{ROOT}.tar.gz", root=ROOT))
+    res = tmp_path / "res"
+    with pytest.raises(CorruptArchiveError) as exc:
+        fetch_url_source(spec, res, backoff=0)
+    assert str(res / "downloads" / f"{ROOT}.tar.gz") in str(exc.value)
+    assert not [p for p in (res / "raw").iterdir()]
+
+
+def test_stale_extraction_folders_are_removed(tmp_path, tar_bytes):
+    import subprocess
+    import sys
+    import time
+
+    from medssl.io import owner_tag
+
+    pid = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                             text=True, check=True).stdout)
+    host = owner_tag().rpartition("-")[0]
+    archive = tmp_path / "t.tar"
+    archive.write_bytes(tar_bytes)
+    raw = tmp_path / "raw"
+    killed = raw / f".extract-t.tar-{host}-{pid}.abcd"
+    old = raw / ".extract-t.tar-q1w2e3"  # an older medssl's folder
+    for d in (killed, old):
+        (d / ROOT).mkdir(parents=True)
+        (d / ROOT / "big.bin").write_bytes(b"0" * 1000)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    extract_archive(archive, raw, root=ROOT)
+    assert sorted(p.name for p in raw.iterdir()) == [ROOT]

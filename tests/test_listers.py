@@ -9,7 +9,7 @@ import pytest
 import SimpleITK as sitk
 
 from medssl import registry
-from medssl.data.cases import LISTERS, list_cases
+from medssl.data.listers import LISTERS, list_cases
 from medssl.data.sources import list_source_cases
 
 
@@ -117,13 +117,30 @@ def test_mnms_without_csv_raises(tmp_path):
 # ---------------------------------------------------------------------------------------------- MM-WHS
 
 
+def _oriented(path: Path, spacing, direction=(1, 0, 0, 0, 1, 0, 0, 0, 1), shape=(3, 4, 4)) -> Path:
+    """A zero volume with the given spacing (x, y, z) and direction (row-major 3x3)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = sitk.GetImageFromArray(np.zeros(shape, np.int16))
+    img.SetSpacing([float(v) for v in spacing])
+    img.SetDirection([float(v) for v in direction])
+    sitk.WriteImage(img, str(path))
+    return path
+
+
+_SAGITTAL = (1.6, 1.0, 1.0)  # thick along x (L-R): acquired sagittally
+_CORONAL = (1.0, 1.6, 1.0)  # thick along y (A-P): frontal
+
+
 @pytest.mark.parametrize("name,sub", [("mmwhs_ct", "ct_train"), ("mmwhs_mri", "mr_train")])
 def test_mmwhs(tmp_path, name, sub):
     spec = registry.get(name)
     root = tmp_path / name
     for i in (1001, 1002, 1003):
-        _nii(root / sub / f"{sub}_{i}_image.nii.gz")
-        _nii(root / sub / f"{sub}_{i}_label.nii.gz")
+        for kind in ("image", "label"):
+            if sub == "mr_train":
+                _oriented(root / sub / f"{sub}_{i}_{kind}.nii.gz", _SAGITTAL)
+            else:
+                _nii(root / sub / f"{sub}_{i}_{kind}.nii.gz")
     _junk(root / sub / f"._{sub}_1001_image.nii.gz")
     _junk(root / sub / f"._{sub}_1001_label.nii.gz")
     cases = list_cases(spec, root)
@@ -132,6 +149,49 @@ def test_mmwhs(tmp_path, name, sub):
     assert cases[1].image.name == f"{sub}_1002_image.nii.gz"
     assert cases[1].label.name == f"{sub}_1002_label.nii.gz"
     assert all(c.frame is None for c in cases)
+
+
+def test_acquired_plane_from_header(tmp_path):
+    from medssl.data.orientation import acquired_plane
+
+    assert acquired_plane(_oriented(tmp_path / "s.nii.gz", _SAGITTAL)) == "sagittal"
+    assert acquired_plane(_oriented(tmp_path / "c.nii.gz", _CORONAL)) == "coronal"
+    assert acquired_plane(_oriented(tmp_path / "a.nii.gz", (1.0, 1.0, 2.0))) == "axial"
+    # isotropic: the file's third index axis; here it runs along x (direction column 3 = L-R)
+    permuted = (0, 0, 1, 1, 0, 0, 0, 1, 0)  # columns: i -> y, j -> z, k -> x
+    assert acquired_plane(_oriented(tmp_path / "p.nii.gz", (1.0, 1.0, 1.0), permuted)) == "sagittal"
+    assert acquired_plane(_oriented(tmp_path / "i.nii.gz", (1.0, 1.0, 1.0))) == "axial"
+    # thick index axis k stored along x by the direction matrix: still sagittal
+    assert acquired_plane(_oriented(tmp_path / "k.nii.gz", (1.0, 1.0, 1.6), permuted)) == "sagittal"
+
+
+def test_mmwhs_mri_keeps_only_sagittal_scans(tmp_path):
+    """Paper B: the 14 sagittal MR scans of 20; frontal (coronal) ones are left out of the listing."""
+    spec = registry.get("mmwhs_mri")
+    assert spec.acquired_plane == "sagittal"
+    root = tmp_path / "mmwhs_mri" / "mr_train"
+    for i in range(1001, 1021):
+        plane = _CORONAL if i in (1004, 1008, 1012, 1016, 1019, 1020) else _SAGITTAL
+        for kind in ("image", "label"):
+            _oriented(root / f"mr_train_{i}_{kind}.nii.gz", plane)
+    cases = list_cases(spec, root.parent)
+    assert len(cases) == 14
+    assert "mr_train_1004" not in {c.case_id for c in cases} and cases[0].case_id == "mr_train_1001"
+    # CT has no plane filter: every scan is kept whatever its geometry
+    assert registry.get("mmwhs_ct").acquired_plane is None
+    for f in root.glob("*_image.nii.gz"):
+        _oriented(f, _CORONAL)
+    with pytest.raises(FileNotFoundError, match="sagittal plane"):
+        list_cases(spec, root.parent)
+
+
+def test_mmwhs_mri_twin_is_sagittal(tmp_path):
+    """The demo's phantom twin of MM-WHS MRI passes the plane filter (all its patients are kept)."""
+    from medssl.data.phantoms import write_phantom_dataset
+
+    root = tmp_path / "twin"
+    write_phantom_dataset(registry.get("mmwhs_mri"), root, n_patients=3, seed=0, scale=0.1)
+    assert len(list_cases(registry.get("mmwhs_mri"), root, layout="msd")) == 3
 
 
 # ---------------------------------------------------------------------------------------------- OAI-ZIB
@@ -158,3 +218,26 @@ def test_oai_zib_missing_label_raises(tmp_path):
     (root / "labels").mkdir()
     with pytest.raises(FileNotFoundError, match="1.nii.gz"):
         list_cases(registry.get("oai_zib"), root)
+
+
+def test_real_format_conventions(tmp_path):
+    """Point 9 (registry docstring): M&Ms CSV ED/ES are 0-based time indices (ED 0 and the last frame, 29 of
+    30, both read); OAI-ZIB tibial cartilage is label 4, or 4 (medial) + 5 (lateral) in OAI-ZIB-CM."""
+    from medssl.data.slicing import read_case
+
+    root = tmp_path / "mnms"
+    _mnms(root)
+    cases = {c.case_id: c for c in list_cases(registry.get("mnms"), root)}
+    first, last = cases["A0S9V9_ED"], cases["B1C2D3_ED"]
+    assert (first.frame, last.frame) == (0, 29)
+    for case in (first, last):
+        image, label = read_case(case)
+        assert image.GetDimension() == label.GetDimension() == 3
+    lm = registry.get("oai_zib").label_map()
+    names = registry.get("oai_zib").class_names
+    assert names[lm[4] - 1] == names[lm[5] - 1] == "tibia cartilage"
+    assert names[lm[2] - 1] == "femur cartilage" and names[lm[3] - 1] == "tibia bone"
+    # ACDC: Info.cfg's numbers are the frame numbers of the file names (1-based), e.g. ES 12 -> frame12
+    _acdc(tmp_path / "acdc")
+    es = {c.case_id: c for c in list_cases(registry.get("acdc"), tmp_path / "acdc")}["patient001_ES"]
+    assert es.image.name == "patient001_frame12.nii.gz" and es.frame is None

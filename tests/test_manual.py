@@ -11,6 +11,8 @@ from medssl.data.download import MARKER
 from medssl.data.manual import ManualDatasetMissing, check_manual_source
 from medssl.data.sources import prepare_source, ready_marker, source_layout, source_root
 
+from test_listers import _acdc, _mnms, _nii
+
 
 def test_missing_manual_dataset_message(tmp_path):
     spec = registry.get("acdc")
@@ -34,7 +36,7 @@ def test_manual_dataset_passes_once_placed(tmp_path):
     (root / "Training").mkdir(parents=True)
     with pytest.raises(ManualDatasetMissing, match="Training/Labeled"):
         check_manual_source(spec, tmp_path)
-    (root / "Training" / "Labeled").mkdir()
+    _mnms(root)
     assert check_manual_source(spec, tmp_path) == root
     marker = json.loads((root / MARKER).read_text())
     assert marker["kind"] == "manual" and marker["dataset"] == "mnms"
@@ -44,6 +46,42 @@ def test_manual_dataset_passes_once_placed(tmp_path):
     before = (root / MARKER).read_text()
     check_manual_source(spec, tmp_path)
     assert (root / MARKER).read_text() == before
+
+
+# ------------------------------------------------------- one definition of the layout: the case listers
+def test_check_accepts_the_layouts_the_listers_accept(tmp_path):
+    """ACDC's database/training/ (the CREATIS zip) and M&Ms' OpenDataset/ tree pass the check."""
+    acdc = tmp_path / "raw" / "acdc"
+    _acdc(acdc / "database")
+    assert check_manual_source(registry.get("acdc"), tmp_path) == acdc
+    mnms = tmp_path / "raw" / "mnms"
+    _mnms(mnms / "OpenDataset")
+    assert check_manual_source(registry.get("mnms"), tmp_path) == mnms
+
+
+def test_empty_training_folder_fails_the_check(tmp_path):
+    (tmp_path / "raw" / "acdc" / "training").mkdir(parents=True)
+    with pytest.raises(ManualDatasetMissing, match="no cases") as exc:
+        check_manual_source(registry.get("acdc"), tmp_path)
+    assert exc.value.problem and not (tmp_path / "raw" / "acdc" / MARKER).exists()
+
+
+def test_mnms_without_info_csv_fails_the_check(tmp_path):
+    root = tmp_path / "raw" / "mnms"
+    _mnms(root)
+    next(root.glob("2*.csv")).unlink()
+    with pytest.raises(ManualDatasetMissing, match="External code") as exc:
+        check_manual_source(registry.get("mnms"), tmp_path)
+    assert registry.get("mnms").source.register_url in str(exc.value)
+    assert not (root / MARKER).exists()
+
+
+def test_broken_case_fails_the_check_naming_it(tmp_path):
+    root = tmp_path / "raw" / "acdc"
+    _acdc(root)
+    (root / "training" / "patient002" / "patient002_frame09_gt.nii.gz").unlink()
+    with pytest.raises(ManualDatasetMissing, match="patient002_frame09"):
+        check_manual_source(registry.get("acdc"), tmp_path)
 
 
 def test_check_manual_rejects_url_source(tmp_path):
@@ -76,5 +114,9 @@ def test_prepare_source_synthetic_and_manual(tmp_path):
         prepare_source(real, "oai_zib")
     for sub in ("images", "labels"):
         (tmp_path / "raw" / "oai_zib" / sub).mkdir(parents=True)
+    with pytest.raises(ManualDatasetMissing, match="no cases"):  # empty folders are not a dataset
+        prepare_source(real, "oai_zib")
+    for sub in ("images", "labels"):
+        _nii(tmp_path / "raw" / "oai_zib" / sub / "9001.nii.gz")
     assert prepare_source(real, "oai_zib") == tmp_path / "raw" / "oai_zib"
     assert (tmp_path / "raw" / "oai_zib" / MARKER).exists()

@@ -303,6 +303,24 @@ def test_moco_logits_use_queue_before_enqueue_and_enqueue_at_pointer():
     out["loss"].backward()  # the in-place enqueue does not break the graph
 
 
+def test_moco_queue_longer_than_the_pool_holds_the_querys_own_keys():
+    """Point 4: with K >= N images, every image's own earlier keys sit in the queue (false negatives);
+    below the pool they are fewer than one per image, and pretraining warns only in the first case."""
+    from medssl.methods.moco import queue_warning, stale_self_keys
+
+    def own_keys_in_queue(k_size: int, n_images: int, epochs: int = 3) -> int:
+        m = make("moco", queue_size=k_size, dim=n_images)
+        for _ in range(epochs):  # one key per image per epoch, image i's key = basis vector i
+            for start in range(0, n_images, 4):
+                m.enqueue(torch.eye(n_images)[start:start + 4])
+        return int((m.queue @ torch.eye(n_images)[0] > 0.999).sum())
+
+    assert own_keys_in_queue(24, 10) == 2 == round(stale_self_keys(24, 10))  # K = 2.4 N
+    assert own_keys_in_queue(8, 10) == 0  # image 0 was enqueued more than K keys ago
+    assert queue_warning(65536, 29358) is not None and "stale" in queue_warning(65536, 29358)
+    assert queue_warning(4096, 29358) is None and stale_self_keys(4096, 29358) < 0.15
+
+
 def test_moco_pointer_wraps_modulo_k_and_large_batches():
     m = make("moco", queue_size=8, dim=4)
     for step in range(5):

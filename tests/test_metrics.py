@@ -92,3 +92,62 @@ def test_hd95_empty_and_per_class_3d():
 
 def test_to_json_float():
     assert M.to_json_float(float("nan")) is None and M.to_json_float(0.5) == 0.5
+
+
+def test_hd95_in_mm_with_the_stores_spacing():
+    """Point 8: one truth. The same masks give voxels without spacing and mm with the store's spacing."""
+    a = np.zeros((3, 8, 8), bool)
+    b = np.zeros((3, 8, 8), bool)
+    a[1, 2, 2] = True
+    b[1, 2, 6] = True  # 4 columns apart
+    assert M.hd95_binary(a, b) == pytest.approx(4.0)
+    assert M.hd95_binary(a, b, spacing=(5.0, 0.5, 1.25)) == pytest.approx(4 * 1.25)  # [slices, rows, cols]
+    assert "mm" in M.hd95_units_note(["mm", "mm"]) and "mixed" not in M.hd95_units_note(["mm"])
+    assert "voxels" in M.hd95_units_note(["voxels", None])
+    assert "mixed" in M.hd95_units_note(["mm", "voxels"])
+    assert "do not say" in M.hd95_units_note([])
+
+
+def _tiny_store(path, labels, patients, cases):
+    import json
+
+    import pandas as pd
+
+    from medssl.data.store import SliceStore
+
+    n = len(labels)
+    rows = [{"row": i, "case": cases[i], "patient": patients[i], "slice": i, "n_slices": n,
+             "fg": int(labels[i].any()), "c1": int(labels[i].any())} for i in range(n)]
+    path.mkdir(parents=True, exist_ok=True)
+    np.save(path / "images.npy", np.zeros(labels.shape, np.float16))
+    np.save(path / "labels.npy", labels.astype(np.uint8))
+    pd.DataFrame(rows).to_csv(path / "index.csv", index=False)
+    (path / "meta.json").write_text(json.dumps({"dataset": "d", "n_classes": 2, "classes": ["x"]}))
+    return SliceStore(path)
+
+
+def test_test_slices_follow_the_slice_filter(tmp_path):
+    """Point 3: paper A scores the slices it trains on (foreground); every slice is scored beside."""
+    import torch
+
+    from medssl.train.evaluate import all_slice_scores, held_out_rows
+
+    labels = np.zeros((6, 2, 2), np.uint8)
+    labels[[1, 2]] = 1  # patient a: foreground on slices 1, 2 of 4; patient b: none
+    store = _tiny_store(tmp_path / "s", labels, ["a"] * 4 + ["b"] * 2, ["a"] * 4 + ["b"] * 2)
+    assert held_out_rows(store, ["a", "b"], "foreground").tolist() == [1, 2]
+    assert held_out_rows(store, ["a", "b"], "all").tolist() == [0, 1, 2, 3, 4, 5]
+    assert held_out_rows(store, ["b"], "foreground").tolist() == [4, 5]  # no foreground: all its slices
+
+    class Everywhere(torch.nn.Module):  # predicts class 1 on every pixel
+        def forward(self, x):
+            return torch.cat([torch.zeros_like(x), torch.ones_like(x)], 1)
+
+    scored = held_out_rows(store, ["a", "b"], "foreground")
+    pred = np.ones((len(scored), 2, 2), np.uint8)  # the evaluation's prediction on the scored rows
+    out = all_slice_scores(Everywhere(), store, store.rows(["a", "b"]), scored, pred, torch.device("cpu"),
+                           input_norm="none")
+    assert out["n_slices"] == 6
+    # all slices: TP 8, FP 16 -> Dice 16 / 32; the foreground slices alone would give 1
+    assert out["slice_pooled"]["dice"]["x"] == pytest.approx(0.5)
+    assert out["volume_mean"]["dice"]["x"] == pytest.approx(np.mean([16 / 24, 0.0]))  # case a 2/3, case b 0

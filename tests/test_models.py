@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -203,3 +205,41 @@ def test_n_params():
     assert n_params(lin) == 8
     lin.bias.requires_grad_(False)
     assert n_params(lin) == 8 and n_params(lin, trainable_only=True) == 6
+
+
+# ------------------------------------------------------------------------ demo widths and the head bias
+@pytest.mark.parametrize("arch", ARCHS)
+def test_narrow_width_keeps_names_and_contract(arch):
+    full = set(model(arch).state_dict())
+    torch.manual_seed(0)
+    narrow = build(arch, 2, width=0.125)
+    assert set(narrow.state_dict()) == full  # same layers and names: transfer works as at full width
+    assert n_params(narrow) < n_params(model(arch)) / 20
+    x = torch.rand(2, 1, 32, 32)
+    assert narrow(x).shape == (2, 2, 32, 32)
+    assert narrow.embed(narrow.encode(x)).shape == (2, narrow.latent_dim)
+    with pytest.raises(ValueError, match="width"):
+        build(arch, 2, width=0)
+
+
+def test_width_one_is_the_papers_network():
+    torch.manual_seed(0)
+    a = build("hssl_net", 2, width=1.0)
+    assert n_params(a) == EXPECTED["hssl_net"][0]
+    assert [n for n, _ in a.named_parameters()] == [n for n, _ in model("hssl_net").named_parameters()]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_head_bias_is_the_log_class_prior(arch):
+    torch.manual_seed(0)
+    net = build(arch, 3, width=0.125)
+    prior = [0.97, 0.02, 0.01]
+    net.init_head_bias(prior)
+    assert torch.allclose(net.head.bias.double(), torch.log(torch.tensor(prior, dtype=torch.float64)), atol=1e-6)
+    # features near zero -> the network predicts the prior (softmax of the bias)
+    assert torch.allclose(torch.softmax(net.head.bias.double(), 0), torch.tensor(prior, dtype=torch.float64))
+    net.init_head_bias([5.0, 0.0, 5.0])  # counts are normalised; an absent class is clipped, not -inf
+    assert torch.isfinite(net.head.bias).all()
+    assert net.head.bias[0].item() == pytest.approx(math.log(0.5), abs=1e-6)
+    with pytest.raises(ValueError, match="prior"):
+        net.init_head_bias([0.5, 0.5])

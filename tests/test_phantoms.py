@@ -12,7 +12,7 @@ import scipy.ndimage as ndi
 import SimpleITK as sitk
 
 from medssl import registry
-from medssl.data.cases import list_msd_cases
+from medssl.data.listers import list_msd_cases
 from medssl.data.phantoms import (MIN_INPLANE, MIN_SLICES, geometry, render_patient,
                                   write_phantom_dataset)
 from medssl.registry import DatasetSpec, UrlSource

@@ -12,10 +12,13 @@ import pytest
 from scipy import stats
 
 from medssl import config as cfg
-from medssl.reports import build, check_reports, required_files, required_metrics
+from medssl.reports import check_reports, required_files, required_metrics
+from medssl.reports.builders import build
 from medssl.reports.metrics import MissingInputError
 from medssl.reports.paper_values import paper_table
-from medssl.reports.stats import paired_test
+from medssl.reports.stats import holm, holm_adjust, paired_test, significance_marker
+
+REPO = Path(__file__).resolve().parents[1]
 
 HSSL_RUNS = {"TFS": "tfs", "Rotation": "rotation", "In-painting": "inpainting", "MoCo": "moco",
              "SimCLR": "simclr", "HSSL": "hssl"}
@@ -61,7 +64,7 @@ def _study(runs: dict, finetune: list[str], ratios=("5", "10", "100"), seeds=(0,
 @pytest.fixture
 def config(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # results_dir(config) is relative: results/<exp>
-    c = cfg.load_config(cfg.REPO_ROOT / "config" / "config.yaml")
+    c = cfg.load_config(REPO / "config" / "config.yaml")
     c = copy.deepcopy(c)
     c["experiment"] = "t"
     c["studies"]["hssl"]["seeds"] = [0, 1]
@@ -133,16 +136,40 @@ def test_paper_values_cover_papers_md():
     assert t6.metric == "psnr" and t6.value("CT", "scans", "ResNet-FCN: MoCo V2").mean == 32.85
 
 
-def test_paired_test_choice():
+def test_paired_test_is_wilcoxon_from_six_patients():
     a = {f"p{i}": 0.5 + 0.01 * i for i in range(8)}
     b = {f"p{i}": 0.45 + 0.003 * i * i for i in range(8)}
     t = paired_test(a, b)
-    assert t.test == "wilcoxon" and t.n == 8
+    assert t.test == "wilcoxon" and t.n == 8 and t.tested
     assert t.p == pytest.approx(stats.wilcoxon(list(a.values()), list(b.values())).pvalue)
-    small = paired_test({"p1": 0.6, "p2": 0.7, "p3": 0.65}, {"p1": 0.5, "p2": 0.55, "p3": 0.6})
-    assert small.test == "paired-t"
-    assert small.p == pytest.approx(stats.ttest_rel([0.6, 0.7, 0.65], [0.5, 0.55, 0.6]).pvalue)
-    assert paired_test({"p1": 0.6}, {"p1": 0.5}).test == "n/a"
+    # Below six patients there is no test and no marker, whatever the differences.
+    for n in (1, 2, 5):
+        small = paired_test({f"p{i}": 0.9 for i in range(n)}, {f"p{i}": 0.1 for i in range(n)})
+        assert small.test == "n < 6" and small.n == n and small.p is None and not small.tested
+        assert significance_marker(small) == ""
+    six = paired_test({f"p{i}": 0.9 + 0.01 * i for i in range(6)}, {f"p{i}": 0.1 for i in range(6)})
+    assert six.tested and six.p == pytest.approx(2 / 2 ** 6)  # exact: every difference positive
+    assert paired_test({"p1": 0.6}, {"p1": 0.5}).n == 1
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.02, 0.04 (m = 3): 3 x 0.01 = 0.03, 2 x 0.02 = 0.04, 1 x 0.04 = 0.04 (monotone)
+    adjusted = holm([0.04, 0.01, None, 0.02])
+    assert adjusted[2] is None and adjusted[0] == pytest.approx(0.04) and adjusted[1] == pytest.approx(0.03)
+    assert adjusted[3] == pytest.approx(0.04)
+    assert holm([0.3, 0.2]) == pytest.approx([0.4, 0.4])  # 2 x 0.2 = 0.4, then max(0.4, 1 x 0.3)
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert holm([]) == [] and holm([None]) == [None]
+
+
+def test_marker_uses_the_holm_adjusted_p():
+    a = {f"p{i}": 0.9 + 0.01 * i for i in range(6)}
+    b = {f"p{i}": 0.1 for i in range(6)}
+    raw = paired_test(a, b)  # p = 0.03125 < 0.05
+    assert significance_marker(holm_adjust([raw])[0]) == "*"
+    adjusted = holm_adjust([raw, raw, raw])  # 3 x 0.03125 > 0.05
+    assert all(t.p_adj == pytest.approx(3 * raw.p) for t in adjusted)
+    assert [significance_marker(t) for t in adjusted] == ["", "", ""]
 
 
 def test_required_metrics(config):
@@ -191,9 +218,8 @@ def test_hssl_table2_cells(config, tmp_path):
     assert tfs["n_seeds"] == "2" and tfs["synthetic"] == "true"
     h = _cells(rows, method="HSSL", dataset_label="1", measure="mean_dice")[0]
     assert float(h["mean"]) == pytest.approx(82.0) and float(h["delta"]) == pytest.approx(82.0 - 81.46)
-    # per patient, averaged over seeds: TFS 71, 72, 73; HSSL 82, 84, 90 -> paired t (3 patients)
-    assert h["test"] == "paired-t" and h["n_pairs"] == "3"
-    assert float(h["p_value"]) == pytest.approx(stats.ttest_rel([82, 84, 90], [71, 72, 73]).pvalue, rel=1e-4)
+    # per patient, averaged over seeds: TFS 71, 72, 73; HSSL 82, 84, 90 -> 3 patients: too few for a test
+    assert h["test"] == "n < 6" and h["n_pairs"] == "3" and h["p_value"] == "" and h["p_holm"] == ""
     cg = _cells(rows, method="HSSL", dataset_label="3", measure="dice", **{"class": "central gland"})[0]
     assert float(cg["mean"]) == pytest.approx(31.0) and float(cg["paper"]) == 35.30
     assert float(cg["delta"]) == pytest.approx(31.0 - 35.30)
@@ -208,7 +234,27 @@ def test_hssl_table2_cells(config, tmp_path):
     header = next(line for line in md.splitlines() if line.startswith("| Task | Anno."))
     assert header.index("TFS") < header.index("HSSL")
     assert md.index("| Task-1 (heart) | 5%") < md.index("| Task-3 (prostate) | 5%")
-    assert "Per-volume metrics" in md and "HD95" in md and "paired t-test" in md
+    assert "Per-volume metrics" in md and "HD95" in md and "Wilcoxon signed-rank" in md and "Holm" in md
+    assert "n < 6 (n=3)" in md and "against **TFS** (n = 1-3 test patients)" in md and "*" not in md.split("Per-volume")[0].split(
+        "## ")[1]  # no significance marker in the paper-layout grid from 3 patients
+
+
+def test_hd95_unit_is_the_one_the_metrics_files_state(config, tmp_path):
+    """Point 8: the table says the unit the metrics JSONs give (mm from the store's spacing), never a fixed one."""
+    config["reports"]["hssl_table2"] = {"study": "hssl", "runs": {"TFS": "tfs"}, "datasets": {"1": "msd_heart"},
+                                        "ratios": ["5"]}
+    root = tmp_path / "results" / "t"
+    for seed in (0, 1):
+        p = write_metrics(root, "hssl", "tfs", "msd_heart", "5", seed, ["left atrium"], [0.7], hd95=3.5)
+        m = json.loads(p.read_text())
+        m["hd95_units"] = "mm"
+        p.write_text(json.dumps(m))
+    csv_out, md_out = tmp_path / "o" / "t.csv", tmp_path / "o" / "t.md"
+    build("hssl_table2", config, root, csv_out, md_out)
+    md = md_out.read_text()
+    assert "HD95 (mm) per volume" in md and "in mm (each test case's spacing" in md and "voxels" not in md
+    hd = _cells(read_csv(csv_out), measure="volume_hd95")[0]
+    assert hd["unit"] == "mm" and float(hd["mean"]) == pytest.approx(3.5)
 
 
 def test_missing_input_names_file(config, tmp_path):
@@ -327,24 +373,96 @@ def test_fig4_domains(config, tmp_path):
     assert _png_shape(out) == (460, int(round((3.8 * 2 + 0.4) * 100)))
 
 
-def test_fig5_qualitative(config, tmp_path):
+def _write_preds(root, key, classes, label, shift, rng):
+    p = write_metrics(root, *key, classes, [0.7] * len(classes))
+    pred = np.roll(label, shift, axis=2)
+    np.savez(p.with_name(f"seed{key[4]}_pred.npz"), image=rng.random(label.shape).astype(np.float32), label=label,
+             pred=pred, rows=np.array([3, 7, 9, 12])[:len(label)])
+
+
+def _disc_labels(n=4, classes=1):
+    yy, xx = np.mgrid[:32, :32]
+    out = np.zeros((n, 32, 32), np.int64)
+    for k in range(n):
+        for c in range(1, classes + 1):
+            out[k][(yy - 16) ** 2 + (xx - 8 - 6 * c - k) ** 2 < 12] = c
+    return out
+
+
+def test_fig5_single_panel_form(config, tmp_path):
     config["reports"]["hssl_fig5_qualitative"]["runs"] = {"TFS": "tfs", "HSSL": "hssl"}
     config["reports"]["hssl_fig5_qualitative"]["max_rows"] = 3
     root = tmp_path / "results" / "t"
     rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:32, :32]
-    label = np.stack([((yy - 16) ** 2 + (xx - 12 - 2 * k) ** 2 < 40).astype(np.int64) for k in range(4)])
     for run in ("tfs", "hssl"):
-        key = ("hssl", run, "msd_spleen", "10", 0)
-        p = write_metrics(root, *key, ["spleen"], [0.7])
-        pred = np.roll(label, 1 if run == "tfs" else 0, axis=2)
-        np.savez(p.with_name("seed0_pred.npz"), image=rng.random((4, 32, 32)).astype(np.float32), label=label,
-                 pred=pred, rows=np.array([3, 7, 9, 12]))
+        _write_preds(root, ("hssl", run, "msd_spleen", "10", 0), ["spleen"], _disc_labels(), 1 if run == "tfs" else 0,
+                     rng)
     out = build("hssl_fig5_qualitative", config, root, tmp_path / "hssl_fig5_qualitative.png")
-    assert _png_shape(out) == (int(round((1.8 * 3 + 1.3) * 100)), int(round(1.8 * 4 * 100)))
+    assert _png_shape(out) == (int(round((1.7 * 3 + 0.8 + 0.7) * 100)), int(round(1.7 * 4 * 100)))
     config["reports"]["hssl_fig5_qualitative"]["runs"]["MoCo"] = "moco"
     with pytest.raises(MissingInputError, match="moco/msd_spleen/10/seed0_pred.npz"):
         build("hssl_fig5_qualitative", config, root, tmp_path / "x.png")
+
+
+FIG5_PANELS = {
+    "(a) top: methods, Task-5, 10%": {"runs": {"HSSL": "hssl", "TFS": "tfs", "SimCLR": "simclr"},
+                                      "datasets": {"5": "msd_spleen"}, "ratios": ["10"]},
+    "(a) bottom: HSSL, Task-5": {"runs": {"HSSL": "hssl"}, "datasets": {"5": "msd_spleen"},
+                                 "ratios": ["5", "10", "100"]},
+    "(b) HSSL, 10%": {"runs": {"HSSL": "hssl"}, "datasets": {"1": "msd_heart", "3": "msd_prostate"},
+                      "ratios": ["10"], "max_rows": 1},
+    "(c) models, Task-1": {"runs": {"HSSL": "hssl/hssl", "UNet": "hssl_arch/unet", "UNet3+": "hssl_arch/unet3plus"},
+                           "datasets": {"1": "msd_heart"}, "ratios": ["5", "10"]},
+}
+
+
+def test_fig5_all_panels(config, tmp_path):
+    """Paper A's Fig. 5 whole: (a) top and bottom, (b), (c); columns in the paper's order, contours drawn."""
+    from medssl.reports.targets import qualitative_spec
+
+    config["reports"]["hssl_fig5_qualitative"] = {"study": "hssl", "seed": 0, "max_rows": 2,
+                                                  "panels": copy.deepcopy(FIG5_PANELS)}
+    config = cfg.validate(config)
+    spec = qualitative_spec(config)
+    assert [p.title for p in spec.panels] == list(FIG5_PANELS)
+    assert [c[0] for c in spec.panels[0].columns()] == ["TFS", "SimCLR", "HSSL"]  # Table 2's order
+    assert [c[0] for c in spec.panels[1].columns()] == ["HSSL, 5%", "HSSL, 10%", "HSSL, 100%"]
+    assert [c[0] for c in spec.panels[3].columns()] == ["UNet, 5%", "UNet, 10%", "UNet3+, 5%", "UNet3+, 10%",
+                                                        "HSSL, 5%", "HSSL, 10%"]  # Table 3's order
+    files = [str(f) for f in required_files(config, "hssl_fig5_qualitative")]
+    assert len(files) == len(set(files)) == 3 + 2 + 2 + 5  # (a)-top HSSL 10% is shared with (a)-bottom
+    assert "results/t/hssl_arch/metrics/unet3plus/msd_heart/10/seed0_pred.npz" in files
+    assert "results/t/hssl/metrics/hssl/msd_prostate/10/seed0_pred.npz" in files
+
+    root = tmp_path / "results" / "t"
+    rng = np.random.default_rng(0)
+    for study, run, ds, ratio, seed in spec.keys():
+        classes = {"msd_prostate": ["central gland", "peripheral zone"]}.get(ds, ["x"])
+        _write_preds(root, (study, run, ds, ratio, seed), classes, _disc_labels(2, len(classes)), 1, rng)
+    out = build("hssl_fig5_qualitative", config, root, tmp_path / "fig5.png")
+    height = (1.7 * 2 + 0.8) * 3 + (1.7 * 2 + 0.8) + 0.7  # (a)-top, (a)-bottom, (c): 2 rows; (b): 2 datasets x 1
+    assert _png_shape(out) == (int(round(height * 100)), int(round(1.7 * (2 + 6) * 100)))
+    (root / "hssl_arch" / "metrics" / "unet" / "msd_heart" / "5" / "seed0_pred.npz").unlink()
+    with pytest.raises(MissingInputError, match="unet/msd_heart/5/seed0_pred.npz"):
+        build("hssl_fig5_qualitative", config, root, tmp_path / "x.png")
+    config["reports"]["hssl_fig5_qualitative"]["allow_missing"] = True
+    assert build("hssl_fig5_qualitative", config, root, tmp_path / "y.png").is_file()  # a 'missing' cell
+
+
+def test_fig5_draws_contours_not_fills():
+    import matplotlib.pyplot as plt
+
+    from medssl.reports.figures import _contours, class_colour
+
+    fig, ax = plt.subplots()
+    mask = np.zeros((16, 16), int)
+    mask[4:10, 4:10] = 1
+    mask[11:14, 2:5] = 2
+    _contours(ax, np.zeros((16, 16)), mask, 2)
+    assert len(ax.images) == 1  # the image only: no filled mask layer
+    sets = ax.collections
+    assert len(sets) == 2 and [tuple(s.get_edgecolor()[0][:3]) for s in sets] == [class_colour(1), class_colour(2)]
+    plt.close(fig)
 
 
 def test_fig7_epochs(config, tmp_path):
@@ -396,3 +514,75 @@ def test_cli(config, tmp_path):
     cpath.write_text(yaml.safe_dump(config))
     assert main(["--config", str(cpath), "--target", "hssl_table2"]) == 0
     assert (root / "tables" / "hssl_table2.md").is_file() and (root / "tables" / "hssl_table2.csv").is_file()
+
+
+def test_fig3b_generic_panel_vgg19_when_cached_else_pixels(tmp_path, monkeypatch):
+    """Point 6: VGG-19 ImageNet features only from the local torch hub cache, never downloaded; else pixels,
+    and the panel's name (its title) says so."""
+    import torch
+
+    from medssl.reports import features as F
+
+    hub = tmp_path / "hub"
+    assert F.vgg19_weights_path(hub) is None
+    name, fn = F.generic_extractor(hub)
+    assert name == F.PIXELS_NAME and fn is F.pixel_features and "VGG-19" in name
+    ckpt = hub / "checkpoints" / "vgg19-dcbb9e9d.pth"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"not a checkpoint")
+    assert F.vgg19_weights_path(hub) == ckpt
+    assert F.generic_extractor(hub)[0] == F.PIXELS_NAME  # unreadable weights: the fallback, not a crash
+
+    class TinyVGG(torch.nn.Module):  # stands in for torchvision's VGG-19 (same .features contract)
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3, padding=1), torch.nn.MaxPool2d(4))
+
+    monkeypatch.setattr(F, "load_vgg19", lambda path: TinyVGG())
+    name, fn = F.generic_extractor(hub)
+    assert name == F.VGG_NAME
+    out = fn(np.random.default_rng(0).random((3, 1, 20, 20)).astype(np.float32))
+    assert out.shape == (3, 5) and np.isfinite(out).all()
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))  # the default is torch's own hub folder
+    assert F.vgg19_weights_path() == ckpt
+
+
+def test_closing_summary_names_outputs_and_shows_the_first_grid(tmp_path):
+    from medssl.reports.headline import closing_summary
+
+    md = tmp_path / "t2.md"
+    md.write_text("# Table 2\n\nintro\n\n## Dice in the paper's layout\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## More\n\nx\n")
+    text = closing_summary([md, tmp_path / "fig.png"])
+    assert text.splitlines()[0] == "medssl: 1 of 2 tables and figures are in place:"
+    assert f"(not made by this run) {tmp_path / 'fig.png'}" in text
+    grid = text.split("Headline", 1)[1]
+    assert "# Table 2" in grid and "| 1 | 2 |" in grid and "More" not in grid and "intro" not in grid
+
+
+def test_generic_summary_of_a_study_no_report_names(config, tmp_path):
+    """A study outside every paper report gets a summary: runs x datasets x ratios, mean ± sd over seeds,
+    Wilcoxon (Holm) against its TFS run, with known numbers in and known cells out."""
+    from medssl.reports.summary import build_summary, summary_inputs, summary_studies
+
+    config["studies"]["extra"] = _study({"tfs": ("tfs", "hssl_net"), "hssl": ("hssl", "hssl_net")},
+                                        ["msd_heart"], ("5",))
+    assert "extra" in summary_studies(config) and "hssl" not in summary_studies(config)
+    root = tmp_path / "results" / "t"
+    pats = [f"p{i}" for i in range(7)]
+    for seed in config["studies"]["extra"].get("seeds", [0]):
+        write_metrics(root, "extra", "tfs", "msd_heart", "5", seed, ["left atrium"], [0.50 + 0.02 * seed],
+                      patients={p: 0.5 + 0.01 * i for i, p in enumerate(pats)})
+        write_metrics(root, "extra", "hssl", "msd_heart", "5", seed, ["left atrium"], [0.70 + 0.02 * seed],
+                      patients={p: 0.7 + 0.01 * i for i, p in enumerate(pats)})
+    assert all(p.exists() for p in summary_inputs(config, "extra"))
+    out = tmp_path / "out"
+    cells = build_summary(config, "extra", root, out / "s.csv", out / "s.md", out / "s.html", out / "s.png")
+    hssl, tfs = cells[("hssl", "msd_heart", "5")], cells[("tfs", "msd_heart", "5")]
+    seeds = config["studies"]["extra"].get("seeds", [0])
+    assert hssl.score.mean == pytest.approx(70 + 2 * np.mean(seeds)) and tfs.is_baseline
+    assert hssl.test.tested and hssl.test.n == 7 and hssl.test.p == pytest.approx(2 / 2 ** 7)
+    md = (out / "s.md").read_text()
+    assert "synthetic data" in md and "| Run | Dice (%), 5% | mIoU (%), 5% | p, 5% |" in md and "ref." in md
+    assert "<table>" in (out / "s.html").read_text() and (out / "s.png").stat().st_size > 1000
+    rows = read_csv(out / "s.csv")
+    assert {r["run"] for r in rows} == {"tfs", "hssl"} and next(r for r in rows if r["run"] == "hssl")["n_pairs"] == "7"

@@ -406,7 +406,7 @@ def test_rewrite_replaces_store_atomically(tmp_path):
 @pytest.mark.parametrize("name", sorted(registry.REGISTRY))
 def test_phantom_twins_slice(tmp_path, name):
     phantoms = pytest.importorskip("medssl.data.phantoms")
-    from medssl.data.cases import list_msd_cases
+    from medssl.data.listers import list_msd_cases
 
     spec = registry.get(name)
     root = phantoms.write_phantom_dataset(spec, tmp_path / "raw", n_patients=1, seed=0, scale=0.08)
@@ -423,7 +423,7 @@ def test_phantom_twins_slice(tmp_path, name):
 def test_phantom_spleen_stored_ras_slices_like_lps(tmp_path):
     """The spleen twin is stored with direction diag(-1, -1, 1); its LPS twin must give the same store."""
     phantoms = pytest.importorskip("medssl.data.phantoms")
-    from medssl.data.cases import list_msd_cases
+    from medssl.data.listers import list_msd_cases
 
     spec = registry.get("msd_spleen")
     root = phantoms.write_phantom_dataset(spec, tmp_path / "raw", n_patients=1, seed=0, scale=0.08)
@@ -438,3 +438,49 @@ def test_phantom_spleen_stored_ras_slices_like_lps(tmp_path):
     a, b = load(tmp_path / "a"), load(tmp_path / "b")
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+# ------------------------------------------------------------------------------------ warnings on bad data
+
+
+def test_warns_on_label_values_outside_the_class_map(tmp_path, caplog):
+    lab = blob_label(values=(1, 2))
+    lab[0, 0, :2] = [7, 9]  # prostate knows 1 and 2 only
+    a = write_case(tmp_path, "p_a", to_image(mri_volume()), to_image(lab))
+    b = write_case(tmp_path, "p_b", to_image(mri_volume(1)), to_image(blob_label(values=(1, 2))))
+    with caplog.at_level("WARNING", logger="medssl.data"):
+        slice_dataset(settings_for("msd_prostate", slice_axis="axial"), [a, b], tmp_path / "s", synthetic=True)
+    warned = [r.getMessage() for r in caplog.records if "class map" in r.getMessage()]
+    assert len(warned) == 1 and "7, 9" in warned[0] and "p_a" in warned[0] and "p_b" not in warned[0]
+
+
+def test_warns_on_an_empty_label(tmp_path, caplog):
+    empty = write_case(tmp_path, "p_empty", to_image(mri_volume()), to_image(np.zeros((Z, Y, X), np.uint8)))
+    full = write_case(tmp_path, "p_full", to_image(mri_volume(1)), to_image(blob_label()))
+    with caplog.at_level("WARNING", logger="medssl.data"):
+        slice_dataset(settings_for("msd_prostate", slice_axis="axial"), [empty, full], tmp_path / "s",
+                      synthetic=True)
+    warned = [r.getMessage() for r in caplog.records if "empty" in r.getMessage()]
+    assert len(warned) == 1 and "p_empty" in warned[0]
+
+
+def test_warns_on_non_finite_ct_voxels(tmp_path, caplog):
+    a = np.linspace(-1000, 1000, Z * Y * X).reshape(Z, Y, X).astype(np.float32)
+    a[0, 0, :3] = [np.nan, np.inf, -np.inf]
+    case = write_case(tmp_path, "spleen_9", to_image(a), to_image(blob_label(values=(1, 1))))
+    image = tmp_path / "spleen_9_img.mha"  # ITK's NIfTI reader itself turns NaN/Inf into 0; MetaImage keeps them
+    sitk.WriteImage(to_image(a), str(image))
+    case = dataclasses.replace(case, image=image)
+    with caplog.at_level("WARNING", logger="medssl.data"):
+        slice_dataset(settings_for("msd_spleen", slice_axis="axial"), [case], tmp_path / "s", synthetic=True)
+    warned = [r.getMessage() for r in caplog.records if "NaN" in r.getMessage()]
+    assert len(warned) == 1 and "spleen_9" in warned[0] and "1 NaN" in warned[0] and "2 Inf" in warned[0]
+    imgs, _, _ = load(tmp_path / "s")
+    assert np.isfinite(imgs.astype(np.float32)).all()
+
+
+def test_clean_cases_slice_without_warnings(tmp_path, caplog):
+    case = write_case(tmp_path, "p", to_image(mri_volume()), to_image(blob_label()))
+    with caplog.at_level("WARNING", logger="medssl.data"):
+        slice_dataset(settings_for("msd_prostate", slice_axis="axial"), [case], tmp_path / "s", synthetic=True)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -8,13 +8,11 @@ the GPU partition with a GPU, every other rule to the CPU partition without one.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 import yaml
 
-from conftest import REPO, tiny_config
+from conftest import REPO, copy_repo, snakemake_cli, tiny_config
 
 USER = REPO / "slurm" / "config.yaml"
 CI = REPO / ".ci" / "slurm" / "profile" / "config.yaml"
@@ -95,18 +93,17 @@ def small_config() -> dict:
 
 
 def dry_run_resources(tmp_path, *profiles) -> dict[str, str]:
-    path = tmp_path / "tiny.yaml"
+    """`snakemake all -n --profile P ...` from the root of a copy of the repository: each rule's resources."""
+    root = copy_repo(tmp_path / "medssl")
     config = small_config()
     config["threads"] = 3
-    path.write_text(yaml.safe_dump(config))
+    (root / "config" / "tiny.yaml").write_text(yaml.safe_dump(config))
     # --cores: a dry run caps threads at its local cores (1 by default); a SLURM run does not.
-    args = [sys.executable, "-m", "snakemake", "all", "-n", "--cores", "8", "-d", str(tmp_path / "wd"),
-            "--configfile", str(path)]
+    args = ["all", "-n", "--cores", "8", "--configfile", "config/tiny.yaml"]
     for prof in profiles:
         args += ["--profile", prof]
-    proc = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
+    code, out = snakemake_cli(*args, cwd=root, timeout=300)
+    assert code == 0, out
     res = {}
     for block in re.split(r"^(?:local)?rule ", out, flags=re.M)[1:]:
         name = block.split(":", 1)[0]
@@ -141,3 +138,16 @@ def test_ci_overlay_merges_over_user_profile(tmp_path):
             assert "slurm_partition=gpu" in line and "gpu_model=fake" in line, line
         elif rule != "all":
             assert "slurm_partition=debug" in line and not re.search(r"\bgpu", line), line
+
+
+def test_dry_run_warns_while_the_profile_holds_placeholders(checkout):
+    """`snakemake -n --profile slurm` names the CHANGE_ME settings still to edit; an edited profile is quiet."""
+    config = small_config()
+    (checkout / "config" / "tiny.yaml").write_text(yaml.safe_dump(config))
+    args = ("all", "-n", "--configfile", "config/tiny.yaml", "--profile", "slurm")
+    code, out = snakemake_cli(*args, cwd=checkout, timeout=300)
+    assert code == 0 and "slurm/config.yaml still holds CHANGE_ME for slurm_account, slurm_partition" in out, out
+    profile = checkout / "slurm" / "config.yaml"
+    profile.write_text(profile.read_text().replace('"CHANGE_ME"', '"mylab"'))
+    code, out = snakemake_cli(*args, cwd=checkout, timeout=300)
+    assert code == 0 and "still holds CHANGE_ME" not in out, out

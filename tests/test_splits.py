@@ -127,15 +127,17 @@ def test_deterministic_per_seed(tmp_path):
     assert a.read_bytes() != c.read_bytes()
     ja, jc = json.loads(a.read_text()), json.loads(c.read_text())
     assert ja["patients"] != jc["patients"] and ja["label_subsets"]["5"] != jc["label_subsets"]["5"]
-    assert list(ja) == ["dataset", "seed", "ratios", "counts", "patients", "label_subsets", "scans_subset"]
+    assert list(ja) == ["dataset", "seed", "ratios", "counts", "patients", "label_subsets", "scans_subset",
+                        "scans_subset_sampling"]
 
 
 def test_scans_subset(tmp_path):
     # 20 patients with 30-slice scans, foreground on slices 4..23 (20 slices), one short scan
     cases = {f"p{i:03d}": (f"p{i:03d}", 30, list(range(4, 24))) for i in range(20)}
     store = fake_store(tmp_path / "s", cases)
-    split = make_split(settings_for("mmwhs_ct", scans=(5, 7)), store, RATIOS)
-    assert split["scans_subset"] == [5, 7]
+    even = {"ratios": [0.7, 0.1, 0.2], "seed": 0, "scans_subset_sampling": "even"}
+    split = make_split(settings_for("mmwhs_ct", split=even, scans=(5, 7)), store, RATIOS)
+    assert split["scans_subset"] == [5, 7] and split["scans_subset_sampling"] == "even"
     pairs = split["label_subsets"]["scans"]
     by_case: dict[str, list[int]] = {}
     for c, s in pairs:
@@ -152,6 +154,36 @@ def test_scans_subset(tmp_path):
     split = make_split(settings_for("mmwhs_ct", scans=(100, 1)), store, RATIOS)
     assert len(split["label_subsets"]["scans"]) == 14
     assert slice_patients(store, split["label_subsets"]["scans"]) == train
+
+
+def test_scans_subset_random_by_default(tmp_path):
+    """Paper B draws its labelled slices at random; the same scans as 'even', other slices, seeded."""
+    cases = {f"p{i:03d}": (f"p{i:03d}", 40, list(range(4, 34))) for i in range(20)}
+    store = fake_store(tmp_path / "s", cases)
+
+    def by_case(split):
+        out: dict[str, list[int]] = {}
+        for c, s in split["label_subsets"]["scans"]:
+            out.setdefault(c, []).append(s)
+        return out
+
+    rnd = make_split(settings_for("mmwhs_ct", scans=(5, 7)), store, RATIOS)
+    assert rnd["scans_subset_sampling"] == "random"
+    even = make_split(settings_for("mmwhs_ct", split={"ratios": [0.7, 0.1, 0.2], "seed": 0,
+                                                      "scans_subset_sampling": "even"}, scans=(5, 7)), store, RATIOS)
+    r, e = by_case(rnd), by_case(even)
+    assert set(r) == set(e) and all(len(v) == 7 and len(set(v)) == 7 for v in r.values())
+    assert all(4 <= x < 34 for v in r.values() for x in v)  # labelled slices only
+    assert r != e  # not the evenly spaced ones
+    assert len({tuple(v) for v in r.values()}) > 1  # each scan gets its own draw
+    again = make_split(settings_for("mmwhs_ct", scans=(5, 7)), store, RATIOS)
+    assert by_case(again) == r  # deterministic
+    other = make_split(settings_for("mmwhs_ct", split={"ratios": [0.7, 0.1, 0.2], "seed": 1}, scans=(5, 7)),
+                       store, RATIOS)
+    assert by_case(other) != r
+    with pytest.raises(ValueError, match="scans_subset_sampling"):
+        make_split(settings_for("mmwhs_ct", split={"ratios": [0.7, 0.1, 0.2], "scans_subset_sampling": "x"},
+                                scans=(5, 7)), store, RATIOS)
 
 
 def test_scans_subset_draws_only_from_training_patients(tmp_path):

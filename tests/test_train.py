@@ -134,7 +134,13 @@ def base_config(downstream="segmentation"):
         study.update(paper="ssmtl", noise_sigma=0.1)
     config = {"experiment": "t", "data": {"image_size": 32}, "datasets": {d: {} for d in DATASETS},
               "device": "cpu", "threads": 1, "studies": {"s": study}}
-    return cfg.validate(config)
+    from unittest import mock
+
+    from medssl.methods import METHODS
+    from medssl.models import MODELS
+
+    with mock.patch.dict(METHODS, standin=StandIn), mock.patch.dict(MODELS, tiny=TinyNet):
+        return cfg.validate(config)  # the config check knows registered names only: the stand-ins, briefly
 
 
 def write_split(config, store, dataset, train, val, test, subsets=None):
@@ -153,7 +159,7 @@ def write_split(config, store, dataset, train, val, test, subsets=None):
 def world(tmp_path, monkeypatch):
     """cwd = tmp dir with results/t/data/{msd_heart,msd_spleen} and their splits; stand-in factories."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(common, "build_model", lambda arch, out_channels: TinyNet(out_channels))
+    monkeypatch.setattr(common, "build_model", lambda arch, out_channels, **kw: TinyNet(out_channels))
     monkeypatch.setattr(common, "build_method", lambda name, backbone, **kw: StandIn(backbone, **kw))
     StandIn.calls, StandIn.nan_at = 0, None
     config = base_config()
@@ -386,10 +392,11 @@ def test_evaluate_writes_contract_json(world, tmp_path):
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(res))
     assert set(data) == {"study", "run", "label", "method", "arch", "dataset", "ratio", "seed", "synthetic",
-                         "downstream", "n_params", "classes", "slice_pooled", "per_volume", "volume_mean",
-                         "confusion", "psnr", "hd95_units"}
+                         "downstream", "n_params", "model_width", "classes", "slice_pooled", "per_volume", "volume_mean",
+                         "confusion", "psnr", "hd95_units", "slice_filter", "n_slices", "all_slices"}
     assert data["classes"] == ["left atrium"] and data["synthetic"] is True and data["psnr"] is None
     assert data["hd95_units"] == "voxels"  # the hand-made store has no spacing
+    assert data["slice_filter"] == "all" and data["all_slices"]["slice_pooled"] == data["slice_pooled"]
     assert data["n_params"] == sum(p.numel() for p in TinyNet(2).parameters())
     sp = data["slice_pooled"]
     assert set(sp) == {"dice", "iou", "mean_dice", "miou"} and set(sp["dice"]) == {"left atrium"}
@@ -422,7 +429,7 @@ def test_evaluate_writes_contract_json(world, tmp_path):
 
 def test_denoising_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(common, "build_model", lambda arch, out_channels: TinyNet(out_channels))
+    monkeypatch.setattr(common, "build_model", lambda arch, out_channels, **kw: TinyNet(out_channels))
     config = base_config("denoising")
     heart = make_store(common.store_path(config, "msd_heart"), [6, 6, 5, 6, 5], dataset="msd_heart",
                        classes=["left atrium"], seed=1)
@@ -484,3 +491,82 @@ def test_end_to_end_real_ssmtl_sequence(tmp_path, monkeypatch):
     write_split(config, store, "msd_heart", ["case0", "case1", "case2"], ["case3"], ["case4"])
     pre = pretrain(config, "s", "ssmtl", "msd_heart", tmp_path / "P", progress=False)
     assert torch.load(pre, weights_only=False)["method"] == "ssmtl"
+
+
+# ------------------------------------------------------------------ step budget, head bias, one-process jobs
+def test_step_budget_does_not_collapse_with_subset_size(world, tmp_path):
+    world["studies"]["s"]["finetune"].update(epochs=2, steps=6, batch_size=4)
+    for ratio in ("5", "100"):  # 2 labelled slices, and all of them
+        finetune(world, "s", "stand", "msd_heart", ratio, 0, tmp_path / ratio, None, progress=False)
+        log = pd.read_csv(tmp_path / ratio / "log.csv")
+        assert log["step"].tolist() == [3, 6], ratio  # ceil(6 / 2) full batches per epoch, 6 in total
+    # the papers' semantics without `steps`: one pass per epoch, so a 2-slice subset gets 1 step per epoch
+    world["studies"]["s"]["finetune"].update(steps=None)
+    finetune(world, "s", "stand", "msd_heart", "5", 0, tmp_path / "epochs", None, progress=False)
+    assert pd.read_csv(tmp_path / "epochs" / "log.csv")["step"].tolist() == [1, 2]
+    world["studies"]["s"]["finetune"].update(steps=6, steps_per_epoch=2)
+    with pytest.raises(ValueError, match="exclusive"):
+        finetune(world, "s", "stand", "msd_heart", "5", 0, tmp_path / "both", None, progress=False)
+
+
+def test_step_budget_in_pretraining(world, tmp_path):
+    world["studies"]["s"]["pretrain"].update(epochs=2, steps=5, steps_per_epoch=None)
+    pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False)
+    assert pd.read_csv(tmp_path / "P" / "log.csv")["step"].tolist() == [3, 6]  # ceil(5 / 2) per epoch
+
+
+def test_epoch_batches_sampler_is_exact_and_full():
+    from medssl.data.loaders import EpochBatchSampler
+
+    s = EpochBatchSampler(3, 4, seed=0, batches=5)
+    s.set_epoch(1)
+    batches = list(s)
+    assert len(s) == 5 and len(batches) == 5 and all(len(b) == 4 for b in batches)
+    drawn = np.bincount([i for b in batches for i, _ in b], minlength=3)
+    assert drawn.max() - drawn.min() <= 1  # successive permutations: every slice about equally often
+
+
+class PriorNet(TinyNet):
+    priors: list = []
+
+    def init_head_bias(self, prior, *, mean=None):
+        type(self).priors.append(np.asarray([mean] if mean is not None else prior, dtype=np.float64))
+        with torch.no_grad():
+            if mean is not None:
+                self.head.bias.fill_(mean)
+            else:
+                self.head.bias.copy_(torch.log(torch.as_tensor(prior).clamp(min=1e-4)))
+        return self.head.bias.detach()
+
+
+def test_finetune_sets_head_bias_from_the_training_prior(world, tmp_path, monkeypatch):
+    PriorNet.priors = []
+    monkeypatch.setattr(common, "build_model", lambda arch, out_channels, **kw: PriorNet(out_channels))
+    world["studies"]["s"]["finetune"].update(epochs=1)
+    finetune(world, "s", "stand", "msd_heart", "5", 0, tmp_path / "F", None, progress=False)
+    store = common.open_store(world, "msd_heart")
+    rows = train_rows(store, common.load_split(world, "msd_heart"), "5")
+    lab = np.asarray(store.labels[np.sort(rows)])
+    expect = np.bincount(lab.ravel(), minlength=2) / lab.size
+    assert len(PriorNet.priors) == 1 and np.allclose(PriorNet.priors[0], expect)
+    # denoising heads start at the mean clean intensity of the training slices
+    world["studies"]["s"].update(downstream="denoising", paper="ssmtl")
+    finetune(world, "s", "stand", "msd_heart", "5", 0, tmp_path / "D", None, progress=False)
+    img = np.asarray(store.images[np.sort(rows)], dtype=np.float64)
+    assert len(PriorNet.priors) == 2 and PriorNet.priors[1][0] == pytest.approx(img.mean())
+
+
+def test_finetune_with_metrics_evaluates_in_one_process(world, tmp_path):
+    out = tmp_path / "M" / "seed0.json"
+    res = finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "F", None, progress=False,
+                   metrics=out, save_model=False)
+    assert res == out and out.exists() and (tmp_path / "M" / "seed0_pred.npz").exists()
+    assert not (tmp_path / "F" / "model.pt").exists() and not (tmp_path / "F" / "checkpoint.pt").exists()
+    # the same metrics as finetune -> model.pt -> evaluate in two processes
+    model = finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "G", None, progress=False)
+    two = evaluate(world, "s", "stand", "msd_heart", "100", 0, model, tmp_path / "E" / "seed0.json", progress=False)
+    one = json.loads(out.read_text())
+    assert one["slice_pooled"] == two["slice_pooled"] and one["confusion"] == two["confusion"]
+    with pytest.raises(ValueError, match="metrics"):
+        finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "X", None, progress=False,
+                 save_model=False)

@@ -23,7 +23,7 @@ repo="$(pwd)"
 here="$repo/.ci/slurm"
 t_all=480
 t_step=240
-preempt_epochs=5
+preempt_epochs=20  # enough epochs that a cancel or requeue lands mid-run, even on a fast or loaded machine
 start_s=$SECONDS
 
 log() { echo "[slurm-ci $(date +%T) +$((SECONDS - start_s))s] $*"; }

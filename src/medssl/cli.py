@@ -2,16 +2,28 @@
 
 Every subcommand takes ``--config`` (validated against the schema) and writes its outputs atomically.
 Heavy imports (torch, SimpleITK) happen inside the subcommands so ``medssl --help`` stays fast.
+
+Bad input gets one line on stderr, ``medssl: error: <what, naming the file/key/name>``, and a non-zero exit
+status (2: bad arguments or config, 3: a manual dataset is not in place, with the placement instructions
+after that line, 1: any other refused input, e.g. an unsafe model file or a corrupt archive); ``-v`` adds
+the traceback. SIGTERM (e.g. Slurm or Snakemake cancelling a job) becomes a normal exit (status 143), so
+temporary files are removed on the way out.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import signal
 import sys
 from pathlib import Path
 
 from medssl import config as cfg
+
+
+class UsageError(ValueError):
+    """A command-line value the config does not know (study, run, dataset, pool, ratio)."""
 
 
 def _synthesize(args, config):
@@ -19,7 +31,7 @@ def _synthesize(args, config):
     from medssl.data.phantoms import write_phantom_dataset
 
     settings = cfg.dataset_settings(config, args.dataset)
-    write_phantom_dataset(registry.get(args.dataset), Path(args.out), n_patients=settings.synthetic_patients,
+    write_phantom_dataset(registry.get(args.dataset, config), Path(args.out), n_patients=settings.synthetic_patients,
                           seed=settings.synthetic_seed, scale=settings.synthetic_scale)
 
 
@@ -62,7 +74,9 @@ def _finetune(args, config):
     from medssl.train.finetune import finetune
 
     pretrained = Path(args.pretrained) if args.pretrained else None
-    finetune(config, args.study, args.run, args.dataset, args.ratio, int(args.seed), Path(args.out), pretrained)
+    metrics = Path(args.metrics) if args.metrics else None
+    finetune(config, args.study, args.run, args.dataset, args.ratio, int(args.seed), Path(args.out), pretrained,
+             metrics=metrics, save_model=metrics is None or args.keep_model)
 
 
 def _evaluate(args, config):
@@ -95,24 +109,46 @@ def _features(args, config):
 
 
 def _report(args, config):
-    from medssl.reports import targets
+    from medssl.reports import builders, targets
 
     inputs = args.inputs
     if targets.target_info(args.target).kind == "tsne":
         inputs = inputs[0]
-    targets.build(args.target, config, inputs, *args.outputs)
+    builders.build(args.target, config, inputs, *args.outputs)
+
+
+def _export(args, config):
+    from medssl.export import export_model
+
+    export_model(args.model, args.out, args.to, args.part)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``medssl: error: <command>: <message> (see <command> --help)``."""
+
+    def error(self, message: str):
+        where = self.prog[len("medssl "):] + ": " if self.prog.startswith("medssl ") else ""
+        self.exit(2, f"medssl: error: {where}{message} (see {self.prog} --help)\n")
+
+
+def _summary(args, config):
+    from medssl.reports.summary import build_summary
+
+    build_summary(config, args.study, args.inputs, *args.outputs)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medssl", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser = _Parser(prog="medssl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging; tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name, func, help_text, *options):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("--config", required=True, help="YAML config (validated against the schema)")
+        p.add_argument("--settings", help="digest of the settings the job must run with (medssl.jobs; the "
+                       "workflow passes its rule's params), checked before anything runs")
         for opt in options:
-            p.add_argument(f"--{opt}", required=opt != "pretrained")
+            p.add_argument(f"--{opt}", required=opt != "pretrained", type=int if opt == "seed" else str)
         p.set_defaults(func=func)
         return p
 
@@ -122,8 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     command("split", _split, "patient split and nested label subsets", "dataset", "store", "out")
     command("pretrain", _pretrain, "self-supervised pretraining of one run on one pool",
             "study", "run", "pool", "out")
-    command("finetune", _finetune, "finetune one run on one dataset, label ratio and seed",
-            "study", "run", "dataset", "ratio", "seed", "out", "pretrained")
+    ft = command("finetune", _finetune, "finetune one run on one dataset, label ratio and seed",
+                 "study", "run", "dataset", "ratio", "seed", "out", "pretrained")
+    ft.add_argument("--metrics", help="also evaluate the selected model on the test patients in this process "
+                    "(as `medssl evaluate` would): write this metrics JSON and its _pred.npz beside it; the "
+                    "finetuned model.pt is then written only with --keep-model")
+    ft.add_argument("--keep-model", action="store_true", help="with --metrics: write model.pt as well")
     command("evaluate", _evaluate, "evaluate a finetuned model on the test patients",
             "study", "run", "dataset", "ratio", "seed", "model", "out")
     p = command("cost", _cost, "jobs per rule and estimated GPU-hours of a config's workflow")
@@ -136,19 +176,107 @@ def build_parser() -> argparse.ArgumentParser:
     report = command("report", _report, "build one table or figure from its input files", "target")
     report.add_argument("--inputs", nargs="+", required=True)
     report.add_argument("--outputs", nargs="+", required=True)
+    summary = command("summary", _summary, "the generic summary table and figure of a study no paper report "
+                      "names", "study")
+    summary.add_argument("--inputs", nargs="+", required=True)
+    summary.add_argument("--outputs", nargs=4, required=True, metavar=("CSV", "MD", "HTML", "PNG"))
+    export = sub.add_parser("export", help="write a model's weights as a plain state dict for torchvision, "
+                            "MONAI or plain PyTorch (no --config)")
+    export.add_argument("model", help="a medssl model file (model.pt, epoch<E>.pt)")
+    export.add_argument("out", help="the state dict file to write")
+    export.add_argument("--to", required=True, choices=["torchvision", "monai", "state_dict"])
+    export.add_argument("--part", default="encoder", choices=["encoder", "all"])
+    export.set_defaults(func=_export)
     return parser
 
 
+def _check_settings(args, config) -> None:
+    """Start a job's log with the settings it runs with (medssl.jobs) and their digest; with ``--settings``
+    (the digest the workflow scheduled the job with, its rule's params), refuse to run on other settings."""
+    import inspect
+
+    from medssl import jobs
+
+    if args.command not in jobs.SETTINGS:
+        return
+    fields = list(inspect.signature(jobs.SETTINGS[args.command]).parameters)[1:]
+    settings = jobs.settings_of(config, args.command, **{k: getattr(args, k) for k in fields})
+    digest = jobs.digest(settings)
+    logging.getLogger("medssl").info("settings %s: %s", digest, json.dumps(settings, sort_keys=True))
+    if args.settings and args.settings != digest:
+        raise cfg.ConfigError(f"{args.config}: the settings of this {args.command} job (digest {digest}) are not "
+                              f"those the workflow scheduled it with ({args.settings}); the config changed while "
+                              "the workflow ran: run snakemake again")
+
+
+def _known(kind: str, value: str, known, where: str) -> None:
+    if value not in known:
+        raise UsageError(f"--{kind} {value!r} is not in {where} (known: {', '.join(map(str, known)) or 'none'})")
+
+
+def check_names(args, config: dict | None) -> None:
+    """Refuse (:class:`UsageError`) a study, run, dataset, pool or ratio the config does not define."""
+    if config is None:
+        return
+    study = getattr(args, "study", None)
+    if study is not None:
+        _known("study", study, list(config.get("studies", {})), f"the studies of {args.config}")
+        run = getattr(args, "run", None)
+        if run is not None:
+            _known("run", run, list(config["studies"][study]["runs"]), f"the runs of study {study}")
+    for kind in ("dataset", "pool"):
+        value = getattr(args, kind, None)
+        if value is not None:
+            known = list(config["datasets"]) + (["all"] if kind == "pool" else [])
+            _known(kind, value, known, f"the datasets of {args.config}")
+    ratio = getattr(args, "ratio", None)
+    if ratio is not None:
+        keys = [cfg.ratio_key(r) for r in cfg.label_ratios(config)]
+        dataset = getattr(args, "dataset", None)
+        if dataset and (config["datasets"].get(dataset) or {}).get("scans_subset"):
+            keys.append("scans")
+        _known("ratio", ratio, keys, "data.label_ratios" + (" (or 'scans')" if "scans" in keys else ""))
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into ``SystemExit(143)``: ``finally`` blocks run, temporary files are removed."""
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    if isinstance(err, OSError) and err.filename is not None and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    return "; ".join(" ".join(line.split()) for line in text.splitlines() if line.strip()).replace(":; ", ": ")
+
+
 def main(argv: list[str] | None = None) -> int:
+    exit_on_sigterm()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from medssl.data.manual import ManualDatasetMissing
+
     try:
-        config = cfg.load_config(args.config)
+        config = cfg.load_config(args.config) if getattr(args, "config", None) else None
+        check_names(args, config)
+        _check_settings(args, config)
         args.func(args, config)
-    except cfg.ConfigError as err:
-        print(f"medssl: {err}", file=sys.stderr)
+    except ManualDatasetMissing as err:
+        print(f"medssl: error: {err}", file=sys.stderr)  # the placement instructions follow on the next lines
+        return 3
+    except (cfg.ConfigError, UsageError) as err:
+        print(f"medssl: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except (OSError, ValueError, RuntimeError, FloatingPointError) as err:
+        if args.verbose:
+            logging.exception("traceback")
+        print(f"medssl: error: {_one_line(err)}", file=sys.stderr)
+        return 1
     return 0
 
 

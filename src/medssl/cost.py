@@ -102,37 +102,33 @@ GENERIC_REAL = RealDataset(30, 30 * 100, 30 * 60, "generic estimate: 30 scans x 
 # The DAG (mirrors workflow/rules/common.smk and reports.smk)
 
 
-def _evaluations_and_features(config: dict) -> tuple[list[tuple], list[tuple], list[str]]:
-    """What `all` needs: evaluation keys (study, run, dataset, ratio, seed), t-SNE feature jobs (study, run)
-    and report targets. With a `reports` block: the splits plus every configured table/figure and what they
-    read; without one: every metrics file of every study."""
+def _evaluations_and_features(config: dict) -> tuple[list[tuple], list[tuple], list[str], list[str]]:
+    """What `all` needs: evaluation keys (study, run, dataset, ratio, seed), t-SNE feature jobs (study, run),
+    the configured report targets and the studies with a generic summary (those no report names, each
+    reading its whole grid; medssl.reports.summary)."""
+    from medssl.reports import summary as report_summary
     from medssl.reports import targets as report_targets
 
     reports = report_targets.configured_targets(config)
+    summaries = report_summary.summary_studies(config)
     keys: list[tuple] = []
     features: list[tuple] = []
-    if reports:
-        for target in reports:
-            if report_targets.target_info(target).kind == "tsne":
-                spec = report_targets.tsne_spec(config, target)
-                if Path(spec.features) == cfg.results_dir(config) / spec.study / "features" / f"{spec.run}.npz":
-                    features.append((spec.study, spec.run))
-            else:
-                keys += [tuple(k) for k in report_targets.required_metrics(config, target)]
-    else:
-        for study, s in config.get("studies", {}).items():
-            for run in s["runs"]:
-                r = cfg.run_settings(config, study, run)
-                for dataset in r["finetune_datasets"]:
-                    for ratio in r["label_ratios"]:
-                        for seed in s.get("seeds", [0]):
-                            keys.append((study, run, dataset, str(ratio), int(seed)))
-    return list(dict.fromkeys(keys)), list(dict.fromkeys(features)), list(reports)
+    for target in reports:
+        if report_targets.target_info(target).kind == "tsne":
+            spec = report_targets.tsne_spec(config, target)
+            if Path(spec.features) == cfg.results_dir(config) / spec.study / "features" / f"{spec.run}.npz":
+                features.append((spec.study, spec.run))
+        else:
+            keys += [tuple(k) for k in report_targets.required_metrics(config, target)]
+    for study in summaries:
+        seeds = config["studies"][study].get("seeds", [0])
+        keys += [(study, run, d, r, int(s)) for run, d, r in report_summary.study_grid(config, study) for s in seeds]
+    return list(dict.fromkeys(keys)), list(dict.fromkeys(features)), list(reports), summaries
 
 
 def dag_jobs(config: dict) -> dict[str, list[dict]]:
     """Wildcards of every job of ``snakemake all`` from scratch, per rule (rules without jobs left out)."""
-    keys, features, reports = _evaluations_and_features(config)
+    keys, features, reports, summaries = _evaluations_and_features(config)
     jobs: dict[str, list[dict]] = {rule: [] for rule in RULES}
     source = "synthesize_dataset" if config.get("synthetic", False) else "fetch_dataset"
     for dataset in config["datasets"]:
@@ -148,10 +144,12 @@ def dag_jobs(config: dict) -> dict[str, list[dict]]:
             pretrain.append((*source_run, cfg.pretrain_pool(config, *source_run, dataset)))
     for study, run in features:
         jobs.setdefault("tsne_features", []).append({"study": study, "run": run})
-        pretrain.append((study, run, "all"))
+        pretrain.append((study, run, cfg.features_pool(config, study, run)))
     jobs["pretrain"] = [{"study": st, "run": r, "pool": p} for st, r, p in dict.fromkeys(pretrain)]
     for target in reports:
         jobs[f"report_{target}"] = [{}]
+    if summaries:
+        jobs["report_summary"] = [{"study": study} for study in summaries]
     jobs["all"].append({})
     return {rule: js for rule, js in jobs.items() if js}
 
@@ -356,6 +354,8 @@ def _job_cost(config: dict, rule: str, w: dict, sizes: dict, measured: dict | No
             n += size.fg_slices if slice_filter == "foreground" and size.fg_slices else size.slices
         image_size = cfg.dataset_settings(config, names[0]).image_size
         per_epoch = _epoch_images(n, int(st["batch_size"]), st.get("steps_per_epoch"), drop_last=True)
+        if st.get("steps"):  # a step budget: ceil(steps / epochs) full batches per epoch, whatever n
+            per_epoch = -(-int(st["steps"]) // max(int(st["epochs"]), 1)) * int(st["batch_size"])
         images = int(st["epochs"]) * per_epoch
         ips, src = images_per_second(config, study, "pretrain", run, image_size, measured)
         return JobCost("pretrain", w, images, (images / ips + JOB_OVERHEAD_S) / 3600, ips, src)
@@ -367,6 +367,8 @@ def _job_cost(config: dict, rule: str, w: dict, sizes: dict, measured: dict | No
         n = labelled_slices(size, settings, ratio)
         epochs = int(st["epochs"])
         per_epoch = _epoch_images(n, int(st["batch_size"]), st.get("steps_per_epoch"), drop_last=False)
+        if st.get("steps"):
+            per_epoch = -(-int(st["steps"]) // max(int(st["epochs"]), 1)) * int(st["batch_size"])
         val_every = int(st.get("val_every", 1))
         n_val = validation_slices(size)
         validations = epochs // val_every + (1 if epochs % val_every else 0) if n_val else 0

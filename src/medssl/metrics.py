@@ -1,15 +1,19 @@
 """Segmentation and denoising metrics (numpy/scipy, no torch).
 
-Conventions (shared with the metrics JSON described in CONTRACTS.md):
+Conventions (shared with the metrics JSON described in :mod:`medssl.train.evaluate`):
 
 * Labels are integer class ids, 0 = background, ``1..n_classes-1`` = foreground classes.
 * A class absent from both prediction and ground truth has an undefined Dice/IoU: the functions return NaN
   for it (``null`` in JSON) and :func:`nanmean_foreground` leaves it out of means. Means average foreground
   classes only (class 0 is never part of ``mean_dice``/``miou``).
 * HD95 is the 95th percentile of the pooled symmetric surface distances (both directions stacked, as in
-  medpy's ``hd95``), computed with ``scipy.ndimage`` Euclidean distance transforms. Distances are in voxel
-  units of the arrays given (``spacing`` defaults to 1 per axis). A class empty in the prediction or in the
-  ground truth has an undefined HD95 (NaN).
+  medpy's ``hd95``), computed with ``scipy.ndimage`` Euclidean distance transforms. Distances are in the
+  units of ``spacing`` (per axis; default 1 = voxels of the arrays given). A class empty in the prediction or
+  in the ground truth has an undefined HD95 (NaN). One truth for its unit: the evaluation passes the store's
+  per-case spacing of the *stored* grid (``[between slices, row, column]`` mm: the source pixel size times
+  source / stored size in-plane, the slice spacing through-plane; written by the slicer for every case), so
+  HD95 is in **mm**, and writes ``hd95_units`` (:data:`HD95_UNITS`) into the metrics JSON; a store without
+  spacing for a test case gives voxels, said so in the same key. Tables print the unit those files state.
 * PSNR = 10·log10(data_range² / MSE) in dB; MSE = 0 gives ``inf``.
 """
 
@@ -20,6 +24,23 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
+
+
+HD95_UNITS = {
+    "mm": "mm (each test case's spacing of the stored slice grid: resized pixels in-plane, the slice spacing "
+          "through-plane)",
+    "voxels": "voxels of the stored slice grid (one resized pixel in-plane, one slice through-plane; the store "
+              "gives no spacing for some test case)",
+}
+
+
+def hd95_units_note(units) -> str:
+    """How to read the HD95 of metrics files whose ``hd95_units`` are ``units`` (e.g. for a table footnote)."""
+    found = sorted({str(u) for u in units if u})
+    if not found:
+        return "in the units of the stored slice grid's spacing (the metrics files do not say which)"
+    return " and ".join(f"in {HD95_UNITS.get(u, u)}" for u in found) + (
+        " (mixed across the metrics files)" if len(found) > 1 else "")
 
 
 def confusion_matrix(pred: np.ndarray, target: np.ndarray, n_classes: int) -> np.ndarray:

@@ -8,11 +8,45 @@ along which axis it is sliced. Adding a new dataset in Medical Segmentation Deca
 
 Class maps go from *source* label values to the papers' named classes; class ids are contiguous and follow
 the order of ``classes`` (0 is background). Source values not listed map to background.
+
+Real-data formats, checked against the datasets' public descriptions and against public converters of
+them (read in December 2026; what each lister expects is in :mod:`medssl.data.listers`):
+
+* **ACDC** (Bernard et al. 2018; CREATIS "humanheart-project" zip): ``training/patientXXX/`` holds
+  ``Info.cfg`` with ``ED: <n>`` / ``ES: <n>`` (also ``Group``, ``Height``, ``NbFrame``, ``Weight``), the
+  cine ``patientXXX_4d.nii.gz``, and the two annotated frames as ``patientXXX_frameNN.nii.gz`` plus
+  ``patientXXX_frameNN_gt.nii.gz``. The Info.cfg numbers are **1-based frame numbers equal to the NN of
+  the file names** (ED is usually 1, i.e. ``frame01``; public loaders format ``"%s_frame%02d.nii.gz" %
+  (patient, ED)`` directly), so frame NN is index NN - 1 of the 4D file. Labels 1 RV, 2 MYO, 3 LV. The
+  lister reads the 3D frame files, never the 4D file, so no index conversion happens.
+* **M&Ms** (Campello et al. 2021; OpenDataset): ``Training/Labeled/<code>/<code>_sa.nii.gz`` (4D cine) and
+  ``<code>_sa_gt.nii.gz`` (4D, labelled at ED and ES only), and an info CSV
+  (``211230_M&Ms_Dataset_information_diagnosis_opendataset.csv``; older releases ``201014_...`` /
+  ``211006_M&Ms_Dataset_Information_-_opendataset.csv``) with columns ``External code``, ``VendorName``,
+  ``Vendor``, ``Centre``, ``ED``, ``ES``, ... The ED/ES values are **0-based time indices** into the 4th
+  dimension: public loaders index ``volume[..., ED]`` with the CSV value unchanged, and ED = 0 occurs in the
+  CSV (a 1-based reading would make it invalid). Labels 1 LV, 2 MYO, 3 RV (not ACDC's order).
+* **OAI-ZIB** (Ambellan et al. 2019, pubdata.zib.de): 507 knees; segmentation masks as ``.mhd``/``.raw``
+  with labels **1 femoral bone, 2 femoral cartilage, 3 tibial bone, 4 tibial cartilage**; the images are
+  the OAI baseline sagittal 3D DESS scans (about 384 x 384 x 160 voxels, 0.36 x 0.36 x 0.7 mm), obtained
+  from the OAI (NDA) and matched to the masks by the package's ``doc/oai_mri_paths.txt``. The 2024
+  re-release OAI-ZIB-CM ships NIfTI in nnU-Net layout and splits the tibial cartilage into **4 medial and
+  5 lateral**; mapping tibia cartilage to ``(4, 5)`` reads both releases the same way.
+* **MM-WHS 2017** (Zhuang et al. 2019): ``ct_train``/``mr_train`` with ``<case>_image.nii.gz`` and
+  ``<case>_label.nii.gz``, labels 205 MYO, 420 LA, 500 LV, 550 RA, 600 RV, 820 AO, 850 PA. Paper B's Table
+  1: CT all axial (20 scans), MRI **sagittal only, 14 scans** of the 20 (the others are frontal/coronal);
+  see ``acquired_plane`` below for how the 14 are identified.
+
+``acquired_plane`` (MM-WHS MRI): only cases acquired in that plane are listed
+(:func:`medssl.data.orientation.acquired_plane` decides from the image header: the index axis with the largest
+spacing, or the file's third index axis when the spacing is isotropic, and the physical axis it runs along).
+Paper B pretrains, finetunes (4 scans) and tests (10 scans) on the 14 sagittal MRI scans only, slicing each
+along its own acquisition axis; listing only those cases keeps the 4 + 10 split inside them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Modality = Literal["CT", "MRI"]
@@ -42,6 +76,14 @@ class ManualSource:
 
 
 @dataclass(frozen=True)
+class LocalSource:
+    """A dataset already on disk at ``path``, declared in the config (``datasets: {name: {path: ...}}``):
+    nothing is downloaded, and nothing is written into ``path``."""
+
+    path: str  # absolute, or relative to the working directory (the workflow directory under Snakemake)
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """Everything the pipeline needs to know about one source dataset."""
 
@@ -50,10 +92,11 @@ class DatasetSpec:
     modality: Modality
     roi: str
     classes: tuple[tuple[str, tuple[int, ...]], ...]  # (class name, source label values), papers' order
-    source: UrlSource | ManualSource
+    source: UrlSource | ManualSource | LocalSource
     layout: Layout = "msd"
     slice_axis: SliceAxis = "axial"
     channel: int | None = None  # 4D multi-channel images: the channel to keep (MSD prostate: 0 = T2)
+    acquired_plane: SliceAxis | None = None  # list only cases acquired in this plane (MM-WHS MRI: sagittal)
     frames: tuple[str, ...] = ()  # cine data: named frames kept as separate cases of one patient
     patient_pattern: str | None = None  # regex on the case id; group(1) is the patient id
     paper_task: int | None = None  # HSSL Table 1 task id (1-8)
@@ -79,6 +122,11 @@ class DatasetSpec:
     @property
     def is_manual(self) -> bool:
         return isinstance(self.source, ManualSource)
+
+    @property
+    def is_local(self) -> bool:
+        """Declared with a ``path`` in the config: the data are in place, nothing to download."""
+        return isinstance(self.source, LocalSource)
 
 
 _MSD = "https://msd-for-monai.s3-us-west-2.amazonaws.com/{}.tar"
@@ -133,9 +181,10 @@ for _spec in (
     ),
     DatasetSpec(
         name="oai_zib", title="Knee bones and cartilage (OAI-ZIB)", modality="MRI", roi="knee",
-        # OAI-ZIB masks: 1 femoral bone, 2 femoral cartilage, 3 tibial bone, 4 tibial cartilage.
+        # OAI-ZIB masks: 1 femoral bone, 2 femoral cartilage, 3 tibial bone, 4 tibial cartilage (OAI-ZIB-CM:
+        # 4 medial, 5 lateral tibial cartilage; see the module docstring).
         classes=(("femur bone", (1,)), ("tibia bone", (3,)), ("femur cartilage", (2,)),
-                 ("tibia cartilage", (4,))),
+                 ("tibia cartilage", (4, 5))),
         source=ManualSource(
             register_url="https://pubdata.zib.de/ (OAI-ZIB) and https://nda.nih.gov/oai/ (OAI images)",
             archive="OAI-ZIB segmentation masks plus the matching OAI DESS MR images",
@@ -193,18 +242,98 @@ for _spec in (
             archive="MM-WHS 2017 training data (mr_train.zip)", root="mmwhs_mri", expect=("mr_train",),
             note="Unzip so that resources/raw/mmwhs_mri/mr_train/mr_train_1001_image.nii.gz exists.",
         ),
-        layout="mmwhs", slice_axis="sagittal", reference="Zhuang et al. 2019",
+        # Paper B uses the 14 sagittally acquired scans only (Table 1; module docstring).
+        layout="mmwhs", slice_axis="sagittal", acquired_plane="sagittal", reference="Zhuang et al. 2019",
+        notes="Only the scans acquired sagittally are used (paper B: 14 of the 20).",
     ),
 ):
     register(_spec)
 
 
-def get(name: str) -> DatasetSpec:
-    """Look a dataset up by name, with a helpful error."""
+class DatasetDeclarationError(ValueError):
+    """A dataset entry of the config that declares no usable dataset: ``key`` (e.g. ``datasets/x/classes``)
+    and ``reason``."""
+
+    def __init__(self, key: str, reason: str):
+        super().__init__(f"{key}: {reason}")
+        self.key, self.reason = key, reason
+
+
+#: config keys of a dataset entry that describe a dataset of one's own (the others are settings overrides)
+DECLARATION_KEYS = ("path", "modality", "classes", "channel", "group", "task", "title", "roi",
+                    "patient_pattern")
+
+
+def spec_from_config(name: str, entry: dict) -> DatasetSpec:
+    """The :class:`DatasetSpec` of config entry ``datasets/<name>`` that has a ``path``.
+
+    - ``name`` registered: the registry entry read from ``path`` instead of downloaded (its layout, classes
+      and modality stay the registry's; only ``path`` may be given of :data:`DECLARATION_KEYS`).
+    - ``name`` new: a dataset in MSD layout (``path/dataset.json`` lists ``training`` image/label pairs)
+      described by the entry: ``modality`` (CT or MRI), ``classes`` ({class name: label value or list of
+      values}, in the order of the model's output channels), optional ``slice_axis``, ``channel`` (4D images),
+      ``group``/``task`` (HSSL group and task ids), ``title``, ``roi`` (default: the name) and
+      ``patient_pattern`` (regex on the case id whose group 1 is the patient id, for several scans per
+      patient). :class:`DatasetDeclarationError` names what is missing or wrong.
+    """
+    where = f"datasets/{name}"
+    path = entry.get("path")
+    if not isinstance(path, str) or not path:
+        raise DatasetDeclarationError(f"{where}/path", "a dataset of one's own needs the folder holding it")
+    source = LocalSource(path=path)
+    if name in REGISTRY:
+        extra = sorted(k for k in DECLARATION_KEYS if k in entry and k != "path")
+        if extra:
+            raise DatasetDeclarationError(
+                where, f"{name!r} is a registered dataset, so {', '.join(extra)} come from the registry; "
+                f"give only 'path' to read it from disk, or use a new name for a dataset of your own")
+        return replace(REGISTRY[name], source=source)
+    missing = [k for k in ("modality", "classes") if k not in entry]
+    if missing:
+        raise DatasetDeclarationError(where, f"a dataset of one's own needs {' and '.join(missing)}")
+    if entry["modality"] not in ("CT", "MRI"):
+        raise DatasetDeclarationError(f"{where}/modality", f"{entry['modality']!r} is neither CT nor MRI")
+    classes = []
+    for cname, values in dict(entry["classes"]).items():
+        values = values if isinstance(values, (list, tuple)) else [values]
+        if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise DatasetDeclarationError(f"{where}/classes/{cname}", f"label values must be positive integers "
+                                          f"(0 is background), got {entry['classes'][cname]!r}")
+        classes.append((str(cname), tuple(values)))
+    if not classes:
+        raise DatasetDeclarationError(f"{where}/classes", "needs at least one class")
+    seen = [v for _, values in classes for v in values]
+    if len(seen) != len(set(seen)):
+        raise DatasetDeclarationError(f"{where}/classes", "a label value belongs to two classes")
+    return DatasetSpec(
+        name=name, title=str(entry.get("title", name)), modality=entry["modality"],
+        roi=str(entry.get("roi", name)), classes=tuple(classes), source=source, layout="msd",
+        slice_axis=entry.get("slice_axis", "axial"), channel=entry.get("channel"),
+        patient_pattern=entry.get("patient_pattern"), paper_task=entry.get("task"),
+        paper_group=entry.get("group"), notes=f"declared in the config; read from {path}",
+    )
+
+
+def get(name: str, config: dict | None = None) -> DatasetSpec:
+    """Look a dataset up by name, with a helpful error.
+
+    With ``config``, an entry ``datasets/<name>`` that has a ``path`` is a dataset on disk
+    (:func:`spec_from_config`): one of one's own, or a registered one read from there instead of downloaded.
+    """
+    entry = ((config or {}).get("datasets") or {}).get(name) or {}
+    if "path" in entry:
+        return spec_from_config(name, entry)
     try:
         return REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; registered: {', '.join(sorted(REGISTRY))}") from None
+        raise KeyError(f"unknown dataset {name!r}: not registered ({', '.join(sorted(REGISTRY))}) and not "
+                       f"declared in the config with a 'path'") from None
+
+
+def is_user_dataset(config: dict, name: str) -> bool:
+    """True when the config gives dataset ``name`` a ``path``: its source is that folder, never a download
+    or a manual-placement check."""
+    return "path" in (((config or {}).get("datasets") or {}).get(name) or {})
 
 
 def paper_a_datasets() -> list[DatasetSpec]:

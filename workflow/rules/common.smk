@@ -3,15 +3,28 @@
 import os
 
 import yaml
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 from medssl import config as mcfg
 from medssl import cost as medssl_cost
+from medssl import jobs as medssl_jobs
+from medssl.data.sources import pending_manual_instructions
+from medssl.io import write_text
 from medssl.reports import targets as report_targets
+from medssl.reports import summary as report_summary
+from medssl.reports.headline import closing_summary
 
-
-validate(config, schema="../../config/schemas/config.schema.yaml")
+# --config 'data={"image_size": 64}' arrives as strings: type them by the schema, then validate.
+mcfg.parse_overrides(config)
+validate(
+    config, schema=str(mcfg.SCHEMA_PATH)
+)  # the schema the library validates with (package data)
 mcfg.check_references(config)
+report_targets.check_reports(config)
+
+# envs/medssl.post-deploy.sh installs medssl from here into a conda env (--software-deployment-method conda)
+os.environ.setdefault("MEDSSL_WORKFLOW_DIR", workflow.basedir)
 
 EXP = config["experiment"]
 OUT = f"results/{EXP}"
@@ -21,34 +34,81 @@ BENCH = f"{OUT}/benchmarks"
 ENV = "../../envs/medssl.yaml"
 
 
-def _write_resolved_config():
-    """The validated config (after --config overrides) as one file every medssl command reads.
+def _job_config():
+    """The validated config (schema defaults and --config overrides applied) as the one file jobs read.
 
-    Rewritten (atomically) only when its content changes, so jobs on a cluster that re-parse the
-    workflow never race, and a rule's params (the path) stay constant across runs.
+    It lives under .snakemake/medssl/<experiment>/, so parsing the workflow (-n, --lint, --rulegraph,
+    --report) writes nothing under results/, and is rewritten (atomically) only when its content changes.
+    Its path is constant; rule params hold digests of the settings each job reads (medssl.jobs), so only
+    jobs whose settings changed rerun, and each job checks its digest (--settings) before it runs.
     """
     text = yaml.safe_dump(config, sort_keys=True)
-    path = f"{OUT}/config.yaml"
+    path = f".snakemake/medssl/{EXP}/config.yaml"
     if not os.path.exists(path) or open(path).read() != text:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
+        write_text(path, text)
     return path
 
 
-CONFIG = _write_resolved_config()
+CONFIG = _job_config()
+
+
+def settings_digest(job):
+    """params value of a rule: the digest of the settings its job reads (medssl.jobs.settings_of)."""
+    return lambda wildcards: medssl_jobs.digest(
+        medssl_jobs.settings_of(config, job, **dict(wildcards.items()))
+    )
+
+
+onsuccess:
+    # The configuration of the last successful run, for people to read (jobs read CONFIG), then where the
+    # tables and figures are, with one headline table.
+    write_text(f"{OUT}/config.yaml", open(CONFIG).read())
+    logger.info(closing_summary(report_files()))
+
+
+onerror:
+    # A fetch job's message goes to its log; the placement instructions of every manual dataset that is
+    # not in place yet are printed here, on the console.
+    instructions = pending_manual_instructions(config)
+    if instructions:
+        logger.error(instructions)
+
+
+def _placeholder_resources():
+    """Resources still set to the profile's CHANGE_ME placeholders ('rule: name' or 'name')."""
+    rs = workflow.resource_settings
+    found = [
+        name
+        for name, res in getattr(rs.default_resources, "_data", {}).items()
+        if "CHANGE_ME" in str(res.raw)
+    ]
+    for rule_name, resources in (rs.overwrite_resources or {}).items():
+        found += [
+            f"{rule_name}: {name}"
+            for name, res in resources.items()
+            if "CHANGE_ME" in str(res.raw)
+        ]
+    return found
+
+
+PLACEHOLDERS = _placeholder_resources()
+if PLACEHOLDERS:
+    logger.warning(
+        "slurm/config.yaml still holds CHANGE_ME for "
+        + ", ".join(PLACEHOLDERS)
+        + ": edit the lines marked '<- EDIT' before submitting (sbatch will reject the account)."
+    )
 
 DATASETS = list(config["datasets"])
 STUDIES = config.get("studies", {})
 REPORTS = report_targets.configured_targets(config)
+SUMMARIES = report_summary.summary_studies(config)
 
 
 wildcard_constraints:
     dataset="|".join(DATASETS) or "NONE",
     study="[A-Za-z0-9_]+",
-    run="[A-Za-z0-9_.-]+",
+    run="[A-Za-z0-9_][A-Za-z0-9_.-]*",
     pool="[A-Za-z0-9_]+",
     ratio="[A-Za-z0-9.]+",
     seed=r"\d+",
@@ -79,7 +139,10 @@ def split_file(dataset):
 
 def pretrain_inputs(wildcards):
     names = mcfg.pool_datasets(config, wildcards.study, wildcards.pool)
-    return {"stores": [store_dir(d) for d in names], "splits": [split_file(d) for d in names]}
+    return {
+        "stores": [store_dir(d) for d in names],
+        "splits": [split_file(d) for d in names],
+    }
 
 
 def pretrained_model(wildcards):
@@ -92,13 +155,25 @@ def pretrained_model(wildcards):
     return f"{OUT}/{src_study}/pretrain/{src_run}/{pool}/model.pt"
 
 
+def features_model(wildcards):
+    """The pretrained model of Figure 3b's features (its pool as medssl.config.features_pool says)."""
+    pool = mcfg.features_pool(config, wildcards.study, wildcards.run)
+    return f"{OUT}/{wildcards.study}/pretrain/{wildcards.run}/{pool}/model.pt"
+
+
 def pretrained_arg(wildcards, input):
-    """--pretrained: the final model, or the checkpoint kept at `pretrain_epoch` beside it (Figure 7)."""
+    """--pretrained: the final model, or the checkpoint kept at `pretrain_epoch` beside it (Figure 7); a list
+    of arguments ([] for runs trained from scratch) so that the shell command can quote each one.
+    """
     if not input.get("pretrained"):
-        return ""
+        return []
     epoch = mcfg.run_settings(config, wildcards.study, wildcards.run)["pretrain_epoch"]
-    path = input.pretrained if not epoch else os.path.join(os.path.dirname(input.pretrained), f"epoch{epoch}.pt")
-    return f"--pretrained {path}"
+    path = (
+        input.pretrained
+        if not epoch
+        else os.path.join(os.path.dirname(input.pretrained), f"epoch{epoch}.pt")
+    )
+    return ["--pretrained", path]
 
 
 def finetuned_model_output(path):
@@ -108,7 +183,8 @@ def finetuned_model_output(path):
 
 def stage_resources(rule):
     """Walltime (minutes) of a training job: its estimated GPU time (medssl.cost, from the config's epochs,
-    the job's slice counts and images/s) x 2 safety x attempt, so a retried job asks for more."""
+    the job's slice counts and images/s) x 2 safety x attempt, so a retried job asks for more.
+    """
 
     def runtime(wildcards, attempt):
         return medssl_cost.runtime_minutes(config, rule, wildcards, attempt)
@@ -116,24 +192,14 @@ def stage_resources(rule):
     return runtime
 
 
-def metrics_file(study, run, dataset, ratio, seed):
-    return f"{OUT}/{study}/metrics/{run}/{dataset}/{ratio}/seed{seed}.json"
-
-
-def study_metrics(study):
-    """Every (run, dataset, ratio, seed) metrics file of a study."""
-    files = []
-    for run in STUDIES[study]["runs"]:
-        r = mcfg.run_settings(config, study, run)
-        for dataset in r["finetune_datasets"]:
-            for ratio in r["label_ratios"]:
-                for seed in STUDIES[study].get("seeds", [0]):
-                    files.append(metrics_file(study, run, dataset, ratio, seed))
-    return files
-
-
 def report_outputs(target):
     return [f"{OUT}/{p}" for p in report_targets.target_info(target).outputs]
+
+
+def shown_in_report(path):
+    """--report shows the HTML tables inline and the figures with their captions; CSV and Markdown twins
+    stay plain outputs (the report viewer would only offer them for download)."""
+    return path.endswith((".html", ".png"))
 
 
 def report_category(target):
@@ -149,14 +215,22 @@ def report_inputs_of(target):
     return lambda wildcards: report_inputs(target)
 
 
+def summary_inputs(study):
+    """The metrics files of a study's generic summary (medssl.reports.summary)."""
+    return [str(p) for p in report_summary.summary_inputs(config, study)]
+
+
+def report_files():
+    """Every table and figure: those the config's `reports` block names, and the generic summary of every
+    study that no report names (so `all` always ends in something to read)."""
+    files = [p for target in REPORTS for p in report_outputs(target)]
+    return files + [
+        f"{OUT}/{p}"
+        for study in SUMMARIES
+        for p in report_summary.summary_outputs(study)
+    ]
+
+
 def all_targets():
-    """Every table and figure the config's `reports` block names, plus every split; without a `reports`
-    block, every metrics file of every study."""
-    targets = [split_file(d) for d in DATASETS]
-    if REPORTS:
-        for target in REPORTS:
-            targets += report_outputs(target)
-    else:
-        for study in STUDIES:
-            targets += study_metrics(study)
-    return targets
+    """Every split, table and figure."""
+    return [split_file(d) for d in DATASETS] + report_files()

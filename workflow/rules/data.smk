@@ -4,35 +4,37 @@
 rule synthesize_dataset:
     output:
         directory(f"{RES}/synthetic/{{dataset}}"),
-    params:
-        config=CONFIG,
     log:
         f"{LOGS}/synthesize/{{dataset}}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=15,
-    conda:
-        ENV
+    params:
+        config=CONFIG,
+        settings=settings_digest("synthesize"),
     shell:
-        "medssl synthesize --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+        "medssl synthesize --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule fetch_dataset:
     output:
         f"{RES}/ready/{{dataset}}.json",
-    params:
-        config=CONFIG,
     log:
         f"{LOGS}/fetch/{{dataset}}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=240,
-    conda:
-        ENV
+    params:
+        config=CONFIG,
+        settings=settings_digest("fetch"),
     shell:
-        "medssl fetch --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+        "medssl fetch --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule slice_dataset:
@@ -40,20 +42,21 @@ rule slice_dataset:
         source_marker,
     output:
         directory(f"{OUT}/data/{{dataset}}"),
-    params:
-        config=CONFIG,
     log:
         f"{LOGS}/slice/{{dataset}}.log",
     benchmark:
         f"{BENCH}/slice/{{dataset}}.tsv"
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        ENV
+    params:
+        config=CONFIG,
+        settings=settings_digest("slice"),
     shell:
-        "medssl slice --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+        "medssl slice --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule split_dataset:
@@ -61,16 +64,17 @@ rule split_dataset:
         store=f"{OUT}/data/{{dataset}}",
     output:
         f"{OUT}/splits/{{dataset}}.json",
-    params:
-        config=CONFIG,
     log:
         f"{LOGS}/split/{{dataset}}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        ENV
+    params:
+        config=CONFIG,
+        settings=settings_digest("split"),
     shell:
-        "medssl split --config {params.config} --dataset {wildcards.dataset} --store {input.store} "
-        "--out {output} > {log} 2>&1"
+        "medssl split --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --store {input.store:q} "
+        "--out {output:q} > {log:q} 2>&1"

@@ -11,40 +11,82 @@ for _target in REPORTS:
             report_inputs_of(_target),
         output:
             [
-                report(path, caption=f"../report/{_target}.rst", category=report_category(_target))
+                (
+                    report(
+                        path,
+                        caption=f"../report/{_target}.rst",
+                        category=report_category(_target),
+                    )
+                    if shown_in_report(path)
+                    else path
+                )
                 for path in report_outputs(_target)
             ],
-        params:
-            config=CONFIG,
-            target=_target,
         log:
             f"{LOGS}/reports/{_target}.log",
+        conda:
+            ENV
         threads: 1
         resources:
             mem_mb=4000,
             runtime=30,
-        conda:
-            ENV
+        params:
+            config=CONFIG,
+            settings=medssl_jobs.digest(medssl_jobs.report(config, _target)),
+            target=_target,
         shell:
-            "medssl report --config {params.config} --target {params.target} --inputs {input} "
-            "--outputs {output} > {log} 2>&1"
+            "medssl report --config {params.config:q} --settings {params.settings:q} --target {params.target:q} --inputs {input:q} "
+            "--outputs {output:q} > {log:q} 2>&1"
 
 
 rule tsne_features:
     input:
-        pretrained=lambda wildcards: f"{OUT}/{wildcards.study}/pretrain/{wildcards.run}/all/model.pt",
+        pretrained=features_model,
     output:
         f"{OUT}/{{study}}/features/{{run}}.npz",
-    params:
-        config=CONFIG,
     log:
         f"{LOGS}/features/{{study}}/{{run}}.log",
+    conda:
+        ENV
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        config=CONFIG,
+        settings=settings_digest("features"),
+    shell:
+        "medssl features --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
+        "--out {output:q} > {log:q} 2>&1"
+
+
+rule report_summary:
+    input:
+        lambda wildcards: summary_inputs(wildcards.study),
+    output:
+        csv=f"{OUT}/tables/summary_{{study}}.csv",
+        md=f"{OUT}/tables/summary_{{study}}.md",
+        html=report(
+            f"{OUT}/tables/summary_{{study}}.html",
+            caption="../report/summary.rst",
+            category="Studies without a paper report",
+        ),
+        png=report(
+            f"{OUT}/figures/summary_{{study}}.png",
+            caption="../report/summary.rst",
+            category="Studies without a paper report",
+        ),
+    log:
+        f"{LOGS}/reports/summary_{{study}}.log",
     conda:
         ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        config=CONFIG,
+        settings=settings_digest("summary"),
     shell:
-        "medssl features --config {params.config} --study {wildcards.study} --run {wildcards.run} "
-        "--out {output} > {log} 2>&1"
+        "medssl summary --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} "
+        "--inputs {input:q} --outputs {output.csv:q} {output.md:q} {output.html:q} {output.png:q} > {log:q} 2>&1"

@@ -8,8 +8,12 @@ Only the standard library is used for HTTP (``urllib``). The flow for a :class:`
    backoff. The md5 is checked *before* the ``.part`` is renamed to ``dest``; a mismatch deletes the file
    and raises :class:`ChecksumError`.
 2. :func:`extract_archive` checks every member (no absolute paths, no ``..``, no links leaving the tree, no
-   devices), extracts into a hidden temporary folder inside ``dest_dir`` and renames the top-level entries
-   into place, so a failure never leaves partial data behind.
+   devices) and that the archive's top-level folder is the source's ``root`` *before* extracting anything,
+   extracts only that root into a hidden temporary folder inside ``dest_dir`` and renames it into place,
+   so a failure never leaves partial data behind and no sibling of the root (e.g. manually placed data under
+   ``resources/raw/``) is ever replaced. A damaged or truncated archive (even one whose md5 matched) raises
+   :class:`CorruptArchiveError` naming it. Hidden ``.extract-*`` folders of killed jobs are removed at the
+   next extraction (:func:`medssl.io.remove_stale`).
 3. :func:`fetch_url_source` ties both together for a registry entry and writes the ready marker
    ``resources/raw/<root>/.medssl_ready`` (see :data:`MARKER`).
 """
@@ -17,8 +21,10 @@ Only the standard library is used for HTTP (``urllib``). The flow for a :class:`
 from __future__ import annotations
 
 import datetime as _dt
+import gzip
 import hashlib
 import http.client
+import lzma
 import os
 import shutil
 import socket
@@ -30,17 +36,19 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from medssl.io import read_json, write_json
+from medssl.io import owner_tag, read_json, remove_stale, replace_dir, write_json
 
 MARKER = ".medssl_ready"
 USER_AGENT = "medssl/0.1 (python-urllib)"
 
 __all__ = [
-    "MARKER", "ChecksumError", "DownloadError", "UnsafeArchiveError", "md5_file", "download_file",
+    "MARKER", "ChecksumError", "CorruptArchiveError", "DownloadError", "UnsafeArchiveError", "md5_file",
+    "download_file",
     "extract_archive", "fetch_url_source", "read_marker", "write_marker",
 ]
 
@@ -62,6 +70,15 @@ class DownloadError(RuntimeError):
 
 class UnsafeArchiveError(ValueError):
     """An archive member would be written outside the destination (absolute path, ``..``, link, device)."""
+
+
+class CorruptArchiveError(ValueError):
+    """An archive cannot be read to its end (truncated or damaged); names the archive."""
+
+
+# What a damaged tar/zip/gzip/bz2/xz stream raises while it is read (an OSError with an errno, e.g. a full
+# disk, is not corruption and passes through).
+_DAMAGED = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -258,48 +275,79 @@ def _archive_kind(archive: Path) -> str:
     raise ValueError(f"{archive}: not a tar or zip archive")
 
 
-def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> list[Path]:
-    """Extract a tar (plain/gz/bz2/xz) or zip ``archive`` into ``dest_dir``; return the top-level paths.
+def _top(name: str) -> str | None:
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return parts[0] if parts else None
+
+
+def _extract_into(archive: Path, kind: str, tmp: Path, root: str | None) -> list[str]:
+    """Check every member, then extract those under ``root`` (all when None) into ``tmp``; return the
+    archive's top-level names."""
+    if kind == "tar":
+        with tarfile.open(archive, "r:*") as tf:
+            members = _check_tar(tf, archive)
+            tops = sorted({t for m in members if (t := _top(m.name))})
+            _check_root(archive, root, tops)
+            chosen = [m for m in members if root is None or _top(m.name) == root]
+            if hasattr(tarfile, "data_filter"):
+                tf.extractall(tmp, members=chosen, filter="data")
+            else:  # pragma: no cover - Python < 3.11.4
+                tf.extractall(tmp, members=chosen)
+    else:
+        with zipfile.ZipFile(archive) as zf:
+            infos = zf.infolist()
+            for info in infos:
+                _check_name(info.filename, archive)
+            tops = sorted({t for i in infos if (t := _top(i.filename))})
+            _check_root(archive, root, tops)
+            zf.extractall(tmp, members=[i for i in infos if root is None or _top(i.filename) == root])
+    return tops
+
+
+def _check_root(archive: Path, root: str | None, tops: list[str]) -> None:
+    if root is not None and root not in tops:
+        shown = ", ".join(tops[:10]) + (", ..." if len(tops) > 10 else "") or "nothing"
+        raise FileNotFoundError(f"{archive}: no top-level folder {root}/ in this archive (it holds: {shown}); "
+                                f"nothing was extracted: is it the right archive?")
+
+
+def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike, *, root: str | None = None
+                    ) -> list[Path]:
+    """Extract a tar (plain/gz/bz2/xz) or zip ``archive`` into ``dest_dir``; return the paths placed.
 
     Every member is checked first (:class:`UnsafeArchiveError` for absolute paths, ``..``, links leaving
-    the tree, devices). Extraction goes to a hidden temporary folder inside ``dest_dir`` (same file system);
-    only when it has fully succeeded are its top-level entries renamed into ``dest_dir``, replacing older
-    entries of the same name. On any failure the temporary folder is removed and ``dest_dir`` is unchanged.
+    the tree, devices). With ``root``, the archive must hold the top-level folder ``root`` (else
+    :class:`FileNotFoundError` naming what it holds, before anything is written) and only that folder is
+    extracted and placed, replacing an older ``dest_dir/root``; other top-level entries are ignored. Without
+    ``root``, every top-level entry is placed, and one that already exists in ``dest_dir`` is an error
+    (:class:`FileExistsError`, nothing placed): existing data are never replaced. Extraction goes to a hidden
+    temporary folder inside ``dest_dir`` (same file system); only when it has fully succeeded is anything
+    renamed into place. On any failure the temporary folder is removed and ``dest_dir`` is unchanged; a
+    damaged or truncated archive raises :class:`CorruptArchiveError` naming it.
     """
     archive = Path(archive)
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     kind = _archive_kind(archive)
-    tmp = Path(tempfile.mkdtemp(prefix=f".extract-{archive.name}-", dir=dest_dir))
+    remove_stale(dest_dir, f".extract-{archive.name}-")
+    tmp = Path(tempfile.mkdtemp(prefix=f".extract-{archive.name}-{owner_tag()}.", dir=dest_dir))
     try:
-        if kind == "tar":
-            with tarfile.open(archive, "r:*") as tf:
-                members = _check_tar(tf, archive)
-                if hasattr(tarfile, "data_filter"):
-                    tf.extractall(tmp, members=members, filter="data")
-                else:  # pragma: no cover - Python < 3.11.4
-                    tf.extractall(tmp, members=members)
-        else:
-            with zipfile.ZipFile(archive) as zf:
-                for info in zf.infolist():
-                    _check_name(info.filename, archive)
-                zf.extractall(tmp)
+        try:
+            _extract_into(archive, kind, tmp, root)
+        except _DAMAGED as err:
+            raise CorruptArchiveError(f"{archive}: damaged or truncated archive ({type(err).__name__}: {err}); "
+                                      f"delete it and fetch it again") from err
+        entries = sorted(tmp.iterdir())
+        if root is None:
+            taken = [dest_dir / e.name for e in entries if (dest_dir / e.name).exists()
+                     or (dest_dir / e.name).is_symlink()]
+            if taken:
+                raise FileExistsError(f"{archive}: extracting would replace {', '.join(map(str, taken))}; "
+                                      f"move it away first")
         placed = []
-        for entry in sorted(tmp.iterdir()):
-            target = dest_dir / entry.name
-            if target.exists() or target.is_symlink():
-                trash = Path(tempfile.mkdtemp(prefix=f".old-{entry.name}-", dir=dest_dir))
-                os.replace(target, trash / entry.name)
-                try:
-                    os.replace(entry, target)
-                except OSError:
-                    os.replace(trash / entry.name, target)
-                    raise
-                finally:
-                    shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.replace(entry, target)
-            placed.append(target)
+        for entry in entries:  # an existing target is only dest_dir/root: an older copy of the same data
+            replace_dir(entry, dest_dir / entry.name)
+            placed.append(dest_dir / entry.name)
         return placed
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -346,7 +394,7 @@ def fetch_url_source(spec, resources: str | os.PathLike, *, keep_archive: bool =
     if marker and str(marker.get("md5", "")).lower() == src.md5.lower() and root.is_dir():
         return root
     archive = download_file(src.url, resources / "downloads" / src.archive, src.md5, **download_kw)
-    extract_archive(archive, raw)
+    extract_archive(archive, raw, root=src.root)
     if not root.is_dir():
         raise FileNotFoundError(
             f"{archive} (from {src.url}) did not contain the expected folder {src.root}/ "

@@ -1,4 +1,4 @@
-"""Case listers for the non-MSD layouts of the real sources; registered in ``medssl.data.cases.LISTERS``.
+"""Case listers, one a layout (:data:`LISTERS`), and :func:`list_cases`, which lists a dataset's cases.
 
 Each lister takes ``(spec, root)`` with ``root = resources/raw/<spec.source.root>`` and returns
 :class:`~medssl.data.cases.Case` objects sorted by case id. Hidden files and macOS ``._*`` resource forks
@@ -7,6 +7,9 @@ should fail loudly rather than silently shrink a dataset).
 
 Layouts
 -------
+``msd``
+    Medical Segmentation Decathlon: ``dataset.json``'s ``training`` list (:func:`list_msd_cases`). The
+    synthetic phantom twins are always written in MSD layout, so real MSD tasks and every twin use it.
 ``acdc``
     ``training/patientXXX/Info.cfg`` (lines ``ED: 1``, ``ES: 12``: 1-based frame numbers) and
     ``patientXXX_frameNN.nii.gz`` / ``patientXXX_frameNN_gt.nii.gz`` (NN = the frame number, 2 digits).
@@ -19,25 +22,40 @@ Layouts
     ``root/OpenDataset/...`` is accepted too.
 ``mmwhs``
     ``ct_train/`` or ``mr_train/`` (the folders in ``spec.source.expect``) with ``<case>_image.nii.gz`` and
-    ``<case>_label.nii.gz``; one case per patient, case id e.g. ``ct_train_1001``.
+    ``<case>_label.nii.gz``; one case per patient, case id e.g. ``ct_train_1001``. MM-WHS MRI keeps only the
+    sagittally acquired scans (``spec.acquired_plane``, applied by :func:`list_cases`).
 ``oai_zib``
     ``images/<case>.nii.gz`` and ``labels/<case>.nii.gz`` (any of .nii.gz/.nii/.mhd/.mha/.nrrd).
+
+Where these conventions come from (ACDC frame numbers 1-based as in the file names, M&Ms CSV indices
+0-based, OAI-ZIB label values) is recorded in :mod:`medssl.registry`'s docstring.
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import logging
 import re
 from pathlib import Path
+from typing import Callable
 
-from medssl.data.cases import LISTERS, Case, _strip_nii, patient_of
+from medssl.data.cases import Case, patient_of, strip_nii
+from medssl.data.orientation import acquired_plane
 from medssl.registry import DatasetSpec, ManualSource
 
-__all__ = ["list_acdc_cases", "list_mnms_cases", "list_mmwhs_cases", "list_oai_zib_cases",
-           "read_acdc_info", "read_mnms_frames"]
+__all__ = ["LISTERS", "list_cases", "list_msd_cases", "list_acdc_cases", "list_mnms_cases", "list_mmwhs_cases",
+           "list_oai_zib_cases", "read_acdc_info", "read_mnms_frames"]
+
+log = logging.getLogger("medssl.data")
 
 _NII = (".nii.gz", ".nii")
 _VOLUME = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+
+#: case folders each layout accepts, first = the one the registry's ``expect`` names (also read by
+#: :mod:`medssl.data.manual`, whose placement check runs these listers)
+CASE_DIRS = {"acdc": ("training", "database/training"),
+             "mnms": ("Training/Labeled", "OpenDataset/Training/Labeled")}
 
 
 def _visible(p: Path) -> bool:
@@ -65,6 +83,31 @@ def _frames(spec: DatasetSpec) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------------------------------
+# MSD
+
+
+def list_msd_cases(spec: DatasetSpec, root: Path) -> list[Case]:
+    """Cases of an MSD-layout folder, read from ``dataset.json``'s ``training`` list.
+
+    Listing from dataset.json (never from a directory glob) skips the macOS ``._*`` files some MSD tars
+    carry. Paths in dataset.json are relative to ``root`` ("./imagesTr/x.nii.gz").
+    """
+    root = Path(root)
+    meta_path = root / "dataset.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} not found: {spec.name} is not in MSD layout at {root}")
+    with open(meta_path) as f:
+        meta = json.load(f)
+    cases = []
+    for entry in meta["training"]:
+        image = root / entry["image"]
+        label = root / entry["label"]
+        case_id = strip_nii(Path(entry["image"]).name)
+        cases.append(Case(case_id, patient_of(spec, case_id), image, label, channel=spec.channel))
+    return sorted(cases, key=lambda c: c.case_id)
+
+
+# --------------------------------------------------------------------------------------------------
 # ACDC
 
 
@@ -79,7 +122,7 @@ def read_acdc_info(path: Path) -> dict[str, str]:
 
 
 def list_acdc_cases(spec: DatasetSpec, root: Path) -> list[Case]:
-    base = _first_dir(Path(root), ("training", "database/training"), f"ACDC ({spec.name})")
+    base = _first_dir(Path(root), CASE_DIRS["acdc"], f"ACDC ({spec.name})")
     cases = []
     for pdir in sorted(base.iterdir()):
         if not (pdir.is_dir() and _visible(pdir) and re.fullmatch(r"patient\d+", pdir.name)):
@@ -155,7 +198,7 @@ def read_mnms_frames(root: Path) -> dict[str, dict[str, int]]:
 
 def list_mnms_cases(spec: DatasetSpec, root: Path) -> list[Case]:
     root = Path(root)
-    base = _first_dir(root, ("Training/Labeled", "OpenDataset/Training/Labeled"), f"M&Ms ({spec.name})")
+    base = _first_dir(root, CASE_DIRS["mnms"], f"M&Ms ({spec.name})")
     frames = read_mnms_frames(root)
     cases = []
     for cdir in sorted(base.iterdir()):
@@ -190,7 +233,7 @@ def list_mmwhs_cases(spec: DatasetSpec, root: Path) -> list[Case]:
         for image in sorted(folder.iterdir()):
             if not (image.is_file() and _visible(image)):
                 continue
-            stem = _strip_nii(image.name)
+            stem = strip_nii(image.name)
             if not stem.endswith("_image") or stem == image.name:
                 continue
             case_id = stem[: -len("_image")]
@@ -215,7 +258,7 @@ def list_oai_zib_cases(spec: DatasetSpec, root: Path) -> list[Case]:
     for image in sorted(images.iterdir()):
         if not (image.is_file() and _visible(image)) or not image.name.endswith(_VOLUME):
             continue
-        case_id = _strip_nii(image.name)
+        case_id = strip_nii(image.name)
         label = _find_file(labels, case_id, _VOLUME)
         if label is None:
             raise FileNotFoundError(f"OAI-ZIB: label for {image.name} missing in {labels}")
@@ -223,9 +266,34 @@ def list_oai_zib_cases(spec: DatasetSpec, root: Path) -> list[Case]:
     return sorted(cases, key=lambda c: c.case_id)
 
 
-LISTERS.update({
+#: layout name (``DatasetSpec.layout``) -> its lister
+LISTERS: dict[str, Callable[[DatasetSpec, Path], list[Case]]] = {
+    "msd": list_msd_cases,
     "acdc": list_acdc_cases,
     "mnms": list_mnms_cases,
     "mmwhs": list_mmwhs_cases,
     "oai_zib": list_oai_zib_cases,
-})
+}
+
+
+def list_cases(spec: DatasetSpec, root: Path, layout: str | None = None) -> list[Case]:
+    """List the cases of ``spec`` found under ``root`` using its layout's lister (or ``layout``), keeping
+    only those acquired in ``spec.acquired_plane`` when it is set."""
+    layout = layout or spec.layout
+    if layout not in LISTERS:
+        raise ValueError(f"no case lister for layout {layout!r} (dataset {spec.name})")
+    cases = LISTERS[layout](spec, Path(root))
+    if not cases:
+        raise FileNotFoundError(f"no cases found for {spec.name} under {root}")
+    if spec.acquired_plane:
+        planes = {c.case_id: acquired_plane(c.image) for c in cases}
+        kept = [c for c in cases if planes[c.case_id] == spec.acquired_plane]
+        dropped = sorted(set(planes) - {c.case_id for c in kept})
+        if dropped:
+            log.info("%s: %d of %d cases acquired in the %s plane; left out: %s", spec.name, len(kept),
+                     len(cases), spec.acquired_plane, ", ".join(f"{c} ({planes[c]})" for c in dropped))
+        if not kept:
+            raise FileNotFoundError(f"no case of {spec.name} under {root} is acquired in the "
+                                    f"{spec.acquired_plane} plane (found: {sorted(set(planes.values()))})")
+        cases = kept
+    return cases

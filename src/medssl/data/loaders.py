@@ -21,6 +21,7 @@ the pair draw, so results do not depend on the number of workers and a resumed r
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,7 +30,13 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from medssl.data.store import IMAGES, LABELS, SliceStore
-from medssl.train.seeding import worker_init_fn
+
+
+def worker_init_fn(worker_id: int) -> None:
+    """DataLoader workers: derive numpy/python seeds from torch's per-worker seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
 
 
 def _split_items(items) -> tuple[np.ndarray, tuple | None]:
@@ -205,26 +212,35 @@ class PoolDataset(Dataset):
 
 
 class EpochBatchSampler(Sampler):
-    """Batches of ``(index, salt)``: a fresh permutation per epoch from (seed, epoch), at most ``max_batches``.
+    """Batches of ``(index, salt)``: a fresh permutation per epoch from (seed, epoch), at most ``max_batches``
+    (or exactly ``batches``).
 
     ``drop_last`` drops a trailing partial batch only when at least one full batch exists (a dataset smaller
     than the batch still yields one batch). ``fill`` makes every batch full instead: an epoch is
     ``ceil(n / batch_size)`` batches drawn from successive permutations, so a set smaller than a batch (a 5 %
     label subset) repeats slices within a batch rather than producing batches of one (which BatchNorm
-    cannot train on). Call :meth:`set_epoch` before iterating.
+    cannot train on). ``batches`` fixes the number of full batches per epoch whatever the dataset size (a step
+    budget, see :func:`medssl.train.loop.epoch_batches`): successive permutations are concatenated, as with
+    ``fill``, so every slice is drawn about equally often. Call :meth:`set_epoch` before iterating.
     """
 
     def __init__(self, n: int, batch_size: int, *, shuffle: bool = True, drop_last: bool = True, seed: int = 0,
-                 max_batches: int | None = None, fill: bool = False):
+                 max_batches: int | None = None, fill: bool = False, batches: int | None = None):
         if n <= 0:
             raise ValueError("cannot sample batches from an empty dataset")
+        if batches is not None and int(batches) < 1:
+            raise ValueError(f"batches per epoch must be >= 1, got {batches}")
         self.n, self.batch_size, self.shuffle, self.drop_last = n, int(batch_size), shuffle, drop_last
-        self.seed, self.max_batches, self.epoch, self.fill = int(seed), max_batches, 0, fill
+        self.seed, self.max_batches, self.epoch = int(seed), max_batches, 0
+        self.batches = None if batches is None else int(batches)
+        self.fill = fill or self.batches is not None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
+        if self.batches is not None:
+            return self.batches
         full, rest = divmod(self.n, self.batch_size)
         if self.fill:
             n_batches = full + (1 if rest else 0)
@@ -257,10 +273,10 @@ def _identity(batch):
 
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, drop_last: bool = True,
                 seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
-                max_batches: int | None = None, fill: bool = False) -> DataLoader:
+                max_batches: int | None = None, fill: bool = False, batches: int | None = None) -> DataLoader:
     """A DataLoader with an :class:`EpochBatchSampler` (reach it as ``loader.batch_sampler``)."""
     sampler = EpochBatchSampler(len(dataset), batch_size, shuffle=shuffle, drop_last=drop_last, seed=seed,
-                                max_batches=max_batches, fill=fill)
+                                max_batches=max_batches, fill=fill, batches=batches)
     kw = {}
     if num_workers > 0:
         kw = {"persistent_workers": True, "prefetch_factor": 4, "worker_init_fn": worker_init_fn}

@@ -1,4 +1,11 @@
-"""Datasets behind a registration wall: check they were put in place, or say exactly how to do it."""
+"""Datasets behind a registration wall: check they were put in place, or say exactly how to do it.
+
+The check and the case listers share one definition of the expected layout: a manual dataset is in place
+when its layout's lister (:mod:`medssl.data.listers`) finds at least one complete case under
+``resources/raw/<root>/`` (so ACDC's ``database/training/`` and M&Ms' ``OpenDataset/`` trees pass, and an
+empty ``training/`` or an M&Ms tree without its info CSV does not). The lister's own complaint (the missing
+file, the case) ends the instructions.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +13,35 @@ import os
 from pathlib import Path
 
 from medssl.data.download import read_marker, write_marker
+from medssl.data.listers import CASE_DIRS, LISTERS
 
-__all__ = ["ManualDatasetMissing", "check_manual_source", "manual_instructions"]
+__all__ = ["ManualDatasetMissing", "check_manual_source", "manual_instructions", "manual_problem"]
 
 
 class ManualDatasetMissing(FileNotFoundError):
     """A manual dataset is not (completely) in place; the message tells the user what to do."""
 
-    def __init__(self, message: str, *, dataset: str, directory: Path, missing: list[str]):
+    def __init__(self, message: str, *, dataset: str, directory: Path, missing: list[str], problem: str = ""):
         super().__init__(message)
-        self.dataset, self.directory, self.missing = dataset, directory, missing
+        self.dataset, self.directory, self.missing, self.problem = dataset, directory, missing, problem
 
     def __str__(self) -> str:  # FileNotFoundError would otherwise format (errno, strerror)
         return self.args[0]
 
 
-def manual_instructions(spec, resources: str | os.PathLike, missing: list[str] | None = None) -> str:
+def _alternatives(spec, rel: str) -> tuple[str, ...]:
+    dirs = CASE_DIRS.get(spec.layout, ())
+    return tuple(dirs) if dirs and dirs[0] == rel else (rel,)
+
+
+def _missing(spec, root: Path) -> list[str]:
+    """Entries of ``spec.source.expect`` of which no accepted form exists under ``root``."""
+    return [rel for rel in spec.source.expect
+            if not any((root / alt).exists() for alt in _alternatives(spec, rel))]
+
+
+def manual_instructions(spec, resources: str | os.PathLike, missing: list[str] | None = None,
+                        problem: str = "") -> str:
     """Human-readable placement instructions for ``spec`` (a :class:`~medssl.registry.ManualSource`)."""
     src = spec.source
     root = (Path(resources) / "raw" / src.root).resolve()
@@ -37,13 +57,19 @@ def manual_instructions(spec, resources: str | os.PathLike, missing: list[str] |
     lines.append("  Expected inside that directory:")
     for rel in src.expect:
         state = "MISSING" if rel in missing else "ok"
-        lines.append(f"    {root / rel}  [{state}]")
+        also = [alt for alt in _alternatives(spec, rel) if alt != rel]
+        lines.append(f"    {root / rel}  [{state}]" + (f"  (or {', '.join(str(root / a) for a in also)})"
+                                                          if also else ""))
+    if problem:
+        lines.append(f"  Problem: {problem}")
     lines.append("Then run the workflow again (or set `synthetic: true` to use the phantom twin).")
     return "\n".join(lines)
 
 
 def check_manual_source(spec, resources: str | os.PathLike) -> Path:
-    """Check ``resources/raw/<root>/<expect...>`` exist; write the ready marker; return the root.
+    """Check ``resources/raw/<root>/`` holds the dataset (its ``expect`` entries, or their accepted
+    alternatives, and at least one complete case as the layout's lister reads it); write the ready marker;
+    return the root.
 
     Raises :class:`ManualDatasetMissing` naming the dataset title, the registration URL, the archive to
     download, the exact absolute directory to put it in, the note and the expected files. The marker
@@ -55,17 +81,42 @@ def check_manual_source(spec, resources: str | os.PathLike) -> Path:
     src = spec.source
     if not isinstance(src, ManualSource):
         raise TypeError(f"dataset {spec.name} is not a manual source (source: {type(src).__name__})")
+    err = manual_problem(spec, resources)
+    if err is not None:
+        raise err
     root = Path(resources) / "raw" / src.root
-    missing = [rel for rel in src.expect if not (root / rel).exists()]
-    if not root.is_dir() or missing:
-        missing = missing or list(src.expect)
-        raise ManualDatasetMissing(
-            manual_instructions(spec, resources, missing), dataset=spec.name, directory=root.resolve(),
-            missing=missing,
-        )
     marker = read_marker(root)
     if not (marker and marker.get("kind") == "manual" and marker.get("dataset") == spec.name
             and marker.get("expect") == list(src.expect)):
         write_marker(root, dataset=spec.name, kind="manual", url=src.register_url, md5=None,
                      archive=src.archive, expect=list(src.expect))
     return root
+
+
+def _lister_problem(spec, root: Path) -> str:
+    """Why ``spec``'s layout lister finds no complete case under ``root`` ("" when it finds some)."""
+    try:
+        cases = LISTERS[spec.layout](spec, root)
+    except (OSError, KeyError, ValueError) as err:
+        return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    return "" if cases else f"no cases found under {root.resolve()}"
+
+
+def manual_problem(spec, resources: str | os.PathLike) -> ManualDatasetMissing | None:
+    """The :class:`ManualDatasetMissing` that :func:`check_manual_source` would raise, or None; writes
+    nothing."""
+    from medssl.registry import ManualSource
+
+    src = spec.source
+    if not isinstance(src, ManualSource):
+        raise TypeError(f"dataset {spec.name} is not a manual source (source: {type(src).__name__})")
+    root = Path(resources) / "raw" / src.root
+    if not root.is_dir():
+        missing, problem = list(src.expect), ""
+    else:
+        missing = _missing(spec, root)
+        problem = "" if missing else _lister_problem(spec, root)
+    if not missing and not problem:
+        return None
+    return ManualDatasetMissing(manual_instructions(spec, resources, missing, problem), dataset=spec.name,
+                                directory=root.resolve(), missing=missing, problem=problem)

@@ -1,7 +1,7 @@
 """Synthetic phantom twins: a small, deterministic stand-in for every registered dataset.
 
 :func:`write_phantom_dataset` writes, for any :class:`~medssl.registry.DatasetSpec`, a folder in Medical
-Segmentation Decathlon (MSD) layout that :func:`medssl.data.cases.list_msd_cases` reads unchanged::
+Segmentation Decathlon (MSD) layout that :func:`medssl.data.listers.list_msd_cases` reads unchanged::
 
     out_dir/dataset.json            MSD fields + "synthetic": true + "phantom": {seed, scale, geometry}
     out_dir/imagesTr/<case>.nii.gz  CT: int16 Hounsfield units; MRI: int16, arbitrary positive scale
@@ -64,9 +64,6 @@ Geometry and on-disk conventions
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +71,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from medssl.io import write_json
+from medssl.io import atomic_dir, write_json
 from medssl.registry import DatasetSpec
 
 Vec = tuple[float, float, float]
@@ -804,10 +801,7 @@ def write_phantom_dataset(spec: DatasetSpec, out_dir: Path, *, n_patients: int, 
     if scale <= 0:
         raise ValueError("scale must be > 0")
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        os.chmod(tmp, 0o755)
+    with atomic_dir(out_dir) as tmp:
         (tmp / "imagesTr").mkdir()
         (tmp / "labelsTr").mkdir()
         training = []
@@ -820,10 +814,6 @@ def write_phantom_dataset(spec: DatasetSpec, out_dir: Path, *, n_patients: int, 
                 training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
         write_json(tmp / "dataset.json", _dataset_json(spec, training, n_patients=n_patients, seed=seed,
                                                        scale=scale))
-        _swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
@@ -863,15 +853,3 @@ def _dataset_json(spec: DatasetSpec, training: list, *, n_patients: int, seed: i
             "frames": list(spec.frames), "channels": list(contrasts),
         },
     }
-
-
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    """Rename the finished ``tmp`` onto ``out_dir`` (replacing an older one)."""
-    if out_dir.exists() or out_dir.is_symlink():
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-        os.rmdir(old)
-        os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)

@@ -42,6 +42,11 @@ Per case, :func:`slice_dataset`
 6. remaps source label values to contiguous class ids with ``spec.label_map()`` through a lookup table
    (unlisted values, negative ones included, become 0).
 
+Warnings (logger ``medssl.data``; slicing goes on): label values outside the class map (one message per
+dataset naming the values and the cases holding them), a case whose label holds no voxel of any class, and
+an image holding NaN/Inf voxels (counted; NaN become 0, Inf are clipped like any value outside the range;
+ITK's NIfTI reader already reads NaN/Inf as 0, so this concerns MetaImage/NRRD sources).
+
 Rows follow the order of cases sorted by case id, then the slice index; slices of a case are contiguous.
 ``index.csv`` has ``row, case, patient, slice, n_slices, fg, c1..cK`` (0/1 flags computed on the stored,
 resized labels). ``meta.json`` holds the keys listed in :mod:`medssl.data.store` plus ``orientation``,
@@ -55,18 +60,18 @@ plain sequential writes (not through a memory map, whose dirty pages would count
 set). Within a case, slices are normalised, resized and written in slabs of about :data:`SLAB_VOXELS`
 source voxels, so the peak memory is one volume (image and label as stored in the file, plus SimpleITK's
 own read buffer while reading) and a slab's float32 working copy, independent of the number of cases.
-The store is written into a hidden temporary folder beside ``out_dir`` and renamed onto it at the end.
+The store is written into a hidden temporary folder beside ``out_dir`` and renamed onto it at the end
+(:func:`medssl.io.atomic_dir`); such folders left by a killed job are removed by the next slicing of the same
+store.
 """
 
 from __future__ import annotations
 
 import gzip
-import itertools
 import json
+import logging
 import os
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +83,13 @@ import torch.nn.functional as F
 
 from medssl.config import DatasetSettings
 from medssl.data.cases import Case
+from medssl.data.orientation import canonical_axes
 from medssl.data.store import IMAGES, INDEX, LABELS, META
+from medssl.io import atomic_dir
 
-__all__ = ["SlicingError", "slice_dataset", "canonical_axes", "read_case", "normalise", "resize_images",
+log = logging.getLogger("medssl.data")
+
+__all__ = ["SlicingError", "slice_dataset", "read_case", "normalise", "resize_images",
            "resize_labels", "remap_labels", "percentiles", "slice_stack", "CANONICAL_ORIENTATION"]
 
 CANONICAL_ORIENTATION = "LPS"
@@ -274,16 +283,6 @@ def read_case(case: Case) -> tuple[sitk.Image, sitk.Image]:
 # Orientation and slicing
 
 
-def canonical_axes(direction) -> tuple[tuple[int, int, int], tuple[bool, bool, bool]]:
-    """For index axes c = 0, 1, 2 (i, j, k): the physical LPS axis each runs along and whether it runs
-    backwards (towards R, A or I). Oblique matrices take the permutation with the largest |cosines|."""
-    d = np.abs(np.asarray(direction, dtype=float).reshape(3, 3))
-    best = max(itertools.permutations(range(3)), key=lambda p: sum(d[p[c], c] for c in range(3)))
-    signs = np.asarray(direction, dtype=float).reshape(3, 3)
-    flips = tuple(bool(signs[best[c], c] < 0) for c in range(3))
-    return tuple(best), flips
-
-
 _AXIS_PHYS = {"sagittal": 0, "coronal": 1, "axial": 2}  # LPS physical axis normal to the slices
 
 
@@ -471,16 +470,64 @@ def remap_labels(labels: np.ndarray, lut: np.ndarray) -> np.ndarray:
 SLAB_VOXELS = 1 << 20  # slices are normalised/resized/written in slabs of about this many source voxels
 
 
+def label_values(labels: np.ndarray) -> np.ndarray:
+    """The distinct values of a label volume (sorted; float labels rounded), in chunks: a histogram for
+    integer labels of a small value range, else ``np.unique`` per chunk."""
+    flat = np.asarray(labels).reshape(-1)
+    if flat.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if flat.dtype.kind in "iub":
+        lo, hi = int(flat.min()), int(flat.max())
+        if hi - lo < 1 << 20:
+            counts = np.zeros(hi - lo + 1, dtype=np.int64)
+            for i in range(0, flat.size, _HIST_CHUNK):
+                counts += np.bincount(flat[i:i + _HIST_CHUNK].astype(np.int64) - lo, minlength=counts.size)
+            return np.flatnonzero(counts) + lo
+    found: set = set()
+    for i in range(0, flat.size, _HIST_CHUNK):
+        chunk = flat[i:i + _HIST_CHUNK]
+        found.update(np.unique(np.rint(chunk) if chunk.dtype.kind == "f" else chunk).tolist())
+    return np.array(sorted(v for v in found if v == v), dtype=np.float64)  # NaN labels are dropped
+
+
+def _check_values(case: Case, image: np.ndarray, labels: np.ndarray, label_map: dict[int, int],
+                  unmapped: dict) -> None:
+    """Warn about an empty label and non-finite image voxels; collect label values outside the class map
+    into ``unmapped`` (value -> case ids), reported once per dataset by :func:`slice_dataset`."""
+    values = label_values(labels)
+    for v in values:
+        v = int(v) if float(v).is_integer() else float(v)
+        if v != 0 and v not in label_map:
+            unmapped.setdefault(v, []).append(case.case_id)
+    if not any(label_map.get(int(v), 0) > 0 for v in values if float(v).is_integer()):
+        log.warning("case %s: the label %s is empty: no voxel of any class (values found: %s)", case.case_id,
+                    case.label, ", ".join(f"{v:g}" for v in values[:10]) or "none")
+    if image.dtype.kind == "f":
+        n_nan = n_inf = 0
+        flat = image.reshape(-1)
+        for i in range(0, flat.size, _HIST_CHUNK):
+            chunk = flat[i:i + _HIST_CHUNK]
+            n_nan += int(np.isnan(chunk).sum())
+            n_inf += int(np.isinf(chunk).sum())
+        if n_nan or n_inf:
+            log.warning("case %s: the image %s holds %d non-finite voxels (%d NaN, %d Inf); NaN become 0, Inf "
+                        "are clipped to the intensity range", case.case_id, case.image, n_nan + n_inf, n_nan,
+                        n_inf)
+
+
 def _slice_case(case: Case, img_h: _Header, lab_h: _Header, n: int, settings: DatasetSettings,
-                lut: np.ndarray, fi, fl) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:
+                lut: np.ndarray, fi, fl, unmapped: dict | None = None
+                ) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:
     """Read one case and append its slices to the open image/label files, a slab of slices at a time (so
     the float32 working copy is a slab, not the volume). Returns the per-slice class presence
-    (n, K) bool, the source slice shape and the intensity range mapped to [0, 1]."""
+    (n, K) bool, the source slice shape and the intensity range mapped to [0, 1]. Bad values are warned
+    about (:func:`_check_values`; label values outside the class map are collected in ``unmapped``)."""
     size, axis = settings.image_size, settings.slice_axis
     image = _read_volume(Path(case.image), img_h)
     label = _read_volume(Path(case.label), lab_h)
     arr = sitk.GetArrayViewFromImage(image)
     lab_arr = sitk.GetArrayViewFromImage(label)
+    _check_values(case, arr, lab_arr, settings.spec.label_map(), {} if unmapped is None else unmapped)
     lo, hi = intensity_range(arr, settings.spec.modality, ct_window=settings.ct_window,
                              mri_percentiles=settings.mri_percentiles)
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -542,10 +589,7 @@ def slice_dataset(settings: DatasetSettings, cases: list[Case], out_dir: Path, *
     if total == 0:
         raise ValueError(f"{spec.name}: the cases hold no slices")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; the store is an ordinary folder
+    with atomic_dir(out_dir) as tmp:  # a hidden folder beside out_dir, renamed onto it at the end
         rows: list[pd.DataFrame] = []
         cases_meta: dict[str, dict] = {}
         spacing_meta: dict[str, list[float]] = {}
@@ -554,8 +598,10 @@ def slice_dataset(settings: DatasetSettings, cases: list[Case], out_dir: Path, *
             _npy_header(fl, np.uint8, (total, size, size))
             off_i, off_l = fi.tell(), fl.tell()
             start = 0
+            unmapped: dict = {}
             for case, (img_h, lab_h), n in zip(cases, headers, counts):
-                present, (h, w), (lo, hi) = _slice_case(case, img_h, lab_h, n, settings, lut, fi, fl)
+                present, (h, w), (lo, hi) = _slice_case(case, img_h, lab_h, n, settings, lut, fi, fl,
+                                                        unmapped)
                 fg = present.any(axis=1)
                 part = {"row": np.arange(start, start + n), "case": case.case_id, "patient": case.patient_id,
                         "slice": np.arange(n), "n_slices": n, "fg": fg.astype(np.uint8)}
@@ -571,6 +617,12 @@ def slice_dataset(settings: DatasetSettings, cases: list[Case], out_dir: Path, *
                     **({"frame": case.frame} if case.frame is not None else {}),
                 }
                 start += n
+            if unmapped:
+                where = sorted({c for ids in unmapped.values() for c in ids})
+                log.warning("%s: label values %s are not in the class map (%s) and become background; found "
+                            "in %d case(s): %s", spec.name, ", ".join(f"{v:g}" for v in sorted(unmapped)),
+                            ", ".join(f"{k}->{v}" for k, v in sorted(spec.label_map().items())), len(where),
+                            ", ".join(where[:10]) + (", ..." if len(where) > 10 else ""))
             for f, name, itemsize, offset in ((fi, IMAGES, 2, off_i), (fl, LABELS, 1, off_l)):
                 if f.tell() != offset + total * size * size * itemsize:
                     raise SlicingError(f"{spec.name}: {name} holds {f.tell() - offset} data bytes, expected "
@@ -593,18 +645,3 @@ def slice_dataset(settings: DatasetSettings, cases: list[Case], out_dir: Path, *
         with open(tmp / META, "w") as f:
             json.dump(meta, f, indent=1)
             f.write("\n")
-        _replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Rename ``tmp`` onto ``out_dir``; an existing ``out_dir`` is moved aside first, then deleted."""
-    if out_dir.exists() or out_dir.is_symlink():
-        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-        os.replace(out_dir, trash / "old")
-        os.replace(tmp, out_dir)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, out_dir)

@@ -1,4 +1,9 @@
-"""Patient-level train/val/test splits and nested label-budget subsets (file format: CONTRACTS.md).
+"""Patient-level train/val/test splits and nested label-budget subsets.
+
+File format (``splits/<dataset>.json``, :func:`write_split`): ``dataset``, ``seed``, ``ratios`` or ``counts``
+(as the config gives them; the other is null), ``patients`` = ``{"train": [...], "val": [...], "test": [...]}``
+(sorted patient ids), ``label_subsets`` = ``{ratio key: [[case, slice], ...]}`` (``"5"``, ..., ``"scans"``),
+``scans_subset`` (``[n_scans, per_scan]`` or null) and ``scans_subset_sampling``.
 
 Choices (all deterministic for ``settings.split["seed"]``):
 
@@ -20,9 +25,15 @@ Choices (all deterministic for ``settings.split["seed"]``):
 * **Scans subset** (key ``"scans"``, when ``settings.scans_subset = [n_scans, per_scan]``; paper B). The
   training patients are shuffled with ``default_rng([seed, 2])``; the first ``n_scans`` of that order
   that have labelled slices are taken (all of them if the training split has fewer), with all their cases
-  (scans; MM-WHS has one per patient). Per scan, ``per_scan`` labelled slices evenly spaced over the
-  scan's labelled slices (indices ``round(i * (m - 1) / (per_scan - 1))``, the middle one for
-  ``per_scan = 1``), or all of them when the scan has ``m <= per_scan``.
+  (scans; MM-WHS has one per patient). Per scan, ``per_scan`` of the scan's ``m`` labelled slices, or all
+  of them when ``m <= per_scan``, chosen by ``settings.split["scans_subset_sampling"]``:
+
+  - ``random`` (default; paper B: "We randomly sampled 20 annotated slices from each scan"): a draw without
+    replacement with ``default_rng([seed, 3, k])`` for the k-th scan taken (k = 0, 1, ...), so a scan's
+    slices do not change when another scan's labelled-slice count does;
+  - ``even``: evenly spaced over the scan's labelled slices (indices ``round(i * (m - 1) / (per_scan - 1))``,
+    the middle one for ``per_scan = 1``): a lower-variance, more even coverage of the heart, offered as a
+    variant (not the paper's protocol).
 * Every subset is checked to hold only training-patient slices.
 """
 
@@ -38,7 +49,9 @@ from medssl.config import DatasetSettings, ratio_key
 from medssl.data.store import SliceStore
 from medssl.io import write_json
 
-__all__ = ["make_split", "write_split", "split_counts"]
+__all__ = ["make_split", "write_split", "split_counts", "SCANS_SUBSET_SAMPLING"]
+
+SCANS_SUBSET_SAMPLING = ("random", "even")  # the first is the default
 
 
 def split_counts(n: int, ratios) -> list[int]:
@@ -131,11 +144,15 @@ def make_split(settings: DatasetSettings, store: SliceStore, label_ratios: list[
             subsets[ratio_key(r)] = []
 
     scans = settings.scans_subset
+    sampling = str(conf.get("scans_subset_sampling", SCANS_SUBSET_SAMPLING[0]))
+    if sampling not in SCANS_SUBSET_SAMPLING:
+        raise ValueError(f"{settings.name}: split scans_subset_sampling must be one of "
+                         f"{', '.join(SCANS_SUBSET_SAMPLING)}, got {sampling!r}")
     if scans:
         n_scans, per_scan = int(scans[0]), int(scans[1])
         chosen: list[int] = []
         train = groups["train"]
-        n_taken = 0
+        n_taken = n_picked = 0
         for i in np.random.default_rng([seed, 2]).permutation(len(train)):
             if n_taken >= n_scans:
                 break
@@ -145,7 +162,12 @@ def make_split(settings: DatasetSettings, store: SliceStore, label_ratios: list[
             for case in sorted(set(case_col[sel])):
                 pos = np.flatnonzero(sel & (case_col == case))
                 pos = pos[np.argsort(slice_col[pos], kind="stable")]
-                chosen.extend(pos[_evenly_spaced(len(pos), per_scan)].tolist())
+                if sampling == "even" or len(pos) <= per_scan:
+                    pick = _evenly_spaced(len(pos), per_scan)
+                else:
+                    pick = np.random.default_rng([seed, 3, n_picked]).choice(len(pos), per_scan, replace=False)
+                chosen.extend(pos[np.sort(pick)].tolist())
+                n_picked += 1
             n_taken += 1
         subsets["scans"] = pairs(chosen)
 
@@ -164,6 +186,7 @@ def make_split(settings: DatasetSettings, store: SliceStore, label_ratios: list[
         "patients": groups,
         "label_subsets": subsets,
         "scans_subset": [int(scans[0]), int(scans[1])] if scans else None,
+        "scans_subset_sampling": sampling if scans else None,
     }
 
 

@@ -40,7 +40,7 @@ def register_method(name: str) -> Callable[[type["PretrainMethod"]], type["Pretr
 
 
 class PretrainMethod(nn.Module):
-    """Base class of pretraining methods (contract in CONTRACTS.md).
+    """Base class of pretraining methods (contract in this module's docstring).
 
     Subclasses declare their hyper-parameters as keyword-only ``__init__`` arguments after
     ``n_tasks, n_groups, image_size`` and call ``super().__init__(backbone, n_tasks=..., n_groups=...,

@@ -15,6 +15,21 @@ from .base import PretrainMethod, register_method
 from .base import mlp as make_mlp
 
 
+def stale_self_keys(queue_size: int, n_images: int) -> float:
+    """Expected number of a query image's own earlier keys in a full queue of ``queue_size`` keys when each
+    epoch enqueues one key per image of a pool of ``n_images``: ``K / N`` (each is a false negative)."""
+    return float(queue_size) / max(int(n_images), 1)
+
+
+def queue_warning(queue_size: int, n_images: int) -> str | None:
+    """A warning when the queue is not below the pool (``K >= N``: every image has a stale key of its own
+    among its negatives), else None. Pretraining logs it."""
+    if queue_size < n_images:
+        return None
+    return (f"MoCo queue K = {queue_size} >= {n_images} pool images: about {stale_self_keys(queue_size, n_images):.1f} "
+            f"stale keys of every image, its own among them, are negatives; set params.queue_size below the pool")
+
+
 def key_encoder_copy(backbone: nn.Module) -> nn.Module:
     """Deep copy of ``backbone`` keeping only what ``encode``/``embed`` use (``encoder.*``, ``neck.*``):
     ``decoder`` and ``head`` are replaced by empty ``nn.Identity`` modules. All parameters frozen."""
@@ -42,7 +57,15 @@ class MoCo(PretrainMethod):
       parameters (buffers such as BN running statistics are the key encoder's own, as in MoCo).
 
     Params (defaults = MoCo v2's ``main_moco.py`` with ``--mlp --moco-t 0.2 --aug-plus``):
-      - ``queue_size=65536`` (K; paper B: 1024 -> method ``mocov2``; the demo config sets a small K),
+      - ``queue_size=65536`` (K; paper B: 1024 -> method ``mocov2``; the demo config sets a small K). K must
+        stay well below the number of pretraining images N: the queue holds the keys of the last K images
+        seen, so with K >= N every image's own keys from earlier epochs (about K / N of them, stale by up to
+        K / N epochs) are among its negatives, the query's positive included. Paper A does not give K; its
+        pool is about 29,400 slices (Table 1), where MoCo's ImageNet default 65,536 would hold ~2.2 epochs of
+        keys. config/paper.yaml therefore sets K = 4096 for paper A: K / N ~ 0.14, close to paper B's own
+        choice for small data (K = 1024 on MM-WHS CT, about 5,400 slices: K / N ~ 0.19), a power of two like
+        MoCo's values, and still 70 times the 58 in-batch negatives SimCLR gets at paper A's batch of 30.
+        Pretraining logs a warning when K >= N (:mod:`medssl.train.pretrain`).
       - ``momentum=0.999`` (m), ``temperature=0.2`` (T), ``dim=128`` (feature dimension), ``mlp=True``,
       - ``views="crop_blur_noise"``: paper A's augmentations T (random crop + resize, blur, noise, as for its
         SimCLR / HSSL; see ``medssl.augment``); paper B: ``"flip_blur"``. A preset name or a dict.

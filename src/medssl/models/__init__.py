@@ -3,7 +3,7 @@
 >>> from medssl.models import build, n_params
 >>> net = build("hssl_net", out_channels=2)          # SegNet: encode / embed / decode / head / forward
 
-Every model follows the :class:`~medssl.models.base.SegNet` contract (CONTRACTS.md, "Models"): 1-channel
+Every model follows the :class:`~medssl.models.base.SegNet` contract (:mod:`medssl.models.base`): 1-channel
 input with H, W multiples of 32, output at input resolution, parameter names prefixed ``encoder.``,
 ``neck.``, ``decoder.``, ``head.``; random initialisation only (no downloaded weights).
 """
@@ -35,9 +35,15 @@ PAPER_PARAMS: dict[str, int | None] = {
 }
 
 
+def config_width(config: dict) -> float:
+    """The config's ``model_width`` (demo only; the schema's default 1.0 = the papers' networks)."""
+    return float(config.get("model_width", 1.0))
+
+
 def build(arch: str, out_channels: int, **kw) -> SegNet:
     """Build architecture ``arch`` with ``out_channels`` output channels (1 for reconstruction, C classes
-    for segmentation); ``kw`` go to the constructor (see each class)."""
+    for segmentation); ``kw`` go to the constructor (see each class). Every architecture takes ``width``
+    (demo only, default 1.0): every layer width times ``width``, the same layer names."""
     try:
         cls = MODELS[arch]
     except KeyError:
@@ -56,6 +62,7 @@ __all__ = [
     "UNet",
     "UNet3Plus",
     "build",
+    "config_width",
     "n_params",
     "transferable_state",
 ]

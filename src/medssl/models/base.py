@@ -1,4 +1,4 @@
-"""The segmentation-network contract shared by every architecture (see CONTRACTS.md, "Models").
+"""The segmentation-network contract shared by every architecture (:class:`SegNet`).
 
 A :class:`SegNet` is four named sub-modules, so that parameter names carry the prefixes that weight
 transfer relies on:
@@ -44,6 +44,27 @@ class SegNet(nn.Module):
             raise ValueError(f"out_channels must be >= 1, got {out_channels}")
         self.out_channels = int(out_channels)
         self.head = nn.Conv2d(self.feature_channels, self.out_channels, kernel_size=1)
+
+    def init_head_bias(self, prior, floor: float = 1e-4, *, mean: float | None = None) -> Tensor:
+        """Set the head's bias to ``log(prior)`` (class frequencies, clipped at ``floor``; returns the bias), or
+        with ``mean`` (a regression head: denoising) every output's bias to that mean target value.
+
+        An initialisation choice the papers leave open: with zero biases an untrained network predicts
+        every class about equally often, so on masks that are 1-2 % foreground the first steps of
+        cross-entropy go into unlearning "all foreground"; starting from the prior (softmax(bias) = prior
+        for features near zero, as for detection heads, Lin et al. 2017) the steps go into the shapes."""
+        if mean is not None:
+            with torch.no_grad():
+                self.head.bias.fill_(float(mean))
+            return self.head.bias.detach()
+        p = torch.as_tensor(prior, dtype=torch.float64).flatten()
+        if p.numel() != self.out_channels or not torch.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+            raise ValueError(f"{self.arch}: class prior must be {self.out_channels} non-negative frequencies, "
+                             f"got {p.tolist()}")
+        bias = torch.log(torch.clamp(p / p.sum(), min=floor))
+        with torch.no_grad():
+            self.head.bias.copy_(bias.to(self.head.bias.dtype))
+        return self.head.bias.detach()
 
     def encode(self, x: Tensor) -> list[Tensor]:
         """Multi-scale encoder features of ``x`` (B, 1, H, W), deepest last."""

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .base import SegNet, init_weights
-from .resnet_encoder import ResNetEncoder
+from .resnet_encoder import ResNetEncoder, scaled
 
 
 class PyramidNeck(nn.Module):
@@ -93,14 +93,18 @@ class HSSLNet(SegNet):
     """ResNet-34 encoder + FC pyramid neck + light DeConv decoder (22.07 M parameters; see module doc).
 
     ``fc_dim``: FC width per pyramid level (int, or one per level: 5 values); ``feature_channels``: width
-    of the last decoder feature map."""
+    of the last decoder feature map; ``width`` (demo only) scales the encoder, ``fc_dim`` (when an int) and
+    ``feature_channels``."""
 
     arch = "hssl_net"
 
-    def __init__(self, out_channels: int, fc_dim: int | Sequence[int] = 64, feature_channels: int = 32):
+    def __init__(self, out_channels: int, fc_dim: int | Sequence[int] = 64, feature_channels: int = 32,
+                 width: float = 1.0):
         super().__init__()
-        self.encoder = ResNetEncoder("resnet34")
+        self.encoder = ResNetEncoder("resnet34", width)
         chans = self.encoder.channels
+        fc_dim = scaled(fc_dim, width) if isinstance(fc_dim, int) else fc_dim
+        feature_channels = scaled(feature_channels, width)
         dims = [int(fc_dim)] * len(chans) if isinstance(fc_dim, int) else [int(d) for d in fc_dim]
         self.neck = PyramidNeck(chans, dims)
         self.decoder = DeConvDecoder(chans, feature_channels)

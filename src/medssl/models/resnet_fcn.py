@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .base import GlobalPool, SegNet, conv_bn_relu, init_weights
-from .resnet_encoder import ResNetEncoder
+from .resnet_encoder import ResNetEncoder, scaled
 
 
 def _up(x: Tensor, like: Tensor | None = None, scale: int | None = None) -> Tensor:
@@ -46,15 +46,18 @@ class FCN8sDecoder(nn.Module):
 
 
 class ResNet50FCN(SegNet):
-    """ResNet-50 encoder (no FC) + FCN-8s-like decoder; ``embed`` = pooled 2048-d vector."""
+    """ResNet-50 encoder (no FC) + FCN-8s-like decoder; ``embed`` = pooled 2048-d vector. ``decoder_width``:
+    the lateral projections' width; ``width`` (demo only) scales the encoder and the decoder."""
 
     arch = "resnet50_fcn"
 
-    def __init__(self, out_channels: int, width: int = 256, feature_channels: int = 64):
+    def __init__(self, out_channels: int, decoder_width: int = 256, feature_channels: int = 64,
+                 width: float = 1.0):
         super().__init__()
-        self.encoder = ResNetEncoder("resnet50")
+        self.encoder = ResNetEncoder("resnet50", width)
         self.neck = GlobalPool()
-        self.decoder = FCN8sDecoder(self.encoder.channels, width, feature_channels)
+        feature_channels = scaled(feature_channels, width)
+        self.decoder = FCN8sDecoder(self.encoder.channels, scaled(decoder_width, width), feature_channels)
         init_weights(self.decoder)
         self.latent_dim = self.encoder.channels[-1]
         self.feature_channels = int(feature_channels)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import GlobalPool, SegNet, init_weights
+from .resnet_encoder import scaled
 
 FILTERS = (64, 128, 256, 512, 1024)
 
@@ -90,12 +91,14 @@ class UNetDecoder(nn.Module):
 
 
 class UNet(SegNet):
-    """U-Net, 64..1024 channels, BN, transposed-conv up-sampling (39.40 M with ``up_kernel=4``)."""
+    """U-Net, 64..1024 channels, BN, transposed-conv up-sampling (39.40 M with ``up_kernel=4``); ``width``
+    (demo only) scales ``base_channels``."""
 
     arch = "unet"
 
-    def __init__(self, out_channels: int, up_kernel: int = 4, base_channels: int = 64):
+    def __init__(self, out_channels: int, up_kernel: int = 4, base_channels: int = 64, width: float = 1.0):
         super().__init__()
+        base_channels = scaled(base_channels, width)
         filters = tuple(base_channels * 2**i for i in range(5))
         self.encoder = UNetEncoder(1, filters)
         self.neck = GlobalPool()

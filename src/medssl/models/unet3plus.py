@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .base import GlobalPool, SegNet, conv_bn_relu, init_weights
+from .resnet_encoder import scaled
 from .unet import FILTERS, UNetEncoder
 
 
@@ -61,12 +62,14 @@ class FullScaleDecoder(nn.Module):
 
 
 class UNet3Plus(SegNet):
-    """UNet 3+ without deep supervision / CGM (26.97 M parameters)."""
+    """UNet 3+ without deep supervision / CGM (26.97 M parameters); ``width`` (demo only) scales
+    ``base_channels`` and ``cat_channels``."""
 
     arch = "unet3plus"
 
-    def __init__(self, out_channels: int, cat_channels: int = 64, base_channels: int = 64):
+    def __init__(self, out_channels: int, cat_channels: int = 64, base_channels: int = 64, width: float = 1.0):
         super().__init__()
+        base_channels, cat_channels = scaled(base_channels, width), scaled(cat_channels, width)
         filters = tuple(base_channels * 2**i for i in range(5))
         self.encoder = UNetEncoder(1, filters)
         self.neck = GlobalPool()

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from medssl import config as cfg
-from medssl.reports import targets
+from medssl.reports import builders, targets
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     if targets.target_info(args.target).kind == "tsne":
         inputs = args.inputs[0] if args.inputs else str(targets.tsne_spec(config, args.target).features)
     kwargs = {"allow_missing": True} if args.allow_missing and targets.target_info(args.target).kind != "tsne" else {}
-    targets.build(args.target, config, inputs, *(args.outputs or []), **kwargs)
+    builders.build(args.target, config, inputs, *(args.outputs or []), **kwargs)
     return 0
 
 

@@ -4,8 +4,9 @@ Draws ``per_task`` foreground slices from each dataset of the pretraining pool (
 same for every model), rebuilds the pretraining method from its ``model.pt`` (the backbone state plus
 ``method_state``, which holds the heads), and writes, per slice:
 
-- ``raw pixels``: down-sampled intensities, the offline stand-in for the paper's generic ImageNet VGG-19
-  feature (no downloaded weights on this pipeline's machines);
+- the paper's generic feature: ``VGG-19 (ImageNet)`` when torchvision's VGG-19 weights are in the local
+  torch hub cache, else ``pixels (no VGG-19 weights cached)``, down-sampled intensities
+  (:func:`medssl.reports.features.generic_extractor`; nothing is downloaded);
 - ``F_image``, ``F_task``, ``F_group``: the outputs of the image-level projection head P_l and of the task
   and group heads P_t, P_g on the shared latent vector (only those the run trained).
 """
@@ -19,7 +20,7 @@ import torch
 
 from medssl import config as cfg
 from medssl import registry
-from medssl.reports.features import compute_features, pixel_features, save_features
+from medssl.reports.features import compute_features, generic_extractor, save_features
 from medssl.train import checkpoint as ckpt
 from medssl.train import common
 
@@ -42,7 +43,7 @@ def sample_pool(config: dict, datasets: list[str], per_task: int, seed: int):
 def extract_features(config: dict, study: str, run: str, out: str | Path, *, per_task: int = 100,
                      seed: int = 0) -> Path:
     """Write the features .npz that :func:`medssl.reports.figures` turns into Figure 3b."""
-    pool = cfg.pretrain_pool(config, study, run, config["studies"][study]["finetune_datasets"][0])
+    pool = cfg.features_pool(config, study, run)
     run_dir = cfg.results_dir(config) / study / "pretrain" / run / pool
     state = ckpt.load(run_dir / "model.pt")
     datasets = cfg.pool_datasets(config, study, pool)
@@ -52,7 +53,7 @@ def extract_features(config: dict, study: str, run: str, out: str | Path, *, per
     group = np.array([group_of[datasets[i]] for i in index])
 
     rs = cfg.run_settings(config, study, run)
-    backbone = common.build_model(rs["arch"], 1)
+    backbone = common.build_model(rs["arch"], 1, width=state.get("width", 1.0))
     method = common.build_method(rs["method"], backbone, n_tasks=n_tasks, n_groups=n_groups,
                                  image_size=images.shape[-1], **rs["params"])
     backbone.load_state_dict(state["state_dict"])
@@ -67,12 +68,13 @@ def extract_features(config: dict, study: str, run: str, out: str | Path, *, per
         return extract
 
     probe = method.features(torch.from_numpy(images[:2, None]))
-    extractors = {"raw pixels": pixel_features}
+    generic_name, generic = generic_extractor()
+    extractors = {generic_name: generic}
     extractors.update({name: head_output(key) for key, name in HEAD_NAMES.items() if key in probe})
     features = compute_features(images[:, None], extractors)
     task_labels, group_labels = [""] * n_tasks, [""] * n_groups
     for d in datasets:
-        spec = registry.get(d)
+        spec = registry.get(d, config)
         task_labels[task_of[d]] = f"T{spec.paper_task or task_of[d] + 1} {spec.roi} {spec.modality}"
         group_labels[group_of[d]] = f"G{spec.paper_group or group_of[d] + 1}"
     synthetic = bool(common.open_store(config, datasets[0]).meta.get("synthetic", False))

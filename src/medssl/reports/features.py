@@ -2,22 +2,30 @@
 
 A features file (``.npz``) holds one ``(N, d)`` array per feature name, ``task (N,)`` and ``group (N,)``
 (integer ids), and optionally ``task_labels``/``group_labels`` (display names indexed by id),
-``feature_order`` (names in plotting order) and ``synthetic`` (bool). The step that writes it calls
-:func:`compute_features` with one callable per feature and :func:`save_features`::
+``feature_order`` (names in plotting order) and ``synthetic`` (bool). The step that writes it
+(:func:`medssl.reports.extract.extract_features`) calls :func:`compute_features` with one numpy callable per
+feature (the generic baseline below, and the pretrained method's projection heads) and :func:`save_features`::
 
-    from medssl.reports.features import compute_features, embedding_extractors, pixel_features, save_features
-    ex = {"raw pixels": pixel_features,
-          **embedding_extractors(method.backbone, {"F_image": method.<image head>, "F_task": method.<task head>,
-                                                   "F_group": method.<group head>})}
-    feats = compute_features(images, ex)                 # images (N, H, W) or (N, 1, H, W), float
+    from medssl.reports.features import compute_features, generic_extractor, save_features
+    name, generic = generic_extractor()
+    feats = compute_features(images, {name: generic, "F_task": task_head})  # images (N, 1, H, W), float
     save_features(path, feats, task, group, task_labels=[...], group_labels=[...], synthetic=True)
 
-The paper's generic baseline is ImageNet VGG-19 features; ``pixel_features`` (down-sampled intensities) is the
-offline stand-in, and any callable (e.g. a VGG-19 with local weights) can be passed under another name.
+The paper's generic baseline (Figure 3b's first panel) is ImageNet VGG-19 features. :func:`generic_extractor`
+gives them (:data:`VGG_NAME`) when torchvision's ImageNet VGG-19 checkpoint (:data:`VGG19_CHECKPOINT`) is in
+the local torch hub cache (``torch.hub.get_dir()/checkpoints``, where ``torchvision.models.vgg19(weights=
+"IMAGENET1K_V1")`` leaves it on a user's machine; nothing is ever downloaded here), and otherwise falls back to
+``pixel_features`` (down-sampled intensities) under the name :data:`PIXELS_NAME`, which the panel title shows:
+the demo and CI, with no cached weights, draw the pixel panel. VGG-19 features are the last convolutional
+block's output (``features``, 512 channels) globally average-pooled, on the grey slice repeated to 3 channels,
+resized to 224 x 224 and normalised with the ImageNet mean and std: a 512-d descriptor that, unlike the
+4096-d fc7 layer, does not depend on the 224-px input size the classifier layers were trained for (the paper
+does not say which VGG layer it used).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -27,6 +35,14 @@ from medssl.io import atomic_path
 
 RESERVED = {"task", "group", "task_labels", "group_labels", "feature_order", "synthetic"}
 Extractor = Callable[[np.ndarray], np.ndarray]
+
+VGG19_CHECKPOINT = "vgg19-dcbb9e9d.pth"  # torchvision VGG19_Weights.IMAGENET1K_V1, as cached by torch.hub
+VGG_NAME = "VGG-19 (ImageNet)"
+PIXELS_NAME = "pixels (no VGG-19 weights cached)"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+log = logging.getLogger("medssl.reports")
 
 
 def pixel_features(images: np.ndarray, size: int = 16) -> np.ndarray:
@@ -39,6 +55,64 @@ def pixel_features(images: np.ndarray, size: int = 16) -> np.ndarray:
     x = x[:, : fh * (h // fh), : fw * (w // fw)]
     x = x.reshape(b, h // fh, fh, w // fw, fw).mean(axis=(2, 4))
     return x.reshape(b, -1)
+
+
+def vgg19_weights_path(hub_dir: str | Path | None = None) -> Path | None:
+    """The cached ImageNet VGG-19 checkpoint (``<hub dir>/checkpoints/vgg19-dcbb9e9d.pth``), or None."""
+    if hub_dir is None:
+        import torch
+
+        hub_dir = torch.hub.get_dir()
+    path = Path(hub_dir) / "checkpoints" / VGG19_CHECKPOINT
+    return path if path.is_file() else None
+
+
+def load_vgg19(path: str | Path):
+    """torchvision's VGG-19 with the weights in ``path`` (evaluation mode, no download)."""
+    import torch
+
+    from medssl._torchvision import import_torchvision
+
+    model = import_torchvision().models.vgg19(weights=None)
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def vgg_features(model, *, device: str = "cpu", size: int = 224) -> Extractor:
+    """Numpy extractor: ``model.features`` on ImageNet-normalised 3-channel ``size`` px copies of the slices,
+    globally average-pooled (module docstring)."""
+    import torch
+    import torch.nn.functional as F
+
+    model = model.to(device).eval()
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+
+    def fn(batch: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(device)
+        if x.ndim == 3:
+            x = x[:, None]
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False).repeat(1, 3, 1, 1)
+        with torch.no_grad():
+            f = model.features((x - mean) / std)
+        return f.mean(dim=(2, 3)).cpu().numpy()
+
+    return fn
+
+
+def generic_extractor(hub_dir: str | Path | None = None, *, device: str = "cpu") -> tuple[str, Extractor]:
+    """``(name, extractor)`` for Figure 3b's first panel: VGG-19 ImageNet features when the weights are cached
+    locally, else the pixel fallback (module docstring)."""
+    path = vgg19_weights_path(hub_dir)
+    if path is None:
+        log.info("no %s in the torch hub cache: Figure 3b's first panel uses pixels", VGG19_CHECKPOINT)
+        return PIXELS_NAME, pixel_features
+    try:
+        model = load_vgg19(path)
+    except Exception as err:  # a broken cache file must not stop the figure
+        log.warning("cannot load VGG-19 weights %s (%s): Figure 3b's first panel uses pixels", path, err)
+        return PIXELS_NAME, pixel_features
+    return VGG_NAME, vgg_features(model, device=device)
 
 
 def compute_features(images: np.ndarray, extractors: Mapping[str, Extractor], *, batch_size: int = 64
@@ -54,34 +128,6 @@ def compute_features(images: np.ndarray, extractors: Mapping[str, Extractor], *,
             f = np.asarray(fn(batch), dtype=np.float32)
             out[name].append(f.reshape(len(batch), -1))
     return {name: np.concatenate(parts) if parts else np.zeros((0, 0), np.float32) for name, parts in out.items()}
-
-
-def embedding_extractors(backbone, heads: Mapping[str, Callable] | None = None, *, include_latent: bool = False,
-                         device: str = "cpu") -> dict[str, Extractor]:
-    """Numpy callables on a SegNet (contract: ``embed(encode(x))``), optionally followed by projection heads.
-
-    ``heads`` maps a feature name (e.g. ``F_task``) to a module applied to the latent vector; with
-    ``include_latent`` the latent itself is added as ``latent``.
-    """
-    import torch
-
-    def wrap(head):
-        def fn(batch: np.ndarray) -> np.ndarray:
-            was_training = backbone.training
-            backbone.eval()
-            with torch.no_grad():
-                x = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
-                z = backbone.embed(backbone.encode(x))
-                if head is not None:
-                    z = head(z)
-            backbone.train(was_training)
-            return z.detach().cpu().float().numpy()
-        return fn
-
-    ex = {"latent": wrap(None)} if include_latent else {}
-    for name, head in (heads or {}).items():
-        ex[name] = wrap(head)
-    return ex
 
 
 def save_features(path: str | Path, features: Mapping[str, np.ndarray], task: Sequence[int], group: Sequence[int], *,

@@ -3,8 +3,8 @@ bounding box), so a figure's pixel size is predictable:
 
 - ``hssl_fig3b_tsne``: 2 rows (coloured by task, by group) x one column per feature; (3.6 * F + 1.8) x 7.4 in.
 - ``hssl_fig4_domains``: one panel per task; (3.8 * T + 0.4) x 4.6 in.
-- ``hssl_fig5_qualitative``: rows = test slices, columns = image, ground truth, each method;
-  (1.8 * (2 + M)) x (1.8 * R + 1.3) in.
+- ``hssl_fig5_qualitative``: one band per panel, rows = test slices, columns = image, ground truth, each
+  run x ratio; ``CELL * (2 + C)`` x (sum over panels of ``CELL * R + PANEL_HEAD``, plus ``FIG_HEAD``) in.
 - ``ssmtl_fig7_epochs``: 7.5 x 4.8 in.
 
 Entry points: ``build_<target>(config, inputs, png_out, ...)``; ``inputs`` is the results folder or a list
@@ -20,12 +20,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
 
 from medssl.io import atomic_path  # noqa: E402
 from medssl.reports.metrics import MetricsSource, MissingInputError, read_metrics  # noqa: E402
 from medssl.reports.paper_values import paper_table  # noqa: E402
-from medssl.reports.targets import epochs_spec, qualitative_spec, table_spec, tsne_spec  # noqa: E402
+from medssl.reports.targets import epochs_spec, percent_label, qualitative_spec, table_spec, tsne_spec  # noqa: E402
 
 DPI = 100
 SYNTH = " (synthetic data)"
@@ -38,14 +37,6 @@ def _save(fig, path) -> Path:
         fig.savefig(tmp, dpi=DPI, format="png")
     plt.close(fig)
     return path
-
-
-def _ratio_label(r: str) -> str:
-    try:
-        float(r)
-        return f"{r}%"
-    except ValueError:
-        return r
 
 
 # --------------------------------------------------------------------------------------------------
@@ -85,7 +76,7 @@ def build_hssl_fig4_domains(config, metrics, png_out, *, allow_missing=None, tar
                     ax.scatter(xs, ys, marker="_", s=120, linewidths=2.2, color="black", zorder=3,
                                label="paper (Table 2)" if not paper_drawn else None)
                     paper_drawn = True
-        ax.set_xticks(x, [_ratio_label(r) for r, _ in spec.ratios])
+        ax.set_xticks(x, [percent_label(r) for r, _ in spec.ratios])
         ax.set_title(f"{paper.dataset_label(ds_label)}\n[{ds}]", fontsize=10)
         ax.set_xlabel("Labelled training images")
         ax.grid(axis="y", alpha=0.3)
@@ -120,76 +111,125 @@ def _dice(pred: np.ndarray, label: np.ndarray) -> float | None:
     return float(np.mean(scores)) if scores else None
 
 
-def _overlay(ax, image, mask, cmap, n_classes):
+CELL = 1.7  # Figure 5: inches per image
+PANEL_HEAD = 0.8  # Figure 5: inches per panel for its title and class legend
+FIG_HEAD = 0.7  # Figure 5: inches for the figure title
+
+
+def class_colour(c: int):
+    """Contour colour of class id ``c`` (1-based), the same in every panel."""
+    return plt.get_cmap("tab10").colors[(int(c) - 1) % 10]
+
+
+def _contours(ax, image, mask, n_classes: int, *, linewidth: float = 1.2):
+    """``image`` in grey with each class of ``mask`` drawn as its outline (contours read better than fills)."""
     ax.imshow(image, cmap="gray", interpolation="nearest")
     if mask is not None:
-        m = np.ma.masked_where(mask == 0, mask)
-        ax.imshow(m, cmap=cmap, vmin=0.5, vmax=n_classes + 0.5, alpha=0.5, interpolation="nearest")
+        for c in range(1, n_classes + 1):
+            m = np.asarray(mask) == c
+            if m.any() and not m.all():
+                ax.contour(m.astype(float), levels=[0.5], colors=[class_colour(c)], linewidths=linewidth)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
-def build_hssl_fig5_qualitative(config, metrics, png_out, *, allow_missing=False,
-                                target="hssl_fig5_qualitative"):
-    from matplotlib.colors import ListedColormap
+def _note(ax, text):
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8)
 
-    spec = qualitative_spec(config, target)
-    source = MetricsSource.from_inputs(config, metrics)
-    preds, missing, infos = {}, [], []
-    for row in spec.rows:
-        key = (row.study, row.run, spec.dataset, spec.ratio, spec.seed)
+
+def _load_preds(spec, source):
+    """{(study, run, dataset, ratio): arrays of seed<N>_pred.npz}, {dataset: classes}, synthetic flags,
+    missing paths."""
+    preds, classes, synthetic, missing = {}, {}, [], []
+    for key in spec.keys():
         path = source.path(key, "pred")
         if not source.exists(key, "pred"):
             missing.append(str(path))
             continue
         with np.load(path) as z:
-            preds[row.label] = {k: z[k] for k in z.files}
+            preds[key[:4]] = {k: z[k] for k in z.files}
         js = path.with_name(f"seed{spec.seed}.json")  # the evaluation's metrics beside its predictions
         if js.is_file():
-            infos.append(read_metrics(js))
-    if missing and (not allow_missing or not preds):
+            m = read_metrics(js)
+            synthetic.append(bool(m.get("synthetic")))
+            if m.get("classes"):
+                classes.setdefault(key[2], list(m["classes"]))
+    return preds, classes, synthetic, missing
+
+
+def build_hssl_fig5_qualitative(config, metrics, png_out, *, allow_missing=None,
+                                target="hssl_fig5_qualitative"):
+    """Paper A's Figure 5: one band per panel ((a) top: methods on Task-5; (a) bottom: HSSL at each label
+    ratio; (b) Task-2/-3/-6/-7; (c) UNet / UNet3+ / HSSL on Task-1), each a grid of test slices (rows, up to
+    ``max_rows`` per dataset: the slices with the most foreground of different test patients, as chosen by the
+    evaluation) x (image, ground truth, each run x ratio). Classes are drawn as contours over the image; the
+    box gives the slice's Dice. Size: ``CELL`` x (2 + widest panel's columns) wide, the sum over panels of
+    ``CELL`` x rows + ``PANEL_HEAD``, plus ``FIG_HEAD``, tall."""
+    from matplotlib.lines import Line2D
+
+    spec = qualitative_spec(config, target)
+    allow = spec.allow_missing if allow_missing is None else bool(allow_missing)
+    source = MetricsSource.from_inputs(config, metrics)
+    preds, classes, synth_flags, missing = _load_preds(spec, source)
+    if missing and (not allow or not preds):
         raise MissingInputError(target, missing)
-    synthetic = any(bool(m.get("synthetic")) for m in infos) if infos else bool(config.get("synthetic"))
-    classes = next((m.get("classes") for m in infos if m.get("classes")), None)
-    first = preds[next(iter(preds))]
-    rows_ids = list(first.get("rows", np.arange(len(first["image"]))))[: spec.max_rows]
-    n_r, n_c = max(len(rows_ids), 1), 2 + len(spec.rows)
-    n_classes = max(int(max(p["label"].max(), p["pred"].max())) for p in preds.values())
-    n_classes = max(n_classes, len(classes or []), 1)
-    cmap = ListedColormap(plt.get_cmap("tab10").colors[:n_classes])
-    fig, axes = plt.subplots(n_r, n_c, figsize=(1.8 * n_c, 1.8 * n_r + 1.3), dpi=DPI, squeeze=False,
-                             layout="constrained")
-    for i, rid in enumerate(rows_ids):
-        j0 = int(np.flatnonzero(np.asarray(first.get("rows", np.arange(len(first["image"])))) == rid)[0])
-        img, lab = first["image"][j0], first["label"][j0]
-        _overlay(axes[i][0], img, None, cmap, n_classes)
-        _overlay(axes[i][1], img, lab, cmap, n_classes)
-        axes[i][0].set_ylabel(f"test slice {rid}", fontsize=9)
-        for j, row in enumerate(spec.rows, start=2):
-            ax = axes[i][j]
-            p = preds.get(row.label)
-            if p is None:
-                ax.axis("off")
-                ax.text(0.5, 0.5, "missing", ha="center", va="center", transform=ax.transAxes)
-                continue
-            match = np.flatnonzero(np.asarray(p.get("rows", np.arange(len(p["pred"])))) == rid)
-            if not len(match):
-                ax.axis("off")
-                ax.text(0.5, 0.5, "slice not\npredicted", ha="center", va="center", transform=ax.transAxes)
-                continue
-            k = int(match[0])
-            _overlay(ax, p["image"][k], p["pred"][k], cmap, n_classes)
-            d = _dice(p["pred"][k], p["label"][k])
-            ax.text(0.03, 0.03, "Dice —" if d is None else f"Dice {100 * d:.1f}", transform=ax.transAxes,
-                    color="white", fontsize=8, va="bottom", bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5,
-                                                                  "edgecolor": "none"})
-    for j, name in enumerate(["Image", "Ground truth"] + [r.label for r in spec.rows]):
-        axes[0][j].set_title(name, fontsize=10)
-    names = list(classes or [f"class {c}" for c in range(1, n_classes + 1)])
-    fig.legend([Patch(color=cmap(c), alpha=0.6) for c in range(len(names))], names, loc="outside lower center",
-               ncol=min(len(names), 4), frameon=False)
-    fig.suptitle(f"HSSL Fig. 5: predictions on {spec.dataset}, {_ratio_label(spec.ratio)} labels, seed {spec.seed}"
-                 f"{SYNTH if synthetic else ''}\ncolours: classes; box: Dice (%) of the slice", fontsize=10)
+    synthetic = any(synth_flags) if synth_flags else bool(config.get("synthetic"))
+    t2 = paper_table("hssl", "table2")
+
+    n_cols = max(2 + len(p.columns()) for p in spec.panels)
+    heights = [CELL * p.max_rows * len(p.datasets) + PANEL_HEAD for p in spec.panels]
+    fig = plt.figure(figsize=(CELL * n_cols, sum(heights) + FIG_HEAD), dpi=DPI, layout="constrained")
+    subs = fig.subfigures(len(spec.panels), 1, height_ratios=heights, squeeze=False)[:, 0]
+    for sub, panel in zip(subs, spec.panels):
+        cols = panel.columns()
+        axes = sub.subplots(panel.max_rows * len(panel.datasets), n_cols, squeeze=False)
+        handles, names = [], []
+        for d, (task, ds) in enumerate(panel.datasets):
+            found = [preds[(row.study, row.run, ds, r)] for _, row, r in cols if (row.study, row.run, ds, r) in preds]
+            ref = found[0] if found else None
+            ref_rows = list(np.asarray(ref.get("rows", np.arange(len(ref["image"]))))) if ref else []
+            n_cls = max([len(classes.get(ds, []))] + [int(max(f["label"].max(), f["pred"].max())) for f in found])
+            tag = t2.dataset_label(task) if task else ds
+            for c, name in enumerate(classes.get(ds) or [f"class {k}" for k in range(1, n_cls + 1)], start=1):
+                handles.append(Line2D([], [], color=class_colour(c), linewidth=2))
+                names.append(f"{tag}: {name}" if len(panel.datasets) > 1 else name)
+            for i in range(panel.max_rows):
+                line = axes[d * panel.max_rows + i]
+                for ax in line[2 + len(cols):]:
+                    ax.axis("off")
+                if i >= len(ref_rows):
+                    for ax in line[:2 + len(cols)]:
+                        _note(ax, "no test slice" if ref is not None else "missing")
+                    continue
+                rid = ref_rows[i]
+                _contours(line[0], ref["image"][i], None, n_cls)
+                _contours(line[1], ref["image"][i], ref["label"][i], n_cls)
+                line[0].set_ylabel(f"{tag}\n[{ds}] slice {rid}", fontsize=8)
+                for ax, (_, row, r) in zip(line[2:], cols):
+                    p = preds.get((row.study, row.run, ds, r))
+                    if p is None:
+                        _note(ax, "missing")
+                        continue
+                    match = np.flatnonzero(np.asarray(p.get("rows", np.arange(len(p["pred"])))) == rid)
+                    if not len(match):
+                        _note(ax, "slice not\npredicted")
+                        continue
+                    k = int(match[0])
+                    _contours(ax, p["image"][k], p["pred"][k], n_cls)
+                    dice = _dice(p["pred"][k], p["label"][k])
+                    ax.text(0.03, 0.03, "Dice —" if dice is None else f"Dice {100 * dice:.1f}",
+                            transform=ax.transAxes, color="white", fontsize=7, va="bottom",
+                            bbox={"facecolor": "black", "alpha": 0.6, "pad": 1.5, "edgecolor": "none"})
+        for j, name in enumerate(["Image", "Ground truth"] + [c[0] for c in cols]):
+            axes[0][j].set_title(name, fontsize=9)
+        sub.suptitle(panel.title or f"{', '.join(ds for _, ds in panel.datasets)}", fontsize=10, x=0.01,
+                     ha="left")
+        sub.legend(handles, names, loc="outside lower center", ncol=min(len(names), 6), frameon=False,
+                   fontsize=8)
+    fig.suptitle(f"HSSL Fig. 5: qualitative comparison on test slices, seed {spec.seed}"
+                 f"{SYNTH if synthetic else ''}\ncontours: classes of the ground truth / the prediction; "
+                 f"box: Dice (%) of the slice", fontsize=10)
     return _save(fig, png_out)
 
 

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from medssl import config as cfg
 
@@ -99,7 +99,3 @@ def read_metrics(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: a metrics file must hold a JSON object")
     return data
-
-
-def any_synthetic(metrics: Iterable[dict]) -> bool:
-    return any(bool(m.get("synthetic")) for m in metrics if m)

@@ -1,4 +1,7 @@
-"""The papers' reference numbers (``config/paper_values.yaml``), normalised for lookup.
+"""The papers' reference numbers (:data:`PAPER_VALUES_PATH`), normalised for lookup.
+
+The YAML ships inside the package (``medssl/package_data/paper_values.yaml``, a link to
+``config/paper_values.yaml`` in the repository, copied into wheels).
 
 Every value comes back as ``PaperValue(mean, classes)`` in the paper's units (paper A Dice in percent,
 paper B IoU as fractions, PSNR in dB); ``classes`` maps class name -> value where the paper gives them
@@ -9,13 +12,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 import yaml
 
-from medssl.config import REPO_ROOT
-
-PAPER_VALUES_PATH = REPO_ROOT / "config" / "paper_values.yaml"
+PAPER_VALUES_PATH: Path = files("medssl") / "package_data" / "paper_values.yaml"
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,11 @@
 """Table builders: paper tables with mean ± sd over seeds, the paper's number and the difference beside each
 reproduced cell, a paired test per patient against the baseline, and per-volume Dice/IoU/HD95.
 
-Every builder writes a long-format CSV (one row per cell and measure, for machines) and a Markdown file
-(paper layout, per-section detail, per-volume table, for people). Entry points::
+Every builder writes a long-format CSV (one row per cell and measure, for machines), a Markdown file (paper
+layout, per-section detail, per-volume table, for people) and, optionally, that Markdown as HTML (shown
+inline by ``snakemake --report``). Entry point::
 
-    build_<target>(config, metrics, csv_out, md_out, *, allow_missing=None) -> list[Cell]
+    build_table(target, config, metrics, csv_out, md_out, html_out=None, *, allow_missing=None) -> cells
 
 ``metrics`` is the experiment's results folder (``results/<exp>``) or a list of metrics files.
 """
@@ -16,10 +17,12 @@ import io
 from dataclasses import dataclass, field
 
 from medssl.io import write_text
+from medssl.metrics import hd95_units_note
 from medssl.reports.metrics import MetricsSource, MissingInputError, read_metrics
 from medssl.reports.paper_values import PaperValue
 from medssl.reports.stats import (
-    TEST_DESCRIPTION, PairedTest, Summary, finite, mean_over_seeds, paired_test, significance_marker, summarise,
+    TEST_DESCRIPTION, PairedTest, Summary, finite, holm_adjust, mean_over_seeds, paired_test,
+    significance_marker, summarise,
 )
 from medssl.reports.targets import Row, TableSpec, table_spec
 
@@ -172,14 +175,19 @@ def collect_cells(spec: TableSpec, metrics, *, config: dict) -> dict[tuple[str, 
                     synthetic=any(bool(m.get("synthetic")) for m in ms),
                     paper=paper.value(ds_label, r_label, row.label),
                     is_baseline=spec.baseline is not None and row == spec.baseline,
+                    extra={"hd95_units": sorted({str(m["hd95_units"]) for m in ms if m.get("hd95_units")}),
+                           "noisy_psnr": [m["noisy_psnr"] for m in ms if m.get("noisy_psnr") is not None]},
                 )
     if all_missing and not spec.allow_missing:
         raise MissingInputError(spec.target, all_missing)
     if spec.baseline is not None:
-        for (label, ds_label, r_label), cell in cells.items():
-            base = cells[(spec.baseline.label, ds_label, r_label)]
-            if not cell.is_baseline:
-                cell.test = paired_test(cell.patients, base.patients)
+        for ds_label, _ in spec.datasets:
+            for r_label, _ in spec.ratios:
+                base = cells[(spec.baseline.label, ds_label, r_label)]
+                column = [c for c in (cells[(row.label, ds_label, r_label)] for row in spec.rows) if not c.is_baseline]
+                tests = holm_adjust([paired_test(c.patients, base.patients) for c in column])
+                for c, t in zip(column, tests):
+                    c.test = t
     return cells
 
 
@@ -214,9 +222,11 @@ def fmt_vs_paper(s: Summary, paper: float | None, d: int) -> str:
 def fmt_p(test: PairedTest | None, is_baseline: bool = False) -> str:
     if is_baseline:
         return "ref."
-    if test is None or test.p is None:
-        return DASH if test is None or test.test == "n/a" else f"{DASH} ({test.test}, n={test.n})"
-    return f"{test.p:.3g}{significance_marker(test.p)} ({test.test}, n={test.n})"
+    if test is None:
+        return DASH
+    if not test.tested or test.p is None:
+        return f"{test.test} (n={test.n})"
+    return f"{test.p_adj:.3g}{significance_marker(test)} (Holm; raw {test.p:.3g}, {test.test}, n={test.n})"
 
 
 def ratio_text(label: str) -> str:
@@ -245,8 +255,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 CSV_FIELDS = ["target", "synthetic", "dataset_label", "dataset", "ratio_label", "ratio", "method", "study", "run",
-              "measure", "class", "unit", "mean", "sd", "n_seeds", "seeds", "paper", "delta", "p_value", "test",
-              "n_pairs", "missing_files"]
+              "measure", "class", "unit", "mean", "sd", "n_seeds", "seeds", "paper", "delta", "p_value", "p_holm",
+              "test", "n_pairs", "missing_files"]
 
 
 def _num(v):
@@ -269,9 +279,9 @@ def csv_rows(spec: TableSpec, cells: dict) -> list[dict]:
                 def add(measure, klass, s: Summary, u, p=None, test=None):
                     r = dict(base, measure=measure, **{"class": klass}, unit=u, mean=_num(s.mean), sd=_num(s.sd),
                              paper=_num(p), delta=_num(None if p is None or s.mean is None else s.mean - p),
-                             p_value="", test="", n_pairs="")
+                             p_value="", p_holm="", test="", n_pairs="")
                     if test is not None:
-                        r.update(p_value=_num(test.p), test=test.test, n_pairs=test.n)
+                        r.update(p_value=_num(test.p), p_holm=_num(test.p_adj), test=test.test, n_pairs=test.n)
                     out.append(r)
 
                 pv = c.paper
@@ -284,7 +294,7 @@ def csv_rows(spec: TableSpec, cells: dict) -> list[dict]:
                 add(SUMMARY_KEYS[paper.metric], "", c.mean, unit, pv.mean if pv else None, c.test)
                 add("volume_mean_dice", "", c.volume_dice, unit)
                 add("volume_miou", "", c.volume_iou, unit)
-                add("volume_hd95", "", c.hd95, "hd95")
+                add("volume_hd95", "", c.hd95, "/".join(c.extra.get("hd95_units") or ["hd95"]))
                 if "params_m" in paper.extra:
                     add("params_m", "", c.n_params, "M", paper.extra["params_m"].get(row.label))
     return out
@@ -300,7 +310,7 @@ def write_csv(path, rows: list[dict]) -> None:
 
 def _cell_grid_text(c: Cell, d: int, with_classes: bool) -> str:
     """Paper-layout cell: mean (and per-class for multi-class datasets) with the paper's number and Δ."""
-    marker = significance_marker(c.test.p) if c.test else ""
+    marker = significance_marker(c.test)
     pv = c.paper
     if with_classes and len(c.classes) > 1:
         rep = "; ".join(fmt_num(c.per_class[k].mean, d) for k in c.classes) + f" ({fmt_summary(c.mean, d)})"
@@ -329,8 +339,10 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, layout: str) ->
               f"single seed), slice-pooled {mname}{unit} on the test split. In brackets: [paper value, "
               "Δ = reproduced − paper]."]
     if spec.baseline is not None:
-        lines += [f"p: {TEST_DESCRIPTION}, each method against **{spec.baseline.label}**; "
-                  "* p < 0.05, ** p < 0.01."]
+        pairs = sorted({c.test.n for c in cells.values() if c.test is not None})
+        n_text = (f"n = {pairs[0]}" if len(pairs) == 1 else f"n = {pairs[0]}-{pairs[-1]}") if pairs else "n = 0"
+        lines += [f"p: each method against **{spec.baseline.label}** ({n_text} test patients), {TEST_DESCRIPTION}; "
+                  "* adjusted p < 0.05, ** adjusted p < 0.01."]
     lines.append("")
 
     # Overview in the paper's layout
@@ -383,16 +395,23 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, layout: str) ->
                 if spec.baseline is not None:
                     line.append(fmt_p(c.test, c.is_baseline))
                 body.append(line)
+            if paper.metric == "psnr":  # the bar every denoiser must clear: the noisy input, scored the same way
+                noisy = next((c.extra["noisy_psnr"] for c in (cells[(r.label, ds_label, r_label)] for r in spec.rows)
+                              if c.extra.get("noisy_psnr")), [])
+                body.append(["Noisy input (no model)"] + [""] * len(classes) + [fmt_summary(summarise(noisy), d)]
+                            + ([""] if spec.baseline is not None else []))
             lines += [f"## {paper.dataset_label(ds_label)} (`{ds}`), {_ratio_heading(r_label)}", "",
                       _md_table(header, body), ""]
 
     # Per-volume metrics beside the slice-pooled summary
+    hd_units = sorted({u for c in cells.values() for u in c.extra.get("hd95_units", [])})
     if paper.metric == "psnr":
         header = ["Dataset", "Anno.", "Method", f"PSNR{unit} (slice-pooled)", f"PSNR{unit} per volume"]
     else:
         pct = " (%)" if paper.scale == 100 else ""
         header = ["Dataset", "Anno.", "Method", f"{'Mean Dice' if paper.metric == 'dice' else 'mIoU'}{pct} "
-                  "(slice-pooled)", f"Dice{pct} per volume", f"IoU{pct} per volume", "HD95 per volume"]
+                  "(slice-pooled)", f"Dice{pct} per volume", f"IoU{pct} per volume",
+                  f"HD95{' (' + '/'.join(hd_units) + ')' if hd_units else ''} per volume"]
     body = []
     for ds_label, _ in spec.datasets:
         for r_label, _ in spec.ratios:
@@ -407,9 +426,8 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, layout: str) ->
                 body.append(line)
     lines += ["## Per-volume metrics", "",
               "Per-volume scores are averaged over the test volumes (then mean ± sd over seeds); HD95 is the "
-              "95th-percentile Hausdorff distance in voxels of the stored slice grid (in-plane pixels at the "
-              "config's image_size, one slice through-plane; see medssl.train.evaluate), averaged over the "
-              "classes where it is defined.", "", _md_table(header, body), ""]
+              f"95th-percentile Hausdorff distance {hd95_units_note(hd_units)}, as the metrics files state "
+              "(medssl.metrics), averaged over the classes where it is defined.", "", _md_table(header, body), ""]
     if missing:
         lines += ["## Missing inputs", "", f"{len(missing)} metrics file(s) were missing; their cells show "
                   f"'{DASH}' or use the seeds found:", ""] + [f"- `{m}`" for m in missing] + [""]
@@ -432,43 +450,30 @@ TITLES = {
 }
 
 
-def build_table(target: str, config: dict, metrics, csv_out, md_out, *, allow_missing: bool | None = None
-                ) -> dict:
+def build_table(target: str, config: dict, metrics, csv_out, md_out, html_out=None, *,
+                allow_missing: bool | None = None) -> dict:
+    """Any table target: CSV for machines, Markdown for people, and (``html_out``) the same Markdown as an
+    HTML page, which Snakemake's ``--report`` shows inline."""
     spec = table_spec(config, target, allow_missing=allow_missing)
     cells = collect_cells(spec, metrics, config=config)
     title, layout = TITLES[target]
     write_csv(csv_out, csv_rows(spec, cells))
-    write_text(md_out, render_markdown(spec, cells, title=title, layout=layout))
+    markdown = render_markdown(spec, cells, title=title, layout=layout)
+    write_text(md_out, markdown)
+    if html_out is not None:
+        write_text(html_out, render_html(markdown, title=title))
     return cells
 
 
-def build_hssl_table2(config, metrics, csv_out, md_out, *, allow_missing=None):
-    return build_table("hssl_table2", config, metrics, csv_out, md_out, allow_missing=allow_missing)
+def render_html(markdown_text: str, *, title: str) -> str:
+    """A self-contained HTML page of a table's Markdown (pipe tables, headings, notes)."""
+    import html
 
+    import markdown
 
-def build_hssl_table3(config, metrics, csv_out, md_out, *, allow_missing=None):
-    return build_table("hssl_table3", config, metrics, csv_out, md_out, allow_missing=allow_missing)
-
-
-def build_hssl_table4(config, metrics, csv_out, md_out, *, allow_missing=None):
-    return build_table("hssl_table4", config, metrics, csv_out, md_out, allow_missing=allow_missing)
-
-
-def build_ssmtl_table2(config, metrics, csv_out, md_out, *, allow_missing=None):
-    return build_table("ssmtl_table2", config, metrics, csv_out, md_out, allow_missing=allow_missing)
-
-
-def build_ssmtl_table3(config, metrics, csv_out, md_out, *, allow_missing=None):
-    return build_table("ssmtl_table3", config, metrics, csv_out, md_out, allow_missing=allow_missing)
-
-
-def build_ssmtl_table4(config, metrics, csv_out, md_out, *, allow_missing=None):
-    return build_table("ssmtl_table4", config, metrics, csv_out, md_out, allow_missing=allow_missing)
-
-
-def build_ssmtl_table5(config, metrics, csv_out, md_out, *, allow_missing=None):
-    return build_table("ssmtl_table5", config, metrics, csv_out, md_out, allow_missing=allow_missing)
-
-
-def build_ssmtl_table6(config, metrics, csv_out, md_out, *, allow_missing=None):
-    return build_table("ssmtl_table6", config, metrics, csv_out, md_out, allow_missing=allow_missing)
+    body = markdown.markdown(markdown_text, extensions=["tables"])
+    style = ("body{font-family:sans-serif;max-width:80em;margin:1em auto}table{border-collapse:collapse;"
+             "margin:0.5em 0}th,td{border:1px solid #bbb;padding:0.2em 0.5em;text-align:left}"
+             "th{background:#eee}blockquote{border-left:4px solid #c60;margin:0;padding:0 1em;background:#fff6ee}")
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head>\n<body>\n{body}\n</body></html>\n")

@@ -1,4 +1,5 @@
-"""Report targets: what each table/figure needs (``required_metrics``) and how it is built (``build``).
+"""Report targets: what each table/figure needs (``required_metrics``); :mod:`medssl.reports.builders`
+builds them.
 
 The config's top-level ``reports`` block maps each target's paper names to config names::
 
@@ -14,14 +15,13 @@ The config's top-level ``reports`` block maps each target's paper names to confi
 
 Rows and columns are printed in the paper's order (``config/paper_values.yaml``), names the paper does not
 have after them in config order. Outputs (fixed names, relative to ``results/<exp>/``): tables
-``tables/<target>.csv`` and ``.md``; figures ``figures/<target>.png``.
+``tables/<target>.csv``, ``.md`` and ``.html``; figures ``figures/<target>.png``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from medssl import config as cfg
 from medssl.config import ConfigError
@@ -39,7 +39,8 @@ class TargetInfo:
 
 
 def _t(name, kind, paper, table):
-    outs = (f"tables/{name}.csv", f"tables/{name}.md") if kind == "table" else (f"figures/{name}.png",)
+    outs = ((f"tables/{name}.csv", f"tables/{name}.md", f"tables/{name}.html") if kind == "table"
+            else (f"figures/{name}.png",))
     return TargetInfo(name, kind, paper, table, outs)
 
 
@@ -107,6 +108,22 @@ def target_config(config: dict, target: str) -> dict:
     if block is None:
         raise ConfigError(f"config key 'reports/{target}': not configured (add it to build this target)")
     return block
+
+
+def studies_named(block) -> set[str]:
+    """Studies a report block refers to: its ``study`` and every 'study/run' reference inside it."""
+    found: set[str] = set()
+    if isinstance(block, dict):
+        if isinstance(block.get("study"), str):
+            found.add(block["study"])
+        for v in block.values():
+            found |= studies_named(v)
+    elif isinstance(block, list):
+        for v in block:
+            found |= studies_named(v)
+    elif isinstance(block, str) and "/" in block:
+        found.add(block.split("/", 1)[0])
+    return found
 
 
 def configured_targets(config: dict) -> list[str]:
@@ -220,37 +237,94 @@ def table_spec(config: dict, target: str, *, allow_missing: bool | None = None) 
 
 
 @dataclass
+class QualitativePanel:
+    """One panel of Figure 5: every run x ratio of it (columns) on test slices of each dataset (rows)."""
+
+    title: str
+    rows: list[Row]  # the runs, in the paper's order
+    datasets: list[tuple[str, str]]  # (paper task id, config dataset)
+    ratios: list[str]  # split ratio keys
+    max_rows: int  # test slices shown per dataset
+
+    def columns(self) -> list[tuple[str, Row, str]]:
+        """(column title, run, ratio) in drawing order: runs outer, ratios inner."""
+        many = len(self.ratios) > 1
+        return [(f"{row.label}, {percent_label(r)}" if many else row.label, row, r) for row in self.rows for r in self.ratios]
+
+
+def percent_label(ratio: str) -> str:
+    """A label ratio as people read it: '5' -> '5%'; other split keys ('scans') unchanged."""
+    try:
+        float(ratio)
+        return f"{ratio}%"
+    except ValueError:
+        return ratio
+
+
+@dataclass
 class QualitativeSpec:
+    """Figure 5 (paper A): panels drawn top to bottom, all from one finetuning seed.
+
+    Config (``reports/hssl_fig5_qualitative``): ``panels: {title: {runs, datasets, ratios[, max_rows,
+    study]}}`` with ``seed``, ``max_rows``, ``study`` and ``allow_missing`` defaults at the top; or the
+    single-panel form ``runs`` + ``dataset`` + ``ratio`` (one panel, the paper's (a)-top).
+    """
+
     target: str
-    rows: list[Row]
-    dataset: str
-    ratio: str
+    panels: list[QualitativePanel]
     seed: int
-    max_rows: int
+    allow_missing: bool
+
+    def keys(self) -> list[Key]:
+        keys = [(row.study, row.run, ds, ratio, self.seed)
+                for p in self.panels for _, ds in p.datasets for _, row, ratio in p.columns()]
+        return list(dict.fromkeys(keys))
+
+
+def _fig5_rows(config: dict, runs: dict, study: str | None, where: str) -> list[Row]:
+    rows = []
+    for label, ref in (runs or {}).items():
+        s, r = parse_run_ref(str(ref), study, f"{where}/runs/{label}")
+        _check_run(config, s, r, f"{where}/runs/{label}")
+        rows.append(Row(str(label), s, r))
+    if not rows:
+        raise ConfigError(f"config key '{where}/runs': at least one run is required")
+    # the paper's order: Table 2's (methods) or, for a panel of models, Table 3's (UNet, UNet3+, HSSL)
+    orders = [list(paper_table("hssl", t).rows) for t in ("table2", "table3")]
+    known = next((o for o in orders if {r.label for r in rows} <= set(o)), orders[0])
+    return _paper_sorted(rows, known, key=lambda row: row.label)
 
 
 def qualitative_spec(config: dict, target: str = "hssl_fig5_qualitative") -> QualitativeSpec:
     block = target_config(config, target)
     where = f"reports/{target}"
     study = block.get("study")
-    paper = paper_table("hssl", "table2")
-    rows = []
-    for label, ref in (block.get("runs") or {}).items():
-        s, r = parse_run_ref(str(ref), study, f"{where}/runs/{label}")
-        _check_run(config, s, r, f"{where}/runs/{label}")
-        rows.append(Row(str(label), s, r))
-    rows = _paper_sorted(rows, list(paper.rows), key=lambda row: row.label)
-    if not rows:
-        raise ConfigError(f"config key '{where}/runs': at least one run is required")
-    ds = block.get("dataset")
-    if not ds:
-        raise ConfigError(f"config key '{where}/dataset': required")
-    _check_dataset(config, ds, f"{where}/dataset")
+    max_rows = int(block.get("max_rows", 2))
+    if "panels" in block:
+        raw = {str(t): p for t, p in block["panels"].items()}
+    else:  # single-panel form
+        if not block.get("dataset"):
+            raise ConfigError(f"config key '{where}/dataset': required (or give 'panels')")
+        raw = {"": {"runs": block.get("runs"), "datasets": {"": block["dataset"]},
+                    "ratios": [str(block.get("ratio", "10"))]}}
+    panels = []
+    for title, p in raw.items():
+        pw = f"{where}/panels/{title}" if title else where
+        rows = _fig5_rows(config, p.get("runs"), p.get("study", study), pw)
+        datasets = [(str(k), str(v)) for k, v in (p.get("datasets") or {}).items()]
+        if not datasets:
+            raise ConfigError(f"config key '{pw}/datasets': at least one dataset is required")
+        ratios = [str(r) for r in p.get("ratios") or []]
+        if not ratios:
+            raise ConfigError(f"config key '{pw}/ratios': at least one ratio is required")
+        for _, ds in datasets:
+            _check_dataset(config, ds, f"{pw}/datasets")
+        panels.append(QualitativePanel(title, rows, datasets, ratios, int(p.get("max_rows", max_rows))))
     seed = block.get("seed")
     if seed is None:
-        seed = config["studies"][rows[0].study].get("seeds", [0])[0]
-    return QualitativeSpec(target, rows, str(ds), str(block.get("ratio", "10")), int(seed),
-                           int(block.get("max_rows", 4)))
+        seed = config["studies"][panels[0].rows[0].study].get("seeds", [0])[0]
+    am = block.get("allow_missing", (config.get("reports") or {}).get("allow_missing", False))
+    return QualitativeSpec(target, panels, int(seed), bool(am))
 
 
 @dataclass
@@ -336,8 +410,7 @@ def required_metrics(config: dict, target: str) -> list[Key]:
                 for row in rows:
                     keys += spec.keys(row, ds, ratio)
     elif kind == "qualitative":
-        q = qualitative_spec(config, target)
-        keys = [(r.study, r.run, q.dataset, q.ratio, q.seed) for r in q.rows]
+        keys = qualitative_spec(config, target).keys()
     elif kind == "epochs":
         e = epochs_spec(config, target)
         for s in e.series:
@@ -359,34 +432,3 @@ def check_reports(config: dict) -> None:
     """Resolve every configured target (raises :class:`ConfigError` naming the bad key)."""
     for t in configured_targets(config):
         required_metrics(config, t) if target_info(t).kind != "tsne" else tsne_spec(config, t)
-
-
-# --------------------------------------------------------------------------------------------------
-# Building
-
-
-def _builders() -> dict[str, Callable]:
-    from medssl.reports import figures, tables
-
-    return {
-        "hssl_table2": tables.build_hssl_table2,
-        "hssl_table3": tables.build_hssl_table3,
-        "hssl_table4": tables.build_hssl_table4,
-        "hssl_fig3b_tsne": figures.build_hssl_fig3b_tsne,
-        "hssl_fig4_domains": figures.build_hssl_fig4_domains,
-        "hssl_fig5_qualitative": figures.build_hssl_fig5_qualitative,
-        "ssmtl_table2": tables.build_ssmtl_table2,
-        "ssmtl_table3": tables.build_ssmtl_table3,
-        "ssmtl_table4": tables.build_ssmtl_table4,
-        "ssmtl_table5": tables.build_ssmtl_table5,
-        "ssmtl_table6": tables.build_ssmtl_table6,
-        "ssmtl_fig7_epochs": figures.build_ssmtl_fig7_epochs,
-    }
-
-
-def build(target: str, config: dict, inputs, *out, **kwargs):
-    """Build ``target``: ``inputs`` = results folder or list of files (Figure 3b: the features .npz);
-    ``out`` = (csv, md) for tables, (png,) for figures; defaults: :func:`outputs`."""
-    target_info(target)
-    outs = list(out) or outputs(config, target)
-    return _builders()[target](config, inputs, *outs, **kwargs)

@@ -65,7 +65,7 @@ def task_group_ids(config: dict, study: str, datasets: list[str]) -> tuple[dict,
     task_of = {d: i for i, d in enumerate(names)}
 
     def key(d):
-        spec = registry.get(d)
+        spec = registry.get(d, config)
         return ("a", spec.paper_group, "") if spec.paper_group is not None else ("b", spec.roi, spec.modality)
 
     keys = sorted({key(d) for d in names}, key=lambda k: (k[0], str(k[1]).zfill(8), k[2]))
@@ -77,10 +77,11 @@ def task_group_ids(config: dict, study: str, datasets: list[str]) -> tuple[dict,
 # ---------------------------------------------------------------------------------------------- factories
 # Looked up at call time so tests (and future code) can substitute them.
 
-def build_model(arch: str, out_channels: int) -> torch.nn.Module:
+def build_model(arch: str, out_channels: int, width: float = 1.0) -> torch.nn.Module:
+    """``models.build``; ``width`` (config ``model_width``, demo only) scales every layer width."""
     from medssl.models import build
 
-    return build(arch, out_channels=out_channels)
+    return build(arch, out_channels=out_channels, width=float(width))
 
 
 def build_method(name: str, backbone, **kw):

@@ -2,18 +2,24 @@
 
 * Model: ``models.build(arch, out_channels=n_classes)`` (denoising: 1), initialised from ``pretrained``
   (transfer ``all`` = every tensor except ``head.*``; ``encoder`` = ``encoder.*`` only); the tensors loaded
-  and skipped are logged.
+  and skipped are logged. ``model_width`` (demo only) narrows every layer. Segmentation heads start with
+  their bias at the log class prior of the training slices, denoising heads at their mean intensity
+  (:meth:`~medssl.models.base.SegNet.init_head_bias`; the papers do not say how the head is initialised).
 * Data: the split's ``label_subsets[ratio]`` slices only (training patients; checked), random crop + rotation
   (batched on the device, parameters from the seeded torch RNG), cross-entropy; denoising: Gaussian noise
   ``noise_sigma`` on the inputs and L1 to the clean image. Adam with the poly schedule
-  lr·(1 − epoch/epochs)^poly_power, stepped per epoch.
-* Model selection every ``val_every`` epochs and at the last epoch on all slices of the validation
-  patients: slice-pooled mean foreground Dice (denoising: PSNR). Without validation patients the last
-  epoch is kept (logged as a warning).
+  lr·(1 − epoch/epochs)^poly_power, stepped per epoch. An epoch is one pass over the subset (capped at
+  ``steps_per_epoch``), or with ``steps`` exactly ``ceil(steps / epochs)`` batches whatever the subset size
+  (:func:`medssl.train.loop.epoch_batches`).
+* Model selection every ``val_every`` epochs and at the last epoch on the validation patients' slices
+  that the study's ``slice_filter`` keeps (``medssl.train.evaluate.held_out_rows``): slice-pooled mean
+  foreground Dice (denoising: PSNR). Without validation patients the last epoch is kept (logged as a warning).
 
 ``model.pt`` = ``{"state_dict": best model, "kind": "finetune", "arch", "out_channels", "n_params", "run",
 "method", "study", "dataset", "ratio", "seed", "epochs", "selection": "val"|"last", "best_epoch",
-"best_score", "score_name", "train_slices", "pretrained", "transfer", "loaded", "skipped"}``.
+"best_score", "score_name", "train_slices", "pretrained", "transfer", "loaded", "skipped", "width"}``; not
+written with ``save_model=False`` (``medssl finetune --metrics``, which evaluates the selected model in the
+same process).
 ``log.csv`` adds ``val_dice`` (or ``val_psnr``) on validated epochs.
 """
 
@@ -32,8 +38,9 @@ from medssl.data.loaders import SliceDataset, make_loader
 from medssl.train import checkpoint as ckpt
 from medssl.train import common
 from medssl.train import device as dev
-from medssl.train.evaluate import validation_score
-from medssl.train.loop import MODEL, Loop, build_optimizer, ensure_logging, poly_lambda
+from medssl.models import config_width
+from medssl.train.evaluate import evaluate_model, held_out_rows, validation_score
+from medssl.train.loop import MODEL, Loop, build_optimizer, ensure_logging, epoch_batches, poly_lambda
 from medssl.train.seeding import seed_everything
 
 log = logging.getLogger("medssl.train")
@@ -103,9 +110,33 @@ def train_rows(store, split: dict, ratio: str) -> np.ndarray:
     return rows
 
 
+def class_prior(store, rows: np.ndarray) -> np.ndarray:
+    """Pixel frequency of each class over the labelled training slices ``rows``."""
+    counts = np.zeros(store.n_classes, dtype=np.float64)
+    for i in range(0, len(rows), 256):
+        lab = np.asarray(store.labels[np.sort(rows[i:i + 256])])
+        counts += np.bincount(lab.ravel(), minlength=store.n_classes)[:store.n_classes]
+    return counts / max(counts.sum(), 1.0)
+
+
+def mean_intensity(store, rows: np.ndarray) -> float:
+    """Mean pixel intensity of the training slices ``rows`` (the denoising head's starting bias)."""
+    total = 0.0
+    for i in range(0, len(rows), 256):
+        total += float(np.asarray(store.images[np.sort(rows[i:i + 256])], dtype=np.float64).sum())
+    return total / max(len(rows) * store.images.shape[1] * store.images.shape[2], 1)
+
+
 def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed: int, out_dir: str | Path,
-             pretrained: str | Path | None = None, *, progress: bool = True) -> Path:
-    """Finetune and select on validation; returns the path of ``model.pt``."""
+             pretrained: str | Path | None = None, *, progress: bool = True, metrics: str | Path | None = None,
+             save_model: bool = True) -> Path:
+    """Finetune and select on validation; returns the path of ``model.pt``.
+
+    With ``metrics`` the selected model is also evaluated on the test patients in this process
+    (:func:`medssl.train.evaluate.evaluate_model`: ``metrics`` and its ``_pred.npz``); ``save_model=False``
+    then skips writing ``model.pt`` (the path of ``metrics`` is returned)."""
+    if not save_model and metrics is None:
+        raise ValueError("finetune: save_model=False needs a metrics path (the job would keep nothing)")
     ensure_logging()
     out_dir = Path(out_dir)
     rs = cfg.run_settings(config, study, run)
@@ -121,17 +152,27 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
     split = common.load_split(config, dataset)
     rows = train_rows(store, split, ratio)
     out_channels = 1 if denoise else store.n_classes
-    model = common.build_model(rs["arch"], out_channels)
+    width = config_width(config)
+    model = common.build_model(rs["arch"], out_channels, width=width)
     loaded, skipped = [], []
     if pretrained is not None:
         loaded, skipped = load_pretrained(model, pretrained, rs["transfer"])
+    if hasattr(model, "init_head_bias"):  # the head is never transferred
+        if denoise:  # the regression analogue: start from the mean clean intensity
+            bias = model.init_head_bias(None, mean=mean_intensity(store, rows))
+            log.info("head bias = mean intensity of the %d training slices: %.3f", len(rows), float(bias[0]))
+        else:
+            bias = model.init_head_bias(class_prior(store, rows))
+            log.info("head bias = log(class prior of the %d training slices): %s", len(rows),
+                     ", ".join(f"{b:.2f}" for b in bias.tolist()))
     model = dev.prepare_module(model, device)
     module = Supervised(model, denoise)
 
     epochs = int(st["epochs"])
+    max_batches, batches = epoch_batches(st)
     loader = make_loader(SliceDataset(store, rows, labels=True), int(st["batch_size"]), shuffle=True,
                          fill=True, seed=int(seed), num_workers=int(st["num_workers"]),
-                         pin_memory=dev.is_cuda(device), max_batches=st.get("steps_per_epoch"))
+                         pin_memory=dev.is_cuda(device), max_batches=max_batches, batches=batches)
     optimizer = build_optimizer(model.parameters(), float(st["lr"]), float(st.get("weight_decay", 0.0)))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_lambda(epochs, float(st["poly_power"])))
 
@@ -154,7 +195,8 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
         return batch
 
     val_patients = list(split["patients"].get("val", []))
-    val_rows = store.rows(val_patients) if val_patients else np.array([], dtype=np.int64)
+    val_rows = (held_out_rows(store, val_patients, opts["slice_filter"]) if val_patients
+                else np.array([], dtype=np.int64))
     score_name = "val_psnr" if denoise else "val_dice"
     val_every = int(st.get("val_every", 1))
     best = {"score": None, "epoch": None, "state": None}
@@ -181,11 +223,12 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
                 kind="finetune", checkpoint_every=int(st["checkpoint_every"]),
                 config_hash=ckpt.config_hash({k: v for k, v in rs.items() if k != "label"}, hashed, opts,
                                              dataset, str(ratio), int(seed),
-                                             str(pretrained) if pretrained else None),
+                                             str(pretrained) if pretrained else None, width),
                 prepare=prepare, on_epoch_end=on_epoch_end, extra_state=extra_state, load_extra=load_extra,
                 desc=f"finetune {run}/{dataset}/{ratio}/seed{seed}", progress=progress, checkpoint_at_end=False)
-    log.info("finetune %s/%s on %s (ratio %s, seed %d): %d labelled slices, %d val slices, device %s",
-             study, run, dataset, ratio, seed, len(rows), len(val_rows), device)
+    log.info("finetune %s/%s on %s (ratio %s, seed %d): %d labelled slices, %d val slices, %d epochs x %d "
+             "steps, device %s", study, run, dataset, ratio, seed, len(rows), len(val_rows), epochs, len(loader),
+             device)
     loop.run()
 
     if best["state"] is not None:
@@ -193,12 +236,18 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
         log.info("best %s %.4f at epoch %s", score_name, best["score"], best["epoch"])
     else:
         state, selection = ckpt.cpu_state_dict(model), "last"
-    path = ckpt.save_model(
-        out_dir / MODEL, state, kind="finetune", arch=rs["arch"], out_channels=out_channels,
-        n_params=common.n_params(model), run=run, method=rs["method"], study=study, dataset=dataset,
-        ratio=str(ratio), seed=int(seed), epochs=loop.epoch, selection=selection, best_epoch=best["epoch"],
-        best_score=best["score"], score_name=score_name, train_slices=int(len(rows)),
-        pretrained=str(pretrained) if pretrained else None, transfer=rs["transfer"], loaded=len(loaded),
-        skipped=len(skipped))
+    path = None
+    if save_model:
+        path = ckpt.save_model(
+            out_dir / MODEL, state, kind="finetune", arch=rs["arch"], out_channels=out_channels,
+            n_params=common.n_params(model), run=run, method=rs["method"], study=study, dataset=dataset,
+            ratio=str(ratio), seed=int(seed), epochs=loop.epoch, selection=selection, best_epoch=best["epoch"],
+            best_score=best["score"], score_name=score_name, train_slices=int(len(rows)),
+            pretrained=str(pretrained) if pretrained else None, transfer=rs["transfer"], loaded=len(loaded),
+            skipped=len(skipped), width=width)
+    if metrics is not None:
+        model.load_state_dict(state)
+        evaluate_model(config, study, run, dataset, ratio, int(seed), model, metrics, device=device,
+                       arch=rs["arch"])
     loop.finish()
-    return path
+    return path if path is not None else Path(metrics)

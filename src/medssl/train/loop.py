@@ -141,7 +141,13 @@ class Loop:
         path = self.checkpoint_path
         if not path.exists():
             return False
-        state = ckpt.load(path, map_location=self.device)
+        try:
+            state = ckpt.load(path, map_location=self.device)
+        except ckpt.CheckpointError as err:
+            log.warning("%s; starting afresh", err)
+            return False
+        if not isinstance(state, dict):
+            state = {}
         if state.get("config_hash") != self.config_hash or state.get("kind") != self.kind:
             log.warning("%s: checkpoint was written with other settings (hash %s, now %s); starting afresh",
                         path, state.get("config_hash"), self.config_hash)
@@ -252,6 +258,26 @@ class Loop:
     def finish(self) -> None:
         """Remove ``checkpoint.pt`` once the job's final output is written (nothing is left to resume)."""
         self.checkpoint_path.unlink(missing_ok=True)
+
+
+def epoch_batches(settings: dict) -> tuple[int | None, int | None]:
+    """``(max_batches, batches)`` per epoch of a stage's settings, for :func:`~medssl.data.loaders.make_loader`.
+
+    Without ``steps`` an epoch is one pass over the data, capped at ``steps_per_epoch`` (the papers'
+    semantics): ``(steps_per_epoch, None)``. With ``steps`` (a total step budget that does not shrink with
+    the data: a 5 % label subset trains as many steps as the full set, as paper A's 10k finetuning epochs
+    give small subsets many passes) every epoch is exactly ``ceil(steps / epochs)`` batches drawn from
+    successive permutations, so ``epochs`` only sets how often the model is validated, logged and
+    checkpointed and the poly schedule is stepped: ``(None, ceil(steps / epochs))``.
+    """
+    steps = settings.get("steps")
+    if steps is None:
+        return settings.get("steps_per_epoch"), None
+    if settings.get("steps_per_epoch") is not None:
+        raise ValueError(f"steps ({steps}) and steps_per_epoch ({settings['steps_per_epoch']}) are exclusive: "
+                         "set one of them")
+    epochs = max(int(settings["epochs"]), 1)
+    return None, -(-int(steps) // epochs)
 
 
 def build_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:

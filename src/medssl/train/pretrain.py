@@ -6,6 +6,11 @@ uses all images"; paper B likewise pretrains on all 20 scans), restricted by the
 the test patients' *images* (never their labels). ``patients="train"`` (keyword, not a config key) excludes
 each dataset's test patients (per its split file) for a leak-free variant.
 
+Learning rate: Adam at ``lr`` (times ``batch_size / lr_reference_batch`` with ``lr_scaling: linear``), over
+epochs as ``lr_schedule`` says (:func:`lr_lambda`): ``constant`` (default; paper B: "a fixed learning rate of
+1e-3") or ``linear``, a linear decay to 0 (paper A, see :func:`lr_lambda` for why), stepped per epoch like
+finetuning's poly schedule.
+
 Seed: pretraining is seeded with :data:`PRETRAIN_SEED` (one pretraining per run and pool; finetuning seeds
 vary downstream).
 
@@ -24,16 +29,39 @@ import torch
 
 from medssl import config as cfg
 from medssl.data.loaders import IMAGE_KEYS, PoolDataset, SequenceDataset, SliceDataset, make_loader
+from medssl.models import config_width
 from medssl.train import checkpoint as ckpt
 from medssl.train import common
 from medssl.train import device as dev
-from medssl.train.loop import MODEL, Loop, build_optimizer, constant_lambda, ensure_logging, scaled_lr
+from medssl.train.loop import (
+    MODEL, Loop, build_optimizer, constant_lambda, ensure_logging, epoch_batches, poly_lambda, scaled_lr,
+)
 from medssl.train.seeding import seed_everything
 
 log = logging.getLogger("medssl.train")
 
 PRETRAIN_SEED = 0
 _UNHASHED = ("epochs", "checkpoint_every", "keep_epochs", "num_workers", "images_per_second")
+
+
+def lr_lambda(settings: dict):
+    """Multiplier of the pretraining lr after ``c`` completed epochs, for ``settings["lr_schedule"]``.
+
+    ``constant``: 1. ``linear``: ``1 - c / epochs`` (the lr falls linearly from its initial value to 0 at the
+    last epoch). This is our reading of paper A's "optimized using Adam with a linear learning rate scaling for
+    1k epochs (initial learning rate = 3e-4)": an *initial* learning rate implies one that changes over the
+    1k epochs, as the "initial learning rate Lr" of its finetuning poly policy does. The other reading,
+    SimCLR's batch-size rule lr = base x batch / 256, would start Adam at 3e-4 x 30 / 256 = 3.5e-5, not at
+    the stated initial 3e-4, and a scaling rule only matters when the batch size varies, which it does not
+    in paper A (30 throughout); it remains available as ``lr_scaling: linear``. ``lr_schedule: linear``
+    with ``lr_scaling: none`` is what config/paper.yaml uses for paper A.
+    """
+    schedule = settings.get("lr_schedule", "constant")
+    if schedule == "constant":
+        return constant_lambda
+    if schedule == "linear":
+        return poly_lambda(int(settings["epochs"]), 1.0)
+    raise ValueError(f"unknown lr_schedule {schedule!r} (constant or linear)")
 
 
 def pool_rows(store, slice_filter: str, patients=None):
@@ -93,7 +121,8 @@ def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path,
     elif patients != "all":
         raise ValueError(f"patients must be 'all' or 'train', got {patients!r}")
 
-    backbone = common.build_model(rs["arch"], 1)
+    width = config_width(config)
+    backbone = common.build_model(rs["arch"], 1, width=width)
     method = common.build_method(rs["method"], backbone, n_tasks=n_tasks, n_groups=n_groups,
                                  image_size=image_size, **rs["params"])
     method = dev.prepare_module(method, device)
@@ -101,11 +130,17 @@ def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path,
                                  patients_of, PRETRAIN_SEED)
     loader = make_loader(dataset, int(st["batch_size"]), shuffle=True, drop_last=True, seed=PRETRAIN_SEED,
                          num_workers=int(st["num_workers"]), pin_memory=dev.is_cuda(device),
-                         max_batches=st.get("steps_per_epoch"))
+                         **dict(zip(("max_batches", "batches"), epoch_batches(st))))
     lr = scaled_lr(st)
     optimizer = build_optimizer([p for p in method.parameters() if p.requires_grad], lr,
                                 float(st.get("weight_decay", 0.0)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, constant_lambda)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(st))
+    if getattr(method, "queue_size", None) is not None:
+        from medssl.methods.moco import queue_warning
+
+        warning = queue_warning(method.queue_size, len(dataset))
+        if warning:
+            log.warning("pretrain %s/%s: %s", study, run, warning)
     log.info("pretrain %s/%s on %s: %s + %s, %d slices/anchors, %d batches/epoch, lr %.3g, device %s",
              study, run, pool, rs["method"], rs["arch"], len(dataset), len(loader), lr, device)
 
@@ -121,7 +156,7 @@ def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path,
     keep = {int(e) for e in st.get("keep_epochs", []) or []}
     meta = {"kind": "pretrain", "arch": rs["arch"], "out_channels": 1, "n_params": common.n_params(backbone),
             "method": rs["method"], "run": run, "study": study, "pool": pool, "datasets": datasets,
-            "image_size": image_size, "patients": patients}
+            "image_size": image_size, "patients": patients, "width": width}
 
     def on_epoch_end(epoch: int):
         if epoch in keep:
@@ -132,7 +167,7 @@ def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path,
     loop = Loop(method, optimizer, scheduler, loader, device=device, out_dir=out_dir, epochs=int(st["epochs"]),
                 kind="pretrain", checkpoint_every=int(st["checkpoint_every"]),
                 config_hash=ckpt.config_hash({k: v for k, v in rs.items() if k != "label"}, hashed, opts,
-                                             datasets, patients, image_size),
+                                             datasets, patients, image_size, width),
                 prepare=prepare, after_step=method.after_step, on_epoch_end=on_epoch_end,
                 desc=f"pretrain {run}/{pool}", progress=progress, checkpoint_at_end=False)
     loop.run()

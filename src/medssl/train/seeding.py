@@ -37,24 +37,34 @@ def set_deterministic(mode: bool) -> None:
 
 
 def get_rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The global RNG states as tensors and plain values (loadable with ``torch.load(weights_only=True)``):
+    ``python`` (``random.getstate()``: a tuple of ints), ``numpy`` (legacy MT19937 state as a dict, the key
+    as an int64 tensor), ``torch`` and, when CUDA is in use, ``cuda`` (lists of uint8 tensors)."""
+    np_state = np.random.get_state(legacy=False)
+    numpy_state = {"bit_generator": np_state["bit_generator"],
+                   "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                   "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                   "gauss": float(np_state["gauss"])}
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def _numpy_state(saved):
+    if isinstance(saved, dict) and "key" in saved:
+        key = saved["key"].cpu().numpy() if torch.is_tensor(saved["key"]) else np.asarray(saved["key"])
+        return {"bit_generator": saved["bit_generator"],
+                "state": {"key": key.astype(np.uint32), "pos": int(saved["pos"])},
+                "has_gauss": int(saved["has_gauss"]), "gauss": float(saved["gauss"])}
+    return saved  # np.random.get_state()'s tuple
+
+
 def set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state(_numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"].cpu() if hasattr(state["torch"], "cpu") else state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         cuda_states = state["cuda"]
         if len(cuda_states) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all([s.cpu() for s in cuda_states])
-
-
-def worker_init_fn(worker_id: int) -> None:
-    """DataLoader workers: derive numpy/python seeds from torch's per-worker seed."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)

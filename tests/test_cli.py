@@ -1,0 +1,105 @@
+"""The command line on bad input: one ``medssl: error: ...`` line and a non-zero exit, never a traceback;
+manual-download instructions on the console; SIGTERM exits normally so temporary files are cleaned up."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medssl import cli, registry
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = str(REPO / "config" / "config.yaml")
+
+
+def _error_lines(capsys) -> list[str]:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return [line for line in err.splitlines() if line.startswith("medssl: error:")]
+
+
+def _train_args(**over) -> list[str]:
+    args = {"study": "hssl", "run": "tfs", "dataset": "msd_heart", "ratio": "5", "seed": "0", "out": "x"}
+    args.update(over)
+    return ["finetune", "--config", DEMO] + [a for k, v in args.items() for a in (f"--{k}", v)]
+
+
+def test_bad_seed_is_one_line(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(_train_args(seed="abc"))
+    assert exc.value.code != 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("medssl: error:") and "--seed" in err and "'abc'" in err
+
+
+@pytest.mark.parametrize("key, value", [("study", "nope"), ("run", "nope"), ("dataset", "msd_nope"),
+                                        ("ratio", "7")])
+def test_unknown_name_is_one_line(capsys, key, value):
+    rc = cli.main(_train_args(**{key: value}))
+    assert rc != 0
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and f"'{value}'" in lines[0] and key in lines[0]
+
+
+def test_missing_config_file_is_one_line(capsys, tmp_path):
+    rc = cli.main(["fetch", "--config", str(tmp_path / "nope.yaml"), "--dataset", "acdc", "--out", "x"])
+    assert rc != 0
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and "nope.yaml" in lines[0]
+
+
+def _real_config(tmp_path: Path) -> Path:
+    path = tmp_path / "real.yaml"
+    path.write_text(yaml.safe_dump({"experiment": "t", "resources": str(tmp_path / "res"), "synthetic": False,
+                                    "data": {"image_size": 32}, "datasets": {"acdc": {}, "msd_heart": {}}}))
+    return path
+
+
+def test_manual_instructions_on_the_console(capsys, tmp_path):
+    rc = cli.main(["fetch", "--config", str(_real_config(tmp_path)), "--dataset", "acdc",
+                   "--out", str(tmp_path / "ready.json")])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("medssl: error:")
+    assert registry.get("acdc").source.register_url in err
+    assert str((tmp_path / "res" / "raw" / "acdc").resolve()) in err
+    assert not (tmp_path / "ready.json").exists()
+
+
+def test_pending_manual_instructions_for_the_workflow(tmp_path):
+    from medssl.data.sources import pending_manual_instructions
+
+    config = yaml.safe_load(_real_config(tmp_path).read_text())
+    text = pending_manual_instructions(config)
+    assert registry.get("acdc").source.register_url in text and "msd_heart" not in text
+    assert pending_manual_instructions({**config, "synthetic": True}) == ""
+
+
+def test_sigterm_exits_normally_and_cleans_up(tmp_path):
+    target = tmp_path / "out" / "big.bin"
+    script = textwrap.dedent("""
+        import sys, time
+        from medssl import cli
+        from medssl.io import atomic_path
+        cli.exit_on_sigterm()
+        with atomic_path(sys.argv[1]) as tmp:
+            tmp.write_bytes(b"partial" * 1000)
+            print("ready", flush=True)
+            time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        assert any(target.parent.iterdir())  # the temporary file exists while writing
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    assert rc == 128 + signal.SIGTERM
+    assert not target.exists() and not list(target.parent.iterdir())

@@ -1,0 +1,83 @@
+"""Atomic folder writes (medssl.io.atomic_dir, replace_dir): all or nothing, no debris."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from medssl import io as mio
+
+
+def _entries(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_atomic_dir_replaces_the_folder_and_leaves_nothing_beside_it(tmp_path):
+    out = tmp_path / "store"
+    with mio.atomic_dir(out) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(f".store.{mio.owner_tag()}.")
+        assert not out.exists()  # nothing visible before the block ends
+        (tmp / "a.txt").write_text("one")
+    assert _entries(out) == ["a.txt"] and _entries(tmp_path) == ["store"]
+    assert oct(out.stat().st_mode & 0o777) == oct(0o777 & ~mio._current_umask())
+    with mio.atomic_dir(out) as tmp:
+        (tmp / "b.txt").write_text("two")
+    assert _entries(out) == ["b.txt"] and _entries(tmp_path) == ["store"]
+
+
+def test_atomic_dir_failure_keeps_the_old_folder(tmp_path):
+    out = tmp_path / "store"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with mio.atomic_dir(out) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("boom")
+    assert _entries(out) == ["old.txt"] and _entries(tmp_path) == ["store"]
+
+
+def test_atomic_dir_removes_folders_of_killed_writers_only(tmp_path):
+    host = mio.owner_tag().rpartition("-")[0]
+    pid = 2**22 + 12345  # above pid_max's default: no such process
+    assert not mio._alive(pid)
+    dead_tmp = tmp_path / f".store.{host}-{pid}.abc.tmp"
+    dead_old = tmp_path / f".store.{host}-{pid}.def.old"
+    live = tmp_path / f".store.{mio.owner_tag()}.ghi.tmp"  # this process: another writer still at work
+    for d in (dead_tmp, dead_old, live):
+        d.mkdir()
+    with mio.atomic_dir(tmp_path / "store") as tmp:
+        (tmp / "x").write_text("x")
+    assert not dead_tmp.exists() and not dead_old.exists() and live.exists()
+
+
+def test_replace_dir_puts_the_old_folder_back_when_the_rename_fails(tmp_path, monkeypatch):
+    src, dst = tmp_path / "new", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    (dst / "old.txt").write_text("old")
+    real = os.replace
+    calls = []
+
+    def failing_second(a, b):
+        calls.append((a, b))
+        if len(calls) == 2:  # 1: dst moved aside, 2: src onto dst
+            raise OSError("disk said no")
+        return real(a, b)
+
+    monkeypatch.setattr(mio.os, "replace", failing_second)
+    with pytest.raises(OSError, match="disk said no"):
+        mio.replace_dir(src, dst)
+    assert _entries(dst) == ["old.txt"] and _entries(tmp_path) == ["dst", "new"]
+
+
+def test_replace_dir_replaces_a_link(tmp_path):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep.txt").write_text("keep")
+    (tmp_path / "link").symlink_to(target)
+    new = tmp_path / "new"
+    new.mkdir()
+    mio.replace_dir(new, tmp_path / "link")
+    assert (tmp_path / "link").is_dir() and not (tmp_path / "link").is_symlink()
+    assert _entries(target) == ["keep.txt"]  # the link's target is left alone
