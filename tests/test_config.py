@@ -8,6 +8,7 @@ import re
 import pytest
 import yaml
 
+from conftest import REPO
 from medssl import config as mcfg
 from medssl import registry
 
@@ -289,3 +290,21 @@ def test_ordinary_names_pass(repo, where, good):
     else:
         config[where] = good
     mcfg.validate(config)
+
+
+def test_data_commands_load_the_config_without_torch():
+    """`medssl slice/split/report` jobs skip the registry check (the workflow ran it at parse) and so never
+    import torch; the default load still checks methods against the registry."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from medssl.config import load_config; "
+            f"load_config({str(REPO / 'config' / 'config.yaml')!r}, registries=False); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["studies"]["hssl"]["runs"]["tfs"]["method"] = "nope"
+    mcfg.validate(copy.deepcopy(config), registries=False)
+    with pytest.raises(mcfg.ConfigError, match="unknown method 'nope'"):
+        mcfg.validate(config)

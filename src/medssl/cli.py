@@ -190,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that build models (they import torch anyway) check the config's methods and architectures against
+# their registries too; the others skip that import (~2 s a job: the workflow checked it all when parsed).
+MODEL_COMMANDS = ("pretrain", "finetune", "evaluate", "features", "cost")
+
+
 def _check_settings(args, config) -> None:
     """Start a job's log with the settings it runs with (medssl.jobs) and their digest; with ``--settings``
     (the digest the workflow scheduled the job with, its rule's params), refuse to run on other settings."""
@@ -262,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     from medssl.data.manual import ManualDatasetMissing
 
     try:
-        config = cfg.load_config(args.config) if getattr(args, "config", None) else None
+        config = (cfg.load_config(args.config, registries=args.command in MODEL_COMMANDS)
+                  if getattr(args, "config", None) else None)
         check_names(args, config)
         _check_settings(args, config)
         args.func(args, config)

@@ -47,8 +47,12 @@ def load_schema() -> dict:
         return yaml.safe_load(f)
 
 
-def validate(config: dict) -> dict:
-    """Validate ``config`` against the schema (filling schema defaults); raise :class:`ConfigError`."""
+def validate(config: dict, *, registries: bool = True) -> dict:
+    """Validate ``config`` against the schema (filling schema defaults); raise :class:`ConfigError`.
+
+    ``registries=False`` leaves out the check of methods, architectures and method parameters against their
+    registries, which imports torch (~2 s): for commands that build no model, on a config the workflow
+    already checked in full when it was parsed."""
     import jsonschema
 
     schema = load_schema()
@@ -63,11 +67,11 @@ def validate(config: dict) -> dict:
     for key, spec in schema["properties"].items():
         if "default" in spec:
             config.setdefault(key, copy.deepcopy(spec["default"]))
-    check_references(config)
+    check_references(config, registries=registries)
     return config
 
 
-def check_references(config: dict) -> None:
+def check_references(config: dict, *, registries: bool = True) -> None:
     """Cross-field checks the JSON schema cannot express (registry names or datasets declared with a
     ``path``, study datasets, runs). The ``reports`` block is checked by
     :func:`medssl.reports.targets.check_reports`, which resolves the report targets (a layer above this one)."""
@@ -112,34 +116,39 @@ def check_references(config: dict) -> None:
                 if ds not in config["datasets"]:
                     raise ConfigError(f"config key 'studies/{sname}/runs/{rname}/finetune_datasets': "
                                       f"dataset {ds!r} is not listed under 'datasets'")
-            _check_run(config, sname, rname)
+            _check_run(config, sname, rname, registries=registries)
 
 
-def _check_run(config: dict, sname: str, rname: str) -> None:
-    """A run's method, arch and method parameters are registered (:mod:`medssl.methods`,
-    :mod:`medssl.models`), and each of its label ratios is a key the splits hold: one of
-    ``data.label_ratios`` (as :func:`ratio_key` writes it), or ``scans`` where every finetuning dataset of
-    the run has a ``scans_subset``."""
+def _check_registered(run: dict, method: str, params: dict, where: str) -> None:
     from medssl.methods import METHODS, method_params
     from medssl.models import MODELS
 
-    run = config["studies"][sname]["runs"][rname]
-    where = f"config key 'studies/{sname}/runs/{rname}"
-    method = run["method"]
     if method != "tfs" and method not in METHODS:
         raise ConfigError(f"{where}/method': unknown method {method!r}; registered: tfs, "
                           f"{', '.join(sorted(METHODS))}")
     if run["arch"] not in MODELS:
         raise ConfigError(f"{where}/arch': unknown arch {run['arch']!r}; registered: {', '.join(sorted(MODELS))}")
-    params = run.get("params") or {}
-    if method == "tfs" and params:
-        raise ConfigError(f"{where}/params': a tfs run (training from scratch) takes no method parameters")
     if params:
         known = method_params(METHODS[method])
         for name in params:
             if name not in known:
                 raise ConfigError(f"{where}/params/{name}': not a parameter of method {method!r}; its "
                                   f"parameters: {', '.join(sorted(known)) or 'none'}")
+
+
+def _check_run(config: dict, sname: str, rname: str, *, registries: bool = True) -> None:
+    """A run's method, arch and method parameters are registered (:mod:`medssl.methods`,
+    :mod:`medssl.models`; skipped with ``registries=False``), and each of its label ratios is a key the splits
+    hold: one of ``data.label_ratios`` (as :func:`ratio_key` writes it), or ``scans`` where every finetuning
+    dataset of the run has a ``scans_subset``."""
+    run = config["studies"][sname]["runs"][rname]
+    where = f"config key 'studies/{sname}/runs/{rname}"
+    method = run["method"]
+    params = run.get("params") or {}
+    if method == "tfs" and params:
+        raise ConfigError(f"{where}/params': a tfs run (training from scratch) takes no method parameters")
+    if registries:
+        _check_registered(run, method, params, where)
     rs = run_settings(config, sname, rname)
     key = f"{where}/label_ratios'" if "label_ratios" in run else f"config key 'studies/{sname}/label_ratios'"
     keys = [ratio_key(r) for r in label_ratios(config)]
@@ -249,12 +258,12 @@ def parse_overrides(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
-def load_config(path: str | Path) -> dict:
+def load_config(path: str | Path, *, registries: bool = True) -> dict:
     with open(path) as f:
         config = yaml.safe_load(f)
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: a config must be a YAML mapping")
-    return validate(config)
+    return validate(config, registries=registries)
 
 
 # --------------------------------------------------------------------------------------------------
