@@ -396,13 +396,16 @@ def test_evaluate_writes_contract_json(world, tmp_path):
                          "confusion", "psnr", "hd95_units", "slice_filter", "n_slices", "all_slices"}
     assert data["classes"] == ["left atrium"] and data["synthetic"] is True and data["psnr"] is None
     assert data["hd95_units"] == "voxels"  # the hand-made store has no spacing
-    assert data["slice_filter"] == "all" and data["all_slices"]["slice_pooled"] == data["slice_pooled"]
+    # paper hssl: the test scores the slices the study's slice_filter keeps, all-slice scores beside them
+    assert data["slice_filter"] == "foreground" and set(data["all_slices"]["slice_pooled"]) == set(data["slice_pooled"])
     assert data["n_params"] == sum(p.numel() for p in TinyNet(2).parameters())
     sp = data["slice_pooled"]
     assert set(sp) == {"dice", "iou", "mean_dice", "miou"} and set(sp["dice"]) == {"left atrium"}
     conf = np.array(data["confusion"])
     store = common.open_store(world, "msd_heart")
-    assert conf.shape == (2, 2) and conf.sum() == 5 * 32 * 32  # case4: 5 slices of 32x32
+    fg_slices = sum(int((store.labels[x] > 0).any()) for x in store.rows(["case4"]))
+    assert data["n_slices"] == fg_slices < 5  # case4: 5 slices of 32x32, of which only those with foreground
+    assert conf.shape == (2, 2) and conf.sum() == data["n_slices"] * 32 * 32
     tp, fp, fn = conf[1, 1], conf[0, 1], conf[1, 0]
     if tp + fp + fn:
         assert sp["dice"]["left atrium"] == pytest.approx(2 * tp / (2 * tp + fp + fn))
