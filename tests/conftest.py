@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -102,6 +103,20 @@ def snakemake_cli(*args: str, cwd: Path, timeout: int = 900) -> tuple[int, str]:
     cmd = [str(exe)] if exe.exists() else [shutil.which("snakemake") or "snakemake"]
     proc = subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def job_counts(out: str) -> dict[str, int]:
+    """Per-rule job counts of snakemake's "Job stats" table ({} when nothing is to be done)."""
+    if "Job stats:" not in out:
+        return {}
+    counts = {}
+    for line in out.split("Job stats:", 1)[1].splitlines()[3:]:
+        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if not m:
+            break
+        counts[m.group(1)] = int(m.group(2))
+    counts.pop("total", None)
+    return counts
 
 
 @pytest.fixture

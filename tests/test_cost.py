@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, copy_repo, snakemake_cli, tiny_config
+from conftest import REPO, copy_repo, job_counts, snakemake_cli, tiny_config
 from medssl import config as cfg
 from medssl import cost
 from medssl.cli import main
@@ -28,15 +28,7 @@ def snakemake_job_counts(config_path, workdir) -> dict[str, int]:
     code, out = snakemake_cli("all", "-n", "--quiet", "rules", "--configfile", "config/counted.yaml", cwd=root,
                               timeout=300)
     assert code == 0, out
-    table = out.split("Job stats:", 1)[1]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        counts[m.group(1)] = int(m.group(2))
-    counts.pop("total", None)
-    return counts
+    return job_counts(out)
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])

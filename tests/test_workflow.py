@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, snakemake_cli, tiny_config, tiny_ssmtl_config
+from conftest import REPO, job_counts, snakemake_cli, tiny_config, tiny_ssmtl_config
 
 
 def write_config(root, name: str, config: dict) -> str:
@@ -22,20 +22,6 @@ def write_config(root, name: str, config: dict) -> str:
     path = root / "config" / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     return f"config/{name}.yaml"
-
-
-def job_counts(out: str) -> dict[str, int]:
-    """Per-rule job counts of snakemake's "Job stats" table ({} when nothing is to be done)."""
-    if "Job stats:" not in out:
-        return {}
-    counts = {}
-    for line in out.split("Job stats:", 1)[1].splitlines()[3:]:
-        m = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not m:
-            break
-        counts[m.group(1)] = int(m.group(2))
-    counts.pop("total", None)
-    return counts
 
 
 def results_files(root) -> list[str]:
