@@ -286,7 +286,8 @@ def test_nan_loss_raises_and_keeps_checkpoint(world, tmp_path):
     assert ck["epoch"] == 1 and ck["step"] == 3
     assert all(torch.isfinite(v).all() for v in ck["module"].values() if v.is_floating_point())
     assert not (out / "model.pt").exists()
-    assert len(pd.read_csv(out / "log.csv")) == 1
+    assert len(pd.read_csv(out / "log.partial.csv")) == 1
+    assert not (out / "log.csv").exists()
 
 
 def test_sequence_pretraining_batches(world, tmp_path, monkeypatch):
@@ -337,6 +338,27 @@ def test_finetune_uses_only_subset_rows(world, tmp_path, monkeypatch):
     bad = dict(split, label_subsets={"x": [["case4", 1]]})
     with pytest.raises(ValueError, match="validation/test"):
         train_rows(store, bad, "x")
+
+
+def test_failed_finetune_keeps_the_previous_log_beside_the_previous_model(world, tmp_path, monkeypatch):
+    """Issue 12: a rerun that fails must not leave a new log.csv beside the old model.pt."""
+    from medssl.train import loop as loop_mod
+
+    out = tmp_path / "F"
+    finetune(world, "s", "stand", "msd_heart", "5", 0, out, None, progress=False)
+    before = {name: (out / name).read_bytes() for name in ("log.csv", "model.pt")}
+    world["studies"]["s"]["finetune"]["lr"] = 5e-4  # other settings: the rerun starts afresh
+    orig = loop_mod.write_log
+
+    def fail_after_first_epoch(path, rows):
+        orig(path, rows)
+        raise Stop
+
+    monkeypatch.setattr(loop_mod, "write_log", fail_after_first_epoch)
+    with pytest.raises(Stop):
+        finetune(world, "s", "stand", "msd_heart", "5", 0, out, None, progress=False)
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert len(pd.read_csv(out / "log.partial.csv")) == 1  # the failed run's own rows, kept apart
 
 
 def test_transfer_modes(world, tmp_path):

@@ -10,7 +10,10 @@ Files in ``out_dir``:
 
 * ``log.csv``: one row per epoch: ``epoch`` (1-based), ``step`` (optimiser steps so far), the mean of every
   loss term the module returns (``loss`` first), the columns returned by ``on_epoch_end`` (e.g.
-  ``val_dice``), ``lr`` (used during the epoch) and ``time`` (seconds). Rewritten atomically every epoch.
+  ``val_dice``), ``lr`` (used during the epoch) and ``time`` (seconds). While the job runs the rows go to
+  ``log.partial.csv`` (rewritten atomically every epoch); :meth:`Loop.finish`, called once the final
+  ``model.pt`` is written, renames it to ``log.csv``. So a job that fails leaves the previous run's ``log.csv``
+  beside the previous run's ``model.pt``, never a new log beside an old model.
 * ``checkpoint.pt`` every ``checkpoint_every`` epochs (format in :mod:`medssl.train.checkpoint`), and at the
   last epoch unless ``checkpoint_at_end=False`` (pretraining and finetuning write their final ``model.pt``
   atomically instead and then :meth:`Loop.finish` removes the checkpoint, which only a job still to be
@@ -27,6 +30,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +50,7 @@ log = logging.getLogger("medssl.train")
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
+LOG_PARTIAL = "log.partial.csv"  # the log of a job still running
 MODEL = "model.pt"
 
 
@@ -173,7 +178,7 @@ class Loop:
         self.try_resume()
         if self.epoch >= self.epochs:
             if self.rows:
-                write_log(self.out_dir / LOG, self.rows)
+                write_log(self.out_dir / LOG_PARTIAL, self.rows)
             return self.rows
         n_batches = len(self.loader)
         bar = tqdm(total=(self.epochs - self.epoch) * n_batches, desc=self.desc, file=sys.stderr,
@@ -250,13 +255,17 @@ class Loop:
         row["lr"] = lr
         row["time"] = round(time.perf_counter() - t0, 4)
         self.rows.append(row)
-        write_log(self.out_dir / LOG, self.rows)
+        write_log(self.out_dir / LOG_PARTIAL, self.rows)
         last = epoch == self.epochs
         if (last and self.checkpoint_at_end) or (not last and epoch % self.checkpoint_every == 0):
             self.save_checkpoint()
 
     def finish(self) -> None:
-        """Remove ``checkpoint.pt`` once the job's final output is written (nothing is left to resume)."""
+        """Once the job's final output is written: ``log.partial.csv`` becomes ``log.csv`` and ``checkpoint.pt``
+        is removed (nothing is left to resume)."""
+        partial = self.out_dir / LOG_PARTIAL
+        if partial.exists():
+            os.replace(partial, self.out_dir / LOG)
         self.checkpoint_path.unlink(missing_ok=True)
 
 
