@@ -103,3 +103,49 @@ def test_sigterm_exits_normally_and_cleans_up(tmp_path):
         proc.kill()
     assert rc == 128 + signal.SIGTERM
     assert not target.exists() and not list(target.parent.iterdir())
+
+
+def _medssl(cwd: Path, *args: str) -> list[str]:
+    """Run the ``medssl`` command in ``cwd``; its log lines (stderr)."""
+    proc = subprocess.run([str(Path(sys.executable).parent / "medssl"), *args], cwd=cwd, capture_output=True,
+                          text=True, check=True)
+    return proc.stderr.splitlines()
+
+
+def test_job_logs_name_each_case_and_end_with_what_was_written(tmp_path):
+    """Issue 14: synthesis and slicing log one line per case; every job's log ends with the files it wrote,
+    its final figures and its time."""
+    config = yaml.safe_load(Path(DEMO).read_text())
+    config["data"]["synthetic"]["patients"] = 3
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    raw = "resources/synthetic/msd_spleen"
+    lines = _medssl(tmp_path, "synthesize", "--config", "c.yaml", "--dataset", "msd_spleen", "--out", raw)
+    assert sum(": case msd_spleen_" in line for line in lines) == 3
+    assert "wrote resources/synthetic/msd_spleen/dataset.json" in lines[-4]
+    assert "imagesTr (3 files" in lines[-3] and "synthesize finished in" in lines[-1]
+    lines = _medssl(tmp_path, "slice", "--config", "c.yaml", "--dataset", "msd_spleen", "--out", "store")
+    cases = [line for line in lines if ": case msd_spleen_" in line]
+    assert len(cases) == 3 and all("slices of" in line and "with foreground" in line for line in cases)
+    assert [line.split("wrote ")[1].split(" (")[0] for line in lines if "medssl: wrote" in line] == [
+        "store/images.npy", "store/index.csv", "store/labels.npy", "store/meta.json"]
+    lines = _medssl(tmp_path, "split", "--config", "c.yaml", "--dataset", "msd_spleen", "--store", "store",
+                    "--out", "split.json")
+    assert "wrote split.json" in lines[-3] and "split: patients train" in lines[-2]
+    assert "labelled slices per subset" in lines[-2] and "split finished in" in lines[-1]
+
+
+def test_training_job_log_ends_with_its_files_and_last_epoch(tmp_path, caplog):
+    import argparse
+    import logging
+
+    out = tmp_path / "F"
+    out.mkdir()
+    (out / "model.pt").write_bytes(b"x" * 10)
+    (out / "log.csv").write_text("epoch,step,loss,val_dice,lr,time\n1,2,0.9,,0.001,1.0\n2,4,0.5,0.8,0.0005,1.1\n")
+    (out / ".model.pt.tmp").write_bytes(b"")  # hidden temporaries are not listed
+    with caplog.at_level(logging.INFO, logger="medssl"):
+        cli.log_closing(argparse.Namespace(command="finetune", out=str(out), metrics=None), None, 3.25)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [f"wrote {out / 'log.csv'} (75 bytes)", f"wrote {out / 'model.pt'} (10 bytes)",
+                     "finetune: last epoch: epoch 2, step 4, loss 0.5, val_dice 0.8, lr 0.0005, time 1.1",
+                     "finetune finished in 3.2 s"]

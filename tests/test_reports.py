@@ -373,6 +373,78 @@ def test_fig4_domains(config, tmp_path):
     assert _png_shape(out) == (460, int(round((3.8 * 2 + 0.4) * 100)))
 
 
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the builders draw, kept open for inspection instead of being saved."""
+    from medssl.reports import figures
+
+    kept = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or Path(path))
+    yield kept
+    import matplotlib.pyplot as plt
+
+    for fig in kept:
+        plt.close(fig)
+
+
+def _fig4_metrics(config, root, seeds):
+    config["reports"]["hssl_fig4_domains"]["datasets"] = {"1": "msd_heart", "5": "msd_spleen"}
+    config["studies"]["hssl"]["seeds"] = list(seeds)
+    for key in required_metrics(config, "hssl_fig4_domains"):
+        cl = ["left atrium"] if key[2] == "msd_heart" else ["spleen"]
+        write_metrics(root, *key, cl, [0.02 + 0.01 * key[4]])  # tiny Dice: the bars must still show
+
+
+def test_fig4_range_shows_small_bars_and_marks_every_paper_series(config, tmp_path, drawn):
+    root = tmp_path / "results" / "t"
+    _fig4_metrics(config, root, seeds=(0, 1))
+    build("hssl_fig4_domains", config, root, tmp_path / "f.png")
+    fig = drawn[0]
+    spleen = fig.axes[1]
+    heights = [b.get_height() for b in spleen.patches]
+    assert max(heights) < 5 and spleen.get_ylim()[0] == 0
+    # paper markers: Table 2's TFS, SimCLR (multi-domain CL) and HSSL, and the text's single-domain CL value
+    marks = {round(float(y), 2) for c in spleen.collections for y in np.ma.filled(c.get_offsets()[:, 1], np.nan)
+             if np.isfinite(y)}
+    assert {48.75, 67.44, 85.88, 78.25, 74.51, 80.95} <= marks
+    assert spleen.get_ylim()[1] >= 88.45  # the highest paper marker fits
+    assert "2 seeds, error bars: sd" in fig._suptitle.get_text()
+
+
+def test_figures_with_one_seed_say_no_error_bars(config, tmp_path, drawn):
+    root = tmp_path / "results" / "t"
+    _fig4_metrics(config, root, seeds=(0,))
+    build("hssl_fig4_domains", config, root, tmp_path / "f.png")
+    title = drawn[0]._suptitle.get_text()
+    assert "error bars" not in title.replace("no error bars", "") and "1 seed" in title
+    config["studies"]["ssmtl_unet"]["seeds"] = [0]
+    for key in required_metrics(config, "ssmtl_fig7_epochs"):
+        write_metrics(root, *key, ["LV", "RV", "LA", "RA"], [0.41 + 0.01 * len(key[1])] * 4)
+    build("ssmtl_fig7_epochs", config, root, tmp_path / "g.png")
+    ax = drawn[1].axes[0]
+    assert "no error bars" in ax.get_title() and ax.get_ylim()[0] == 0  # from 0: no noise drawn as a trend
+
+
+def test_tsne_groups_are_named_and_drawn_unlike_tasks(config, tmp_path, drawn):
+    from medssl.reports import figures
+    from medssl.reports.features import save_features
+
+    rng = np.random.default_rng(0)
+    task = np.repeat(np.arange(3), 20)
+    group = np.array([0, 1, 1])[task]
+    path = tmp_path / "features.npz"
+    save_features(path, {"F_task": rng.random((60, 4)) + task[:, None]}, task, group,
+                  task_labels=["T1 heart MRI", "T2 liver CT", "T5 spleen CT"],
+                  group_labels=["G1 heart MRI", "G2 liver, spleen CT"])
+    build("hssl_fig3b_tsne", config, path, tmp_path / "t.png")
+    by_task, by_group = drawn[0].axes[0], drawn[0].axes[1]
+    task_colours = {tuple(c.get_facecolor()[0][:3]) for c in by_task.collections}
+    group_colours = {tuple(c.get_facecolor()[0][:3]) for c in by_group.collections}
+    assert len(group_colours) == 2 and not task_colours & group_colours
+    assert set(figures.GROUP_COLOURS).isdisjoint(figures.TASK_COLOURS)
+    assert [t.get_text() for t in by_group.get_legend().get_texts()] == ["G1 heart MRI", "G2 liver, spleen CT"]
+
+
 def _write_preds(root, key, classes, label, shift, rng):
     p = write_metrics(root, *key, classes, [0.7] * len(classes))
     pred = np.roll(label, shift, axis=2)

@@ -17,6 +17,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 from medssl import config as cfg
@@ -61,6 +62,9 @@ def _split(args, config):
     settings = cfg.dataset_settings(config, args.dataset)
     split = make_split(settings, SliceStore(args.store), cfg.label_ratios(config))
     write_split(split, Path(args.out))
+    parts = ", ".join(f"{k} {len(v)}" for k, v in split["patients"].items())
+    subsets = ", ".join(f"{k}: {len(v)}" for k, v in split["label_subsets"].items())
+    return f"patients {parts}; labelled slices per subset {subsets}"
 
 
 def _pretrain(args, config):
@@ -135,6 +139,42 @@ def _summary(args, config):
     from medssl.reports.summary import build_summary
 
     build_summary(config, args.study, args.inputs, *args.outputs)
+
+
+def _last_epoch(out: Path) -> str | None:
+    """The final row of a training job's ``log.csv`` (epoch, step, losses, validation score)."""
+    import csv
+
+    path = out / "log.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return None
+    return "last epoch: " + ", ".join(f"{k} {v}" for k, v in rows[-1].items() if v not in ("", None))
+
+
+def _written(args) -> list[Path]:
+    """The paths a command was told to write (``--out``, ``--outputs``, ``--metrics``)."""
+    paths = [getattr(args, "out", None), getattr(args, "metrics", None), *(getattr(args, "outputs", None) or [])]
+    return [Path(p) for p in paths if p]
+
+
+def log_closing(args, figures: str | None, seconds: float) -> None:
+    """End a job's log with what it wrote and its final figures (the progress bar is gone by then)."""
+    logger = logging.getLogger("medssl")
+    for path in _written(args):
+        entries = sorted(q for q in path.iterdir() if not q.name.startswith(".")) if path.is_dir() else [path]
+        for q in entries:
+            files = [q] if q.is_file() else [f for f in q.rglob("*") if f.is_file()]
+            size = f"{sum(f.stat().st_size for f in files):,} bytes"
+            logger.info("wrote %s (%s)", q, size if q.is_file() else f"{len(files)} files, {size}")
+        if path.is_dir() and figures is None:
+            figures = _last_epoch(path)
+    if figures:
+        logger.info("%s: %s", args.command, figures)
+    logger.info("%s finished in %.1f s", args.command, seconds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -271,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
                   if getattr(args, "config", None) else None)
         check_names(args, config)
         _check_settings(args, config)
-        args.func(args, config)
+        started = time.perf_counter()
+        figures = args.func(args, config)
+        log_closing(args, figures, time.perf_counter() - started)
     except ManualDatasetMissing as err:
         print(f"medssl: error: {err}", file=sys.stderr)  # the placement instructions follow on the next lines
         return 3

@@ -63,6 +63,7 @@ Geometry and on-disk conventions
 
 from __future__ import annotations
 
+import logging
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ import numpy as np
 
 from medssl.io import atomic_dir, write_json
 from medssl.registry import DatasetSpec
+
+log = logging.getLogger("medssl.data")
 
 Vec = tuple[float, float, float]
 IDENTITY = (1, 0, 0, 0, 1, 0, 0, 0, 1)
@@ -812,8 +815,13 @@ def write_phantom_dataset(spec: DatasetSpec, out_dir: Path, *, n_patients: int, 
                 sitk.WriteImage(image, str(tmp / "imagesTr" / name), True)
                 sitk.WriteImage(label, str(tmp / "labelsTr" / name), True)
                 training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
+                labelled = {int(v): int(n) for v, n in zip(*np.unique(case.label, return_counts=True)) if v}
+                log.info("%s: case %s, %s voxels (z, y, x) of %s mm, labelled voxels %s", spec.name, case.case_id,
+                         "x".join(map(str, case.image.shape[1:])), "x".join(f"{v:g}" for v in case.spacing),
+                         ", ".join(f"{v}: {n}" for v, n in sorted(labelled.items())) or "none")
         write_json(tmp / "dataset.json", _dataset_json(spec, training, n_patients=n_patients, seed=seed,
                                                        scale=scale))
+    log.info("%s: %d cases of %d patients written to %s", spec.name, len(training), n_patients, out_dir)
     return out_dir
 
 

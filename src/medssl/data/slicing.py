@@ -617,6 +617,8 @@ def slice_dataset(settings: DatasetSettings, cases: list[Case], out_dir: Path, *
                     **({"frame": case.frame} if case.frame is not None else {}),
                 }
                 start += n
+                log.info("%s: case %s (patient %s): %d slices of %dx%d, %d with foreground, intensity range "
+                         "[%g, %g]", spec.name, case.case_id, case.patient_id, n, h, w, int(fg.sum()), lo, hi)
             if unmapped:
                 where = sorted({c for ids in unmapped.values() for c in ids})
                 log.warning("%s: label values %s are not in the class map (%s) and become background; found "
@@ -645,3 +647,6 @@ def slice_dataset(settings: DatasetSettings, cases: list[Case], out_dir: Path, *
         with open(tmp / META, "w") as f:
             json.dump(meta, f, indent=1)
             f.write("\n")
+    n_fg_slices = int(sum(int(r["fg"].sum()) for r in rows))
+    log.info("%s: %d cases, %d slices (%d with foreground) of %dx%d written to %s", spec.name, len(cases), total,
+             n_fg_slices, size, size, out_dir)

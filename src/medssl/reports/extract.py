@@ -73,10 +73,15 @@ def extract_features(config: dict, study: str, run: str, out: str | Path, *, per
     extractors.update({name: head_output(key) for key, name in HEAD_NAMES.items() if key in probe})
     features = compute_features(images[:, None], extractors)
     task_labels, group_labels = [""] * n_tasks, [""] * n_groups
+    members: dict[int, list] = {}  # group id -> its datasets' specs: a group is named by what it holds
     for d in datasets:
         spec = registry.get(d, config)
         task_labels[task_of[d]] = f"T{spec.paper_task or task_of[d] + 1} {spec.roi} {spec.modality}"
-        group_labels[group_of[d]] = f"G{spec.paper_group or group_of[d] + 1}"
+        members.setdefault(group_of[d], []).append(spec)
+    for g, specs in members.items():
+        rois = ", ".join(dict.fromkeys(s.roi for s in specs))
+        modalities = "/".join(dict.fromkeys(s.modality for s in specs))
+        group_labels[g] = f"G{specs[0].paper_group or g + 1} {rois} {modalities}"
     synthetic = bool(common.open_store(config, datasets[0]).meta.get("synthetic", False))
     save_features(out, features, task, group, task_labels=task_labels, group_labels=group_labels,
                   synthetic=synthetic)

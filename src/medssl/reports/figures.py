@@ -31,6 +31,28 @@ SYNTH = " (synthetic data)"
 plt.rcParams.update({"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9})
 
 
+# t-SNE colours: tasks in tab10's bright hues (circles), groups in tab20b's dark shades (own marker shapes), so
+# no group is drawn like a task.
+TASK_COLOURS = plt.get_cmap("tab10").colors
+GROUP_COLOURS = tuple(plt.get_cmap("tab20b").colors[i] for i in (0, 4, 8, 12, 16))
+GROUP_MARKERS = "^sDvP"
+
+
+def spread_note(n_seeds: int, what: str = "bars") -> str:
+    """How a figure's error bars read: sd over seeds, or none with a single seed."""
+    if n_seeds <= 1:
+        return f"{what}: {n_seeds} seed, no error bars"
+    return f"{what}: mean over {n_seeds} seeds, error bars: sd"
+
+
+def _value_axis_top(values, *, cap: float) -> float:
+    """A y-axis top from 0 that shows the largest bar or marker (+15 %), at most ``cap``."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    top = max(finite, default=cap) * 1.15
+    step = 10.0 if cap >= 100 else 0.1
+    return float(min(cap, max(step, np.ceil(top / step) * step)))
+
+
 def _save(fig, path) -> Path:
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
@@ -61,26 +83,34 @@ def build_hssl_fig4_domains(config, metrics, png_out, *, allow_missing=None, tar
     n_rows = len(spec.rows)
     width = 0.8 / n_rows
     x = np.arange(len(spec.ratios))
-    paper_drawn = False
+    text_values = paper.extra.get("text_values") or {}  # numbers the paper states in its text
+    n_seeds = max((len(c.seeds) for c in cells.values()), default=0)
+    drawn: list[float] = []
     for ax, (ds_label, ds) in zip(axes[0], spec.datasets):
         for i, row in enumerate(spec.rows):
             means = [cells[(row.label, ds_label, r)].mean.mean for r, _ in spec.ratios]
             sds = [cells[(row.label, ds_label, r)].mean.sd or 0.0 for r, _ in spec.ratios]
             xs = x - 0.4 + width * (i + 0.5)
-            ax.bar(xs, [np.nan if m is None else m for m in means], width * 0.92, yerr=sds, capsize=2,
-                   color=colours[i % 10], label=row.label, error_kw={"elinewidth": 0.8})
+            heights = [np.nan if m is None else m for m in means]
+            bars = ax.bar(xs, heights, width * 0.92, yerr=sds if n_seeds > 1 else None, capsize=2,
+                          color=colours[i % 10], label=row.label, error_kw={"elinewidth": 0.8})
+            ax.bar_label(bars, labels=["" if m is None else f"{m:.0f}" for m in means], fontsize=6, padding=1)
+            drawn += [m + sd for m, sd in zip(means, sds) if m is not None]
+            ys = [np.nan] * len(spec.ratios)
             if ref is not None and row.label in aliases:
                 pv = [ref.value(ds_label, r, aliases[row.label]) for r, _ in spec.ratios]
                 ys = [np.nan if p is None else p.mean for p in pv]
-                if not all(np.isnan(ys)):
-                    ax.scatter(xs, ys, marker="_", s=120, linewidths=2.2, color="black", zorder=3,
-                               label="paper (Table 2)" if not paper_drawn else None)
-                    paper_drawn = True
+            stated = text_values.get(str(ds_label), {})
+            ys = [float(stated[str(r)][row.label]) if row.label in stated.get(str(r), {}) else y
+                  for y, (r, _) in zip(ys, spec.ratios)]
+            if not all(np.isnan(ys)):
+                ax.scatter(xs, ys, marker="_", s=120, linewidths=2.2, color="black", zorder=3, label="paper")
+                drawn += [y for y in ys if not np.isnan(y)]
         ax.set_xticks(x, [percent_label(r) for r, _ in spec.ratios])
         ax.set_title(f"{paper.dataset_label(ds_label)}\n[{ds}]", fontsize=10)
         ax.set_xlabel("Labelled training images")
         ax.grid(axis="y", alpha=0.3)
-        ax.set_ylim(0, 100)
+    axes[0][0].set_ylim(0, _value_axis_top(drawn, cap=100.0))  # shared y: all panels
     axes[0][0].set_ylabel("Mean Dice (%), test")
     handles, labels = [], []
     for ax in axes[0]:
@@ -89,9 +119,8 @@ def build_hssl_fig4_domains(config, metrics, png_out, *, allow_missing=None, tar
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), frameon=False)
-    n_seeds = max((len(c.seeds) for c in cells.values()), default=0)
     fig.suptitle(f"HSSL Fig. 4: single- vs multi-domain pre-training{SYNTH if synthetic else ''}\n"
-                 f"bars: mean over {n_seeds} seed(s), error bars: sd", fontsize=11)
+                 f"{spread_note(n_seeds)}; paper: Table 2's values of the same runs and the text's", fontsize=11)
     return _save(fig, png_out)
 
 
@@ -253,13 +282,14 @@ def build_hssl_fig3b_tsne(config, features, png_out, *, target="hssl_fig3b_tsne"
     fig, axes = plt.subplots(2, n_f, figsize=(3.6 * n_f + 1.8, 7.4), dpi=DPI, squeeze=False, layout="constrained")
     for j, (name, x) in enumerate(feats.items()):
         emb = tsne_embed(x[keep], perplexity=spec.perplexity, seed=spec.seed)
-        for i, (ids, labels, cmap) in enumerate(((task[keep], task_labels, "tab10"),
-                                                 (group[keep], group_labels, "Set1"))):
+        for i, (ids, labels, colours, markers) in enumerate(((task[keep], task_labels, TASK_COLOURS, "o"),
+                                                             (group[keep], group_labels, GROUP_COLOURS,
+                                                              GROUP_MARKERS))):
             ax = axes[i][j]
-            colours = plt.get_cmap(cmap).colors
             for c in np.unique(ids):
                 sel = ids == c
-                ax.scatter(emb[sel, 0], emb[sel, 1], s=7, alpha=0.75, color=colours[int(c) % len(colours)],
+                ax.scatter(emb[sel, 0], emb[sel, 1], s=8, alpha=0.75, color=colours[int(c) % len(colours)],
+                           marker=markers[int(c) % len(markers)],
                            label=labels[int(c)] if int(c) < len(labels) else str(c), linewidths=0)
             ax.set_xticks([])
             ax.set_yticks([])
@@ -289,6 +319,7 @@ def build_ssmtl_fig7_epochs(config, metrics, png_out, *, allow_missing=None, tar
     scale = 100.0 if metric == "dice" else 1.0
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=DPI, layout="constrained")
     missing, synthetic, n_seeds = [], False, 0
+    drawn: list[float] = []
     markers = "osD^v<>"
     for i, s in enumerate(spec.series):
         xs, ys, sds = [], [], []
@@ -310,7 +341,9 @@ def build_ssmtl_fig7_epochs(config, metrics, png_out, *, allow_missing=None, tar
                 xs.append(epoch)
                 ys.append(sm.mean)
                 sds.append(sm.sd or 0.0)
-        ax.errorbar(xs, ys, yerr=sds, marker=markers[i % len(markers)], capsize=3, label=f"{s.label} [{s.dataset}]")
+        ax.errorbar(xs, ys, yerr=sds if n_seeds > 1 else None, marker=markers[i % len(markers)], capsize=3,
+                    label=f"{s.label} [{s.dataset}]")
+        drawn += [y + sd for y, sd in zip(ys, sds)]
     if missing and not spec.allow_missing:
         plt.close(fig)
         raise MissingInputError(target, missing)
@@ -319,7 +352,8 @@ def build_ssmtl_fig7_epochs(config, metrics, png_out, *, allow_missing=None, tar
     ax.set_xlabel("Pre-training epochs (0 = no pre-training)")
     ax.set_ylabel("mIoU, test" if metric == "iou" else "Mean Dice (%), test")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    ax.set_ylim(0, _value_axis_top(drawn, cap=100.0 if metric == "dice" else 1.0))  # from 0: no noise as trend
+    ax.legend(loc="lower right")
     ax.set_title(f"SSMTL Fig. 7: downstream {'mIoU' if metric == 'iou' else 'Dice'} vs pre-training epochs"
-                 f"{SYNTH if synthetic else ''}\nmean over {n_seeds} seed(s), error bars: sd", fontsize=11)
+                 f"{SYNTH if synthetic else ''}\n{spread_note(n_seeds, 'points')}", fontsize=11)
     return _save(fig, png_out)

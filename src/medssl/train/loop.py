@@ -183,7 +183,7 @@ class Loop:
         n_batches = len(self.loader)
         bar = tqdm(total=(self.epochs - self.epoch) * n_batches, desc=self.desc, file=sys.stderr,
                    disable=not self.progress, mininterval=1.0 if sys.stderr.isatty() else 30.0,
-                   dynamic_ncols=True, leave=False)
+                   dynamic_ncols=True, leave=not sys.stderr.isatty())  # a log file keeps the final bar
         try:
             for epoch in range(self.epoch + 1, self.epochs + 1):
                 self._run_epoch(epoch, bar)
