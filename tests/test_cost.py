@@ -59,7 +59,7 @@ def test_counts_match_snakemake_with_single_domain_and_run_overrides(tmp_path):
     path.write_text(yaml.safe_dump(config))
     counts = cost.job_counts(cfg.load_config(path))
     assert counts["pretrain"] == 3          # hssl on 'all', single on each of its two datasets
-    assert counts["finetune"] == counts["evaluate"] == 2 * 2 + 2 * 2 * 2
+    assert counts["finetune"] == 2 * 2 + 2 * 2 * 2 and "evaluate" not in counts  # finetune evaluates
     assert counts == snakemake_job_counts(path, tmp_path / "wd")
 
 
@@ -93,7 +93,6 @@ def test_gpu_hours_scale_with_epochs_and_throughput():
     config = load("paper.yaml")
     base = cost.estimate(config)
     assert base.gpu_hours() == pytest.approx(base.gpu_hours("pretrain") + base.gpu_hours("finetune"))
-    assert base.gpu_hours("evaluate") == 0
     doubled = copy.deepcopy(config)
     doubled["studies"]["hssl"]["pretrain"]["epochs"] *= 2
 
@@ -156,7 +155,7 @@ def test_store_and_split_give_exact_counts(tmp_path):
 def test_cli_prints_table_and_total(capsys):
     assert main(["cost", "--config", str(REPO / "config" / "paper.yaml"), "--by-run"]) == 0
     out = capsys.readouterr().out
-    for rule in ("fetch_dataset", "pretrain", "finetune", "evaluate", "total"):
+    for rule in ("fetch_dataset", "pretrain", "finetune", "total"):
         assert re.search(rf"^{rule}\s+\d+", out, re.M), out
     total = re.search(r"^total\s+(\d+)\s+([\d.]+)$", out, re.M)
     est = cost.estimate(load("paper.yaml"))

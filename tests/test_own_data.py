@@ -171,7 +171,7 @@ def test_all_over_an_own_dataset_runs_only_its_jobs(checkout, tmp_path):
     counts = {m[0]: int(m[1]) for m in (line.split() for line in out.split("Job stats:", 1)[1].splitlines()[3:])
               if len(m) == 2 and m[1].isdigit()}
     assert counts["fetch_dataset"] == counts["slice_dataset"] == counts["split_dataset"] == 1
-    assert "synthesize_dataset" not in counts and counts["pretrain"] == 1 and counts["evaluate"] == 2
+    assert "synthesize_dataset" not in counts and counts["pretrain"] == 1 and counts["finetune"] == 2
     assert counts["report_summary"] == 1  # no paper report names the study: it gets the generic summary
     code, out = snakemake_cli("--cores", "1", "all", "--configfile", "config/own.yaml", cwd=checkout)
     assert code == 0, out[-3000:]

@@ -117,7 +117,7 @@ def dry_run_resources(tmp_path, *profiles) -> dict[str, str]:
 def test_profile_resolves_from_repo_root(tmp_path):
     """`--profile slurm` (cwd = repo root): GPU partition + gpu=1 for training, nothing GPU elsewhere."""
     res = dry_run_resources(tmp_path, "slurm")
-    assert {"synthesize_dataset", "slice_dataset", "split_dataset", "pretrain", "finetune", "evaluate"} <= set(res)
+    assert {"synthesize_dataset", "slice_dataset", "split_dataset", "pretrain", "finetune"} <= set(res)
     for rule, line in res.items():
         if rule == "all":
             continue

@@ -181,7 +181,7 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     write_config(checkout, "tiny", config)
     code, out = snakemake_cli("all", "-n", "--configfile", path, cwd=checkout)
     assert code == 0, out[-3000:]
-    assert job_counts(out) == {"finetune": 3, "evaluate": 3, "report_hssl_table2": 1, "all": 1}, out[-3000:]
+    assert job_counts(out) == {"finetune": 3, "report_hssl_table2": 1, "all": 1}, out[-3000:]
     assert (res / "config.yaml").read_text() == recorded  # a dry run claims nothing
 
     # A run's own finetune settings rerun that run only.
@@ -189,8 +189,8 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     config["studies"]["hssl"]["runs"]["tfs"]["finetune"] = {"lr": 5e-4}
     write_config(checkout, "tiny", config)
     code, out = snakemake_cli("all", "-n", "--configfile", path, cwd=checkout)
-    assert job_counts(out) == {"finetune": 1, "evaluate": 1, "report_hssl_table2": 1, "all": 1}, out[-3000:]
-    assert "finetune/tfs/msd_heart" in out and "finetune/hssl/msd_heart" not in out
+    assert job_counts(out) == {"finetune": 1, "report_hssl_table2": 1, "all": 1}, out[-3000:]
+    assert "metrics/tfs/msd_heart" in out and "metrics/hssl/msd_heart" not in out
 
     # The split seed reruns the splits and everything that reads them, but not the phantoms or the slicing.
     config = tiny_config()
@@ -237,7 +237,7 @@ def test_one_table_schedules_only_its_ancestors(checkout):
     assert code == 0, out
     counts = job_counts(out)
     # Table 4: five loss variants at 5 % on tasks 1 and 5, plus the TFS baseline of the paired test.
-    assert counts["finetune"] == counts["evaluate"] == 6 * 2
+    assert counts["finetune"] == 6 * 2 and "evaluate" not in counts
     assert counts["pretrain"] == 5  # hssl_rec, simclr, hssl_img_rec, hssl_img_rec_task, hssl (pool "all")
     assert counts["synthesize_dataset"] == 8  # the multi-domain pool: every paper-A dataset, no MM-WHS
     assert [r for r in counts if r.startswith("report_")] == ["report_hssl_table4"]

@@ -80,9 +80,9 @@ def expected_outputs(config: dict) -> list[str]:
         files += [f"{out}/splits/{w['dataset']}.json", f"{out}/data/{w['dataset']}/index.csv"]
     for w in jobs.get("pretrain", []):
         files.append(f"{out}/{w['study']}/pretrain/{w['run']}/{w['pool']}/model.pt")
-    for w in jobs.get("finetune", []) if config.get("keep_finetuned_models", False) else []:  # else temp()
+    for w in jobs.get("finetune", []) if config.get("keep_finetuned_models", False) else []:  # else not written
         files.append(f"{out}/{w['study']}/finetune/{w['run']}/{w['dataset']}/{w['ratio']}/seed{w['seed']}/model.pt")
-    for w in jobs.get("evaluate", []):
+    for w in jobs.get("finetune", []):  # finetuning evaluates in the same job
         base = f"{out}/{w['study']}/metrics/{w['run']}/{w['dataset']}/{w['ratio']}/seed{w['seed']}"
         files += [f"{base}.json", f"{base}_pred.npz"]
     for w in jobs.get("tsne_features", []):

@@ -313,7 +313,8 @@ def main(argv: list[str] | None = None) -> int:
         _check_settings(args, config)
         started = time.perf_counter()
         figures = args.func(args, config)
-        log_closing(args, figures, time.perf_counter() - started)
+        if args.command != "cost":  # cost prints its table; the others are jobs whose logs end here
+            log_closing(args, figures, time.perf_counter() - started)
     except ManualDatasetMissing as err:
         print(f"medssl: error: {err}", file=sys.stderr)  # the placement instructions follow on the next lines
         return 3

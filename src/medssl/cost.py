@@ -5,8 +5,8 @@
 Jobs (:func:`dag_jobs`) mirror ``workflow/rules/common.smk`` and ``reports.smk`` without importing
 snakemake: per dataset of ``datasets`` one ``synthesize_dataset`` (``synthetic: true``) or
 ``fetch_dataset`` job, one ``slice_dataset`` and one ``split_dataset``; one ``report_<target>`` per
-configured report target, and one ``finetune`` + ``evaluate`` per (study, run, dataset, ratio, seed) the
-reports read (without a ``reports`` block: the whole grid of every study); one ``tsne_features`` per
+configured report target, and one ``finetune`` (which also evaluates) per (study, run, dataset, ratio,
+seed) the reports read (without a ``reports`` block: the whole grid of every study); one ``tsne_features`` per
 t-SNE figure; one ``pretrain`` per (study, run, pool) those need (:func:`medssl.config.pretraining_of`:
 none for ``tfs``, another run's for ``pretrain_run``; pool ``all`` for ``domain: multi``, else the
 dataset); one ``all``. ``tests/test_cost.py`` checks these counts against ``snakemake -n``.
@@ -19,8 +19,9 @@ GPU time of a training job = images it pushes through the network / throughput +
 * ``finetune``: ``epochs`` x the labelled subset (ratio % of the training patients' foreground slices, or
   ``scans_subset`` = scans x slices), capped by ``steps_per_epoch``; plus validation (every ``val_every``
   epochs and the last) over all slices of the validation patients, a forward pass costing
-  :data:`VALIDATION_COST` of a training image.
-* ``evaluate`` and the data rules run on CPU nodes: no GPU-hours.
+  :data:`VALIDATION_COST` of a training image, and the test evaluation at the end (one such pass over the
+  test patients' slices).
+* The data and report rules run on CPU nodes: no GPU-hours.
 
 Throughput (training images/s): the stage setting ``images_per_second`` when the config has one (a
 measured number for that stage, method included), else :data:`DEFAULT_IMAGES_PER_SECOND` of the
@@ -50,7 +51,7 @@ from medssl import config as cfg
 
 # Rules of the workflow in DAG order; GPU rules declare `gpu=1` (workflow/rules/train.smk).
 RULES = ("synthesize_dataset", "fetch_dataset", "slice_dataset", "split_dataset", "pretrain", "finetune",
-         "evaluate", "tsne_features", "all")   # plus one report_<target> rule per configured report target
+         "tsne_features", "all")   # plus one report_<target> rule per configured report target
 GPU_RULES = ("pretrain", "finetune")
 
 # ASSUMED training throughput (images/s at 192x192, forward + backward + Adam step, bf16 autocast,
@@ -138,7 +139,6 @@ def dag_jobs(config: dict) -> dict[str, list[dict]]:
     for study, run, dataset, ratio, seed in keys:
         w = {"study": study, "run": run, "dataset": dataset, "ratio": str(ratio), "seed": int(seed)}
         jobs["finetune"].append(w)
-        jobs["evaluate"].append(dict(w))
         source_run = cfg.pretraining_of(config, study, run)
         if source_run is not None:
             pretrain.append((*source_run, cfg.pretrain_pool(config, *source_run, dataset)))
@@ -175,6 +175,7 @@ class DatasetSize:
     cases_per_patient: int = 1
     label_subsets: dict = field(default_factory=dict)   # ratio key -> slices (exact, from the split file)
     val_slices: int | None = None                       # exact, from the store + split
+    test_slices: int | None = None                      # exact, from the store + split
 
     def fraction(self, part: int) -> float:
         return self.split_patients[part] / max(self.patients, 1)
@@ -214,6 +215,7 @@ def _from_store(config: dict, name: str, root: Path) -> DatasetSize | None:
         size.split_patients = tuple(len(pats.get(k, [])) for k in ("train", "val", "test"))
         size.label_subsets = {k: len(v) for k, v in split.get("label_subsets", {}).items()}
         size.val_slices = int(index["patient"].isin(pats.get("val", [])).sum())
+        size.test_slices = int(index["patient"].isin(pats.get("test", [])).sum())
         size.source = "slice store + split"
     return size
 
@@ -264,6 +266,12 @@ def validation_slices(size: DatasetSize) -> int:
     if size.val_slices is not None:
         return size.val_slices
     return round(size.slices * size.fraction(1))
+
+
+def evaluation_slices(size: DatasetSize) -> int:
+    if size.test_slices is not None:
+        return size.test_slices
+    return round(size.slices * size.fraction(2))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -372,7 +380,7 @@ def _job_cost(config: dict, rule: str, w: dict, sizes: dict, measured: dict | No
         val_every = int(st.get("val_every", 1))
         n_val = validation_slices(size)
         validations = epochs // val_every + (1 if epochs % val_every else 0) if n_val else 0
-        images = epochs * per_epoch + validations * n_val * VALIDATION_COST
+        images = epochs * per_epoch + (validations * n_val + evaluation_slices(size)) * VALIDATION_COST
         ips, src = images_per_second(config, study, "finetune", run, settings.image_size, measured)
         return JobCost("finetune", w, images, (images / ips + JOB_OVERHEAD_S) / 3600, ips, src)
     raise ValueError(f"{rule} is not a GPU rule ({', '.join(GPU_RULES)})")

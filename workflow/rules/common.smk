@@ -176,9 +176,26 @@ def pretrained_arg(wildcards, input):
     return ["--pretrained", path]
 
 
-def finetuned_model_output(path):
-    """Finetuned models are temp() files (deleted once evaluated) unless keep_finetuned_models is set."""
-    return path if config.get("keep_finetuned_models", False) else temp(path)
+FINETUNE_DIR = f"{OUT}/{{study}}/finetune/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}"
+METRICS = f"{OUT}/{{study}}/metrics/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}"
+
+
+def finetune_outputs():
+    """A finetuning job's outputs: the test metrics and predictions, and the finetuned model.pt only when
+    keep_finetuned_models is set (otherwise the job never writes it)."""
+    outputs = {"metrics": f"{METRICS}.json", "pred": f"{METRICS}_pred.npz"}
+    if config.get("keep_finetuned_models", False):
+        outputs["model"] = f"{FINETUNE_DIR}/model.pt"
+    return outputs
+
+
+def finetune_dir(wildcards):
+    """--out of a finetuning job: its log.csv (and model.pt when kept)."""
+    return FINETUNE_DIR.format(**wildcards)
+
+
+def keep_model_arg(wildcards):
+    return ["--keep-model"] if config.get("keep_finetuned_models", False) else []
 
 
 def stage_resources(rule):

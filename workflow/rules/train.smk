@@ -1,4 +1,6 @@
-# Training stage: pretrain (once per run and pool) -> finetune (per dataset, label ratio, seed) -> evaluate.
+# Training stage: pretrain (once per run and pool) -> finetune (per dataset, label ratio, seed), which also
+# evaluates the selected model on the test patients in the same process (one model load, no model file unless
+# keep_finetuned_models).
 # Training rules declare a GPU; locally they run on whatever device is there (config `device: auto`).
 
 
@@ -33,9 +35,7 @@ rule finetune:
         split=lambda wildcards: split_file(wildcards.dataset),
         pretrained=pretrained_model,
     output:
-        model=finetuned_model_output(
-            f"{OUT}/{{study}}/finetune/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}/model.pt"
-        ),
+        **finetune_outputs(),
     log:
         f"{LOGS}/finetune/{{study}}/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}.log",
     benchmark:
@@ -50,36 +50,10 @@ rule finetune:
     params:
         config=CONFIG,
         settings=settings_digest("finetune"),
-        out=lambda wildcards, output: os.path.dirname(output.model),
+        out=finetune_dir,
         pretrained=pretrained_arg,
+        keep=keep_model_arg,
     shell:
         "medssl finetune --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
         "--dataset {wildcards.dataset:q} --ratio {wildcards.ratio:q} --seed {wildcards.seed:q} "
-        "--out {params.out:q} {params.pretrained:q} > {log:q} 2>&1"
-
-
-rule evaluate:
-    input:
-        model=f"{OUT}/{{study}}/finetune/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}/model.pt",
-        store=lambda wildcards: store_dir(wildcards.dataset),
-        split=lambda wildcards: split_file(wildcards.dataset),
-    output:
-        metrics=f"{OUT}/{{study}}/metrics/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}.json",
-        pred=f"{OUT}/{{study}}/metrics/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}_pred.npz",
-    log:
-        f"{LOGS}/evaluate/{{study}}/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}.log",
-    benchmark:
-        f"{BENCH}/evaluate/{{study}}/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=30,
-    params:
-        config=CONFIG,
-        settings=settings_digest("evaluate"),
-    shell:
-        "medssl evaluate --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
-        "--dataset {wildcards.dataset:q} --ratio {wildcards.ratio:q} --seed {wildcards.seed:q} "
-        "--model {input.model:q} --out {output.metrics:q} > {log:q} 2>&1"
+        "--out {params.out:q} {params.pretrained:q} --metrics {output.metrics:q} {params.keep:q} > {log:q} 2>&1"
