@@ -190,7 +190,7 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     write_config(checkout, "tiny", config)
     code, out = snakemake_cli("all", "-n", "--configfile", path, cwd=checkout)
     assert job_counts(out) == {"finetune": 1, "report_hssl_table2": 1, "all": 1}, out[-3000:]
-    assert "metrics/tfs/msd_heart" in out and "metrics/hssl/msd_heart" not in out
+    assert "logs/finetune/hssl/tfs/msd_heart" in out and "logs/finetune/hssl/hssl/msd_heart" not in out
 
     # The split seed reruns the splits and everything that reads them, but not the phantoms or the slicing.
     config = tiny_config()

@@ -270,10 +270,6 @@ def load_config(path: str | Path, *, registries: bool = True) -> dict:
 # Resolved views
 
 
-def results_dir(config: dict) -> Path:
-    return Path("results") / config["experiment"]
-
-
 @dataclass(frozen=True)
 class DatasetSettings:
     """A registry entry merged with the config's global and per-dataset settings."""

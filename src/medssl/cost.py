@@ -48,6 +48,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from medssl import config as cfg
+from medssl.layout import Layout
 
 # Rules of the workflow in DAG order; GPU rules declare `gpu=1` (workflow/rules/train.smk).
 RULES = ("synthesize_dataset", "fetch_dataset", "slice_dataset", "split_dataset", "pretrain", "finetune",
@@ -117,7 +118,7 @@ def _evaluations_and_features(config: dict) -> tuple[list[tuple], list[tuple], l
     for target in reports:
         if report_targets.target_info(target).kind == "tsne":
             spec = report_targets.tsne_spec(config, target)
-            if Path(spec.features) == cfg.results_dir(config) / spec.study / "features" / f"{spec.run}.npz":
+            if Path(spec.features) == Layout.of(config).features(spec.study, spec.run):
                 features.append((spec.study, spec.run))
         else:
             keys += [tuple(k) for k in report_targets.required_metrics(config, target)]
@@ -196,7 +197,7 @@ def _split_patients(settings: cfg.DatasetSettings, patients: int) -> tuple[int, 
 
 
 def _from_store(config: dict, name: str, root: Path) -> DatasetSize | None:
-    store = root / cfg.results_dir(config) / "data" / name
+    store = root / Layout.of(config).store(name)
     if not (store / "index.csv").exists():
         return None
     import pandas as pd
@@ -207,7 +208,7 @@ def _from_store(config: dict, name: str, root: Path) -> DatasetSize | None:
     size = DatasetSize(name, patients, len(index), int(index["fg"].astype(bool).sum()), "slice store",
                        _split_patients(settings, patients),
                        max(1, round(index["case"].nunique() / max(patients, 1))))
-    split_path = root / cfg.results_dir(config) / "splits" / f"{name}.json"
+    split_path = root / Layout.of(config).split(name)
     if split_path.exists():
         with open(split_path) as f:
             split = json.load(f)

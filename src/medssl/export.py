@@ -39,7 +39,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 __all__ = ["TARGETS", "PARTS", "TRUNKS", "MONAI_KWARGS", "ExportError", "read_model", "trunk_of",

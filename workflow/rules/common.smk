@@ -9,6 +9,7 @@ from snakemake.utils import validate
 from medssl import config as mcfg
 from medssl import cost as medssl_cost
 from medssl import jobs as medssl_jobs
+from medssl.layout import Layout
 from medssl.data.sources import pending_manual_instructions
 from medssl.io import write_text
 from medssl.reports import targets as report_targets
@@ -26,11 +27,15 @@ report_targets.check_reports(config)
 # envs/medssl.post-deploy.sh installs medssl from here into a conda env (--software-deployment-method conda)
 os.environ.setdefault("MEDSSL_WORKFLOW_DIR", workflow.basedir)
 
-EXP = config["experiment"]
-OUT = f"results/{EXP}"
-RES = config.get("resources", "resources")
-LOGS = f"{OUT}/logs"
-BENCH = f"{OUT}/benchmarks"
+# Every path comes from the layout (medssl.layout), called with wildcards where a rule has them.
+LAYOUT = Layout.of(config)
+JOB = (
+    "{study}",
+    "{run}",
+    "{dataset}",
+    "{ratio}",
+    "{seed}",
+)  # the wildcards of a finetuning job
 ENV = "../../envs/medssl.yaml"
 
 
@@ -43,7 +48,7 @@ def _job_config():
     jobs whose settings changed rerun, and each job checks its digest (--settings) before it runs.
     """
     text = yaml.safe_dump(config, sort_keys=True)
-    path = f".snakemake/medssl/{EXP}/config.yaml"
+    path = str(LAYOUT.job_config())
     if not os.path.exists(path) or open(path).read() != text:
         write_text(path, text)
     return path
@@ -62,7 +67,7 @@ def settings_digest(job):
 onsuccess:
     # The configuration of the last successful run, for people to read (jobs read CONFIG), then where the
     # tables and figures are, with one headline table.
-    write_text(f"{OUT}/config.yaml", open(CONFIG).read())
+    write_text(LAYOUT.recorded_config(), open(CONFIG).read())
     logger.info(closing_summary(report_files()))
 
 
@@ -103,6 +108,7 @@ DATASETS = list(config["datasets"])
 STUDIES = config.get("studies", {})
 REPORTS = report_targets.configured_targets(config)
 SUMMARIES = report_summary.summary_studies(config)
+SUMMARY_OUTPUTS = report_summary.summary_outputs("{study}")  # csv, md, html, png
 
 
 wildcard_constraints:
@@ -121,16 +127,16 @@ wildcard_constraints:
 def source_marker(wildcards):
     """Synthetic twin (written by rule synthesize_dataset) or the fetched/checked real source."""
     if config.get("synthetic", False):
-        return f"{RES}/synthetic/{wildcards.dataset}"
-    return f"{RES}/ready/{wildcards.dataset}.json"
+        return str(LAYOUT.synthetic(wildcards.dataset))
+    return str(LAYOUT.ready(wildcards.dataset))
 
 
 def store_dir(dataset):
-    return f"{OUT}/data/{dataset}"
+    return str(LAYOUT.store(dataset))
 
 
 def split_file(dataset):
-    return f"{OUT}/splits/{dataset}.json"
+    return str(LAYOUT.split(dataset))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,53 +151,49 @@ def pretrain_inputs(wildcards):
     }
 
 
-def pretrained_model(wildcards):
-    """The final pretrained model a finetuning job depends on ([] for runs trained from scratch)."""
+def _pretrained(wildcards, epoch=None):
+    """The pretrained model file a finetuning job starts from (None for runs trained from scratch)."""
     source = mcfg.pretraining_of(config, wildcards.study, wildcards.run)
     if source is None:
-        return []
-    src_study, src_run = source
-    pool = mcfg.pretrain_pool(config, src_study, src_run, wildcards.dataset)
-    return f"{OUT}/{src_study}/pretrain/{src_run}/{pool}/model.pt"
+        return None
+    pool = mcfg.pretrain_pool(config, *source, wildcards.dataset)
+    return str(LAYOUT.pretrained_model(*source, pool, epoch))
+
+
+def pretrained_model(wildcards):
+    """The final pretrained model a finetuning job depends on ([] for runs trained from scratch)."""
+    return _pretrained(wildcards) or []
 
 
 def features_model(wildcards):
     """The pretrained model of Figure 3b's features (its pool as medssl.config.features_pool says)."""
     pool = mcfg.features_pool(config, wildcards.study, wildcards.run)
-    return f"{OUT}/{wildcards.study}/pretrain/{wildcards.run}/{pool}/model.pt"
+    return str(LAYOUT.pretrained_model(wildcards.study, wildcards.run, pool))
 
 
-def pretrained_arg(wildcards, input):
+def pretrained_arg(wildcards):
     """--pretrained: the final model, or the checkpoint kept at `pretrain_epoch` beside it (Figure 7); a list
     of arguments ([] for runs trained from scratch) so that the shell command can quote each one.
     """
-    if not input.get("pretrained"):
-        return []
     epoch = mcfg.run_settings(config, wildcards.study, wildcards.run)["pretrain_epoch"]
-    path = (
-        input.pretrained
-        if not epoch
-        else os.path.join(os.path.dirname(input.pretrained), f"epoch{epoch}.pt")
-    )
-    return ["--pretrained", path]
-
-
-FINETUNE_DIR = f"{OUT}/{{study}}/finetune/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}"
-METRICS = f"{OUT}/{{study}}/metrics/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}"
+    path = _pretrained(wildcards, epoch)
+    return ["--pretrained", path] if path else []
 
 
 def finetune_outputs():
     """A finetuning job's outputs: the test metrics and predictions, and the finetuned model.pt only when
     keep_finetuned_models is set (otherwise the job never writes it)."""
-    outputs = {"metrics": f"{METRICS}.json", "pred": f"{METRICS}_pred.npz"}
+    metrics = LAYOUT.metrics(*JOB)
+    outputs = {"metrics": str(metrics), "pred": str(LAYOUT.predictions(metrics))}
     if config.get("keep_finetuned_models", False):
-        outputs["model"] = f"{FINETUNE_DIR}/model.pt"
+        outputs["model"] = str(LAYOUT.finetune_dir(*JOB) / "model.pt")
     return outputs
 
 
 def finetune_dir(wildcards):
     """--out of a finetuning job: its log.csv (and model.pt when kept)."""
-    return FINETUNE_DIR.format(**wildcards)
+    w = wildcards
+    return str(LAYOUT.finetune_dir(w.study, w.run, w.dataset, w.ratio, w.seed))
 
 
 def keep_model_arg(wildcards):
@@ -210,7 +212,7 @@ def stage_resources(rule):
 
 
 def report_outputs(target):
-    return [f"{OUT}/{p}" for p in report_targets.target_info(target).outputs]
+    return [str(LAYOUT.output(p)) for p in report_targets.target_info(target).outputs]
 
 
 def shown_in_report(path):
@@ -242,7 +244,7 @@ def report_files():
     study that no report names (so `all` always ends in something to read)."""
     files = [p for target in REPORTS for p in report_outputs(target)]
     return files + [
-        f"{OUT}/{p}"
+        str(LAYOUT.output(p))
         for study in SUMMARIES
         for p in report_summary.summary_outputs(study)
     ]

@@ -3,9 +3,9 @@
 
 rule synthesize_dataset:
     output:
-        directory(f"{RES}/synthetic/{{dataset}}"),
+        directory(str(LAYOUT.synthetic("{dataset}"))),
     log:
-        f"{LOGS}/synthesize/{{dataset}}.log",
+        str(LAYOUT.log("synthesize", "{dataset}")),
     conda:
         ENV
     threads: 1
@@ -21,9 +21,9 @@ rule synthesize_dataset:
 
 rule fetch_dataset:
     output:
-        f"{RES}/ready/{{dataset}}.json",
+        str(LAYOUT.ready("{dataset}")),
     log:
-        f"{LOGS}/fetch/{{dataset}}.log",
+        str(LAYOUT.log("fetch", "{dataset}")),
     conda:
         ENV
     threads: 1
@@ -41,11 +41,11 @@ rule slice_dataset:
     input:
         source_marker,
     output:
-        directory(f"{OUT}/data/{{dataset}}"),
+        directory(str(LAYOUT.store("{dataset}"))),
     log:
-        f"{LOGS}/slice/{{dataset}}.log",
+        str(LAYOUT.log("slice", "{dataset}")),
     benchmark:
-        f"{BENCH}/slice/{{dataset}}.tsv"
+        str(LAYOUT.benchmark("slice", "{dataset}"))
     conda:
         ENV
     threads: 1
@@ -61,11 +61,11 @@ rule slice_dataset:
 
 rule split_dataset:
     input:
-        store=f"{OUT}/data/{{dataset}}",
+        store=str(LAYOUT.store("{dataset}")),
     output:
-        f"{OUT}/splits/{{dataset}}.json",
+        str(LAYOUT.split("{dataset}")),
     log:
-        f"{LOGS}/split/{{dataset}}.log",
+        str(LAYOUT.log("split", "{dataset}")),
     conda:
         ENV
     threads: 1

@@ -23,7 +23,7 @@ for _target in REPORTS:
                 for path in report_outputs(_target)
             ],
         log:
-            f"{LOGS}/reports/{_target}.log",
+            str(LAYOUT.log("reports", _target)),
         conda:
             ENV
         threads: 1
@@ -43,9 +43,9 @@ rule tsne_features:
     input:
         pretrained=features_model,
     output:
-        f"{OUT}/{{study}}/features/{{run}}.npz",
+        str(LAYOUT.features("{study}", "{run}")),
     log:
-        f"{LOGS}/features/{{study}}/{{run}}.log",
+        str(LAYOUT.log("features", "{study}", "{run}")),
     conda:
         ENV
     threads: 1
@@ -64,20 +64,20 @@ rule report_summary:
     input:
         lambda wildcards: summary_inputs(wildcards.study),
     output:
-        csv=f"{OUT}/tables/summary_{{study}}.csv",
-        md=f"{OUT}/tables/summary_{{study}}.md",
+        csv=str(LAYOUT.output(SUMMARY_OUTPUTS[0])),
+        md=str(LAYOUT.output(SUMMARY_OUTPUTS[1])),
         html=report(
-            f"{OUT}/tables/summary_{{study}}.html",
+            str(LAYOUT.output(SUMMARY_OUTPUTS[2])),
             caption="../report/summary.rst",
             category="Studies without a paper report",
         ),
         png=report(
-            f"{OUT}/figures/summary_{{study}}.png",
+            str(LAYOUT.output(SUMMARY_OUTPUTS[3])),
             caption="../report/summary.rst",
             category="Studies without a paper report",
         ),
     log:
-        f"{LOGS}/reports/summary_{{study}}.log",
+        str(LAYOUT.log("reports", "summary_{study}")),
     conda:
         ENV
     threads: 1

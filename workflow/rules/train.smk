@@ -8,11 +8,11 @@ rule pretrain:
     input:
         unpack(pretrain_inputs),
     output:
-        model=f"{OUT}/{{study}}/pretrain/{{run}}/{{pool}}/model.pt",
+        model=str(LAYOUT.pretrained_model("{study}", "{run}", "{pool}")),
     log:
-        f"{LOGS}/pretrain/{{study}}/{{run}}/{{pool}}.log",
+        str(LAYOUT.log("pretrain", "{study}", "{run}", "{pool}")),
     benchmark:
-        f"{BENCH}/pretrain/{{study}}/{{run}}/{{pool}}.tsv"
+        str(LAYOUT.benchmark("pretrain", "{study}", "{run}", "{pool}"))
     conda:
         ENV
     threads: config.get("threads", 2)
@@ -37,9 +37,9 @@ rule finetune:
     output:
         **finetune_outputs(),
     log:
-        f"{LOGS}/finetune/{{study}}/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}.log",
+        str(LAYOUT.log("finetune", *JOB[:4], "seed{seed}")),
     benchmark:
-        f"{BENCH}/finetune/{{study}}/{{run}}/{{dataset}}/{{ratio}}/seed{{seed}}.tsv"
+        str(LAYOUT.benchmark("finetune", *JOB[:4], "seed{seed}"))
     conda:
         ENV
     threads: config.get("threads", 2)

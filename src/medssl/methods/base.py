@@ -7,8 +7,9 @@ back-propagated) and the individual terms (for logging). Only ``method.backbone`
 finetuning.
 
 Hyper-parameters are keyword-only ``__init__`` arguments of each method class; their defaults are the
-papers' (or the cited originals') values, listed in each class docstring. An unknown parameter name in the
-config is an error (``TypeError`` naming the valid ones).
+papers' (or the cited originals') values, listed in each class docstring. The pool context (``n_tasks``,
+``n_groups``, ``image_size``) is :class:`PretrainMethod`'s own and not a config parameter; subclasses pass it
+through. An unknown parameter name in the config is an error (``TypeError`` naming the valid ones).
 """
 
 from __future__ import annotations
@@ -42,9 +43,15 @@ def register_method(name: str) -> Callable[[type["PretrainMethod"]], type["Pretr
 class PretrainMethod(nn.Module):
     """Base class of pretraining methods (contract in this module's docstring).
 
-    Subclasses declare their hyper-parameters as keyword-only ``__init__`` arguments after
-    ``n_tasks, n_groups, image_size`` and call ``super().__init__(backbone, n_tasks=..., n_groups=...,
-    image_size=...)``.
+    The base class owns the pool context: ``n_tasks`` / ``n_groups`` (number of tasks / groups in the
+    pretraining pool, for heads that classify them) and ``image_size``. Subclasses declare only their own
+    hyper-parameters as keyword-only ``__init__`` arguments and pass everything else through::
+
+        def __init__(self, backbone, *, temperature: float = 0.5, **pool: Any) -> None:
+            super().__init__(backbone, **pool)
+
+    A subclass of a method that only changes some defaults re-declares just those and forwards the rest
+    (``**params``) to its parent; :func:`method_params` follows such ``**`` chains up the MRO.
     """
 
     name: ClassVar[str] = ""
@@ -91,15 +98,31 @@ class PretrainMethod(nn.Module):
         return method_params(cls)
 
 
+POOL_CONTEXT = ("n_tasks", "n_groups", "image_size")  # PretrainMethod's own arguments, not config params
+
+
 def method_params(cls: type[PretrainMethod]) -> dict[str, Any]:
-    """``{param: default}`` of a method class's keyword-only hyper-parameters."""
-    skip = {"self", "backbone", "n_tasks", "n_groups", "image_size"}
-    sig = inspect.signature(cls.__init__)
-    return {
-        n: p.default
-        for n, p in sig.parameters.items()
-        if n not in skip and p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+    """``{param: default}`` of a method class's keyword-only hyper-parameters.
+
+    Walks the MRO from ``cls``: each ``__init__`` contributes its keyword-only parameters (a subclass's
+    default wins over its parent's); an ``__init__`` that takes ``**kwargs`` forwards them to the next one up,
+    one without ends the walk. The pool context (:data:`POOL_CONTEXT`) is left out.
+    """
+    skip = {"self", "backbone", *POOL_CONTEXT}
+    chain = []
+    for klass in cls.__mro__:
+        init = vars(klass).get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters.values()
+        chain.append({p.name: p.default for p in params
+                      if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in skip})
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            break
+    out: dict[str, Any] = {}
+    for own in reversed(chain):  # parent order first, subclass defaults override
+        out.update(own)
+    return out
 
 
 def build_method(

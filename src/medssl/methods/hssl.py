@@ -41,9 +41,6 @@ class HSSL(PretrainMethod):
         self,
         backbone: nn.Module,
         *,
-        n_tasks: int = 1,
-        n_groups: int = 1,
-        image_size: int = 64,
         lambda_img: float = 1 / 3,
         lambda_task: float = 1 / 3,
         lambda_group: float = 1 / 3,
@@ -52,8 +49,9 @@ class HSSL(PretrainMethod):
         proj_dim: int = 128,
         proj_hidden: int | None = None,
         views: Any = "crop_blur_noise",
+        **pool: Any,
     ) -> None:
-        super().__init__(backbone, n_tasks=n_tasks, n_groups=n_groups, image_size=image_size)
+        super().__init__(backbone, **pool)
         self.weights = {
             "img": float(lambda_img),
             "task": float(lambda_task),

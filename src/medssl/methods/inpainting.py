@@ -64,14 +64,12 @@ class Inpainting(PretrainMethod):
         self,
         backbone: nn.Module,
         *,
-        n_tasks: int = 1,
-        n_groups: int = 1,
-        image_size: int = 64,
         fraction: float = 0.25,
         region: str = "random",
         outside_weight: float = 0.0,
+        **pool: Any,
     ) -> None:
-        super().__init__(backbone, n_tasks=n_tasks, n_groups=n_groups, image_size=image_size)
+        super().__init__(backbone, **pool)
         if region not in ("random", "center"):
             raise ValueError(f"inpainting region must be 'random' or 'center', got {region!r}")
         if not 0 < fraction < 1:

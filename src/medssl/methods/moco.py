@@ -79,9 +79,6 @@ class MoCo(PretrainMethod):
         self,
         backbone: nn.Module,
         *,
-        n_tasks: int = 1,
-        n_groups: int = 1,
-        image_size: int = 64,
         queue_size: int = 65536,
         momentum: float = 0.999,
         temperature: float = 0.2,
@@ -89,8 +86,9 @@ class MoCo(PretrainMethod):
         mlp: bool = True,
         views: Any = "crop_blur_noise",
         bn_splits: int = 1,
+        **pool: Any,
     ) -> None:
-        super().__init__(backbone, n_tasks=n_tasks, n_groups=n_groups, image_size=image_size)
+        super().__init__(backbone, **pool)
         if queue_size < 1:
             raise ValueError("queue_size must be >= 1")
         if not 0.0 <= momentum <= 1.0:
@@ -178,34 +176,11 @@ class MoCoV2(MoCo):
     "We use the default hyperparameters except for K and the stochastic data augmentation policy": K = 1024,
     views = random (horizontal) flip + stochastic Gaussian blur (``"flip_blur"``); m = 0.999, T = 0.2,
     dim = 128, MLP head as MoCo v2. Paper B transfers only the encoder (config ``transfer: encoder``).
-    Params as :class:`MoCo`, with defaults ``queue_size=1024``, ``views="flip_blur"``.
+    Params as :class:`MoCo`, with defaults ``queue_size=1024``, ``views="flip_blur"``; the others (and the
+    pool context) pass through to :class:`MoCo` unchanged.
     """
 
     def __init__(
-        self,
-        backbone: nn.Module,
-        *,
-        n_tasks: int = 1,
-        n_groups: int = 1,
-        image_size: int = 64,
-        queue_size: int = 1024,
-        momentum: float = 0.999,
-        temperature: float = 0.2,
-        dim: int = 128,
-        mlp: bool = True,
-        views: Any = "flip_blur",
-        bn_splits: int = 1,
+        self, backbone: nn.Module, *, queue_size: int = 1024, views: Any = "flip_blur", **params: Any
     ) -> None:
-        super().__init__(
-            backbone,
-            n_tasks=n_tasks,
-            n_groups=n_groups,
-            image_size=image_size,
-            queue_size=queue_size,
-            momentum=momentum,
-            temperature=temperature,
-            dim=dim,
-            mlp=mlp,
-            views=views,
-            bn_splits=bn_splits,
-        )
+        super().__init__(backbone, queue_size=queue_size, views=views, **params)

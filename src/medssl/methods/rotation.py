@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -37,8 +39,8 @@ class Rotation(PretrainMethod):
     Params: none. Loss terms: ``rotation`` (CE), ``acc`` (top-1 accuracy, not a loss).
     """
 
-    def __init__(self, backbone: nn.Module, *, n_tasks: int = 1, n_groups: int = 1, image_size: int = 64) -> None:
-        super().__init__(backbone, n_tasks=n_tasks, n_groups=n_groups, image_size=image_size)
+    def __init__(self, backbone: nn.Module, **pool: Any) -> None:
+        super().__init__(backbone, **pool)
         self.classifier = nn.Linear(backbone.latent_dim, N_ROTATIONS)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

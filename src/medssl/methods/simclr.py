@@ -32,16 +32,14 @@ class SimCLR(PretrainMethod):
         self,
         backbone: nn.Module,
         *,
-        n_tasks: int = 1,
-        n_groups: int = 1,
-        image_size: int = 64,
         temperature: float = 0.5,
         proj_dim: int = 128,
         proj_hidden: int | None = None,
         views: Any = "crop_blur_noise",
         directions: str = "mean",
+        **pool: Any,
     ) -> None:
-        super().__init__(backbone, n_tasks=n_tasks, n_groups=n_groups, image_size=image_size)
+        super().__init__(backbone, **pool)
         latent = backbone.latent_dim
         self.temperature = float(temperature)
         self.directions = directions

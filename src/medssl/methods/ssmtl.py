@@ -26,10 +26,8 @@ class SSMTL(PretrainMethod):
 
     sampling = "sequence"
 
-    def __init__(
-        self, backbone: nn.Module, *, n_tasks: int = 1, n_groups: int = 1, image_size: int = 64, offset: int = 5
-    ) -> None:
-        super().__init__(backbone, n_tasks=n_tasks, n_groups=n_groups, image_size=image_size)
+    def __init__(self, backbone: nn.Module, *, offset: int = 5, **pool: Any) -> None:
+        super().__init__(backbone, **pool)
         if int(offset) < 1:
             raise ValueError(f"offset t must be >= 1, got {offset}")
         self.offset = int(offset)
@@ -69,22 +67,15 @@ class SSMTLPlus(SSMTL):
     target q(x_k) is computed without gradient (stop-gradient); the anchor's encoder features are shared by
     L_pretext and L_sim.
 
-    Params (defaults): ``offset=5`` (t), ``lambda_sim=1/3`` (λ), ``pred_hidden=512``.
+    Params (defaults): ``offset=5`` (t, as :class:`SSMTL`: paper B uses the same t for SSMTL+),
+    ``lambda_sim=1/3`` (λ), ``pred_hidden=512``.
     Loss terms: ``pretext``, ``pretext_prev``, ``pretext_next``, ``sim``.
     """
 
     def __init__(
-        self,
-        backbone: nn.Module,
-        *,
-        n_tasks: int = 1,
-        n_groups: int = 1,
-        image_size: int = 64,
-        offset: int = 5,
-        lambda_sim: float = 1 / 3,
-        pred_hidden: int = 512,
+        self, backbone: nn.Module, *, lambda_sim: float = 1 / 3, pred_hidden: int = 512, **params: Any
     ) -> None:
-        super().__init__(backbone, n_tasks=n_tasks, n_groups=n_groups, image_size=image_size, offset=offset)
+        super().__init__(backbone, **params)
         self.lambda_sim = float(lambda_sim)
         latent = backbone.latent_dim
         self.predictor = mlp(latent, int(pred_hidden), latent, bn=True)

@@ -7,6 +7,7 @@ import sys
 
 from medssl import config as cfg
 from medssl.reports import builders, targets
+from medssl.layout import Layout
 
 
 def main(argv=None) -> int:
@@ -26,7 +27,7 @@ def main(argv=None) -> int:
         return 0
     if not args.target:
         p.error("--target is required unless --list")
-    inputs = args.inputs or [str(cfg.results_dir(config))]
+    inputs = args.inputs or [str(Layout.of(config).root)]
     if targets.target_info(args.target).kind == "tsne":
         inputs = args.inputs[0] if args.inputs else str(targets.tsne_spec(config, args.target).features)
     kwargs = {"allow_missing": True} if args.allow_missing and targets.target_info(args.target).kind != "tsne" else {}

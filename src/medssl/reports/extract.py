@@ -23,6 +23,7 @@ from medssl import registry
 from medssl.reports.features import compute_features, generic_extractor, save_features
 from medssl.train import checkpoint as ckpt
 from medssl.train import common
+from medssl.layout import Layout
 
 HEAD_NAMES = {"image": "F_image", "task": "F_task", "group": "F_group"}
 
@@ -44,8 +45,7 @@ def extract_features(config: dict, study: str, run: str, out: str | Path, *, per
                      seed: int = 0) -> Path:
     """Write the features .npz that :func:`medssl.reports.figures` turns into Figure 3b."""
     pool = cfg.features_pool(config, study, run)
-    run_dir = cfg.results_dir(config) / study / "pretrain" / run / pool
-    state = ckpt.load(run_dir / "model.pt")
+    state = ckpt.load(Layout.of(config).pretrained_model(study, run, pool))
     datasets = cfg.pool_datasets(config, study, pool)
     images, index = sample_pool(config, datasets, per_task, seed)
     task_of, group_of, n_tasks, n_groups = common.task_group_ids(config, study, datasets)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from medssl import config as cfg
+from medssl.layout import Layout
 
 Key = tuple[str, str, str, str, int]  # study, run, dataset, ratio, seed
 
@@ -35,14 +35,13 @@ class MissingInputError(FileNotFoundError):
 
 
 def relative_metrics_path(key: Key, kind: str = "json") -> Path:
-    study, run, dataset, ratio, seed = key
-    name = f"seed{seed}.json" if kind == "json" else f"seed{seed}_pred.npz"
-    return Path(study) / "metrics" / run / dataset / str(ratio) / name
+    path = Layout.relative_metrics(*key)
+    return path if kind == "json" else Layout.predictions(path)
 
 
 def metrics_path(config: dict, key: Key, kind: str = "json") -> Path:
     """``results/<exp>/<study>/metrics/<run>/<D>/<ratio>/seed<N>.json`` (or ``_pred.npz``)."""
-    return cfg.results_dir(config) / relative_metrics_path(key, kind)
+    return Layout.of(config).root / relative_metrics_path(key, kind)
 
 
 def parse_metrics_path(path: str | os.PathLike) -> tuple[Key, str] | None:

@@ -23,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medssl import config as cfg
 from medssl.config import ConfigError
 from medssl.reports.metrics import Key, metrics_path
 from medssl.reports.paper_values import PaperTable, paper_table
+from medssl.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def configured_targets(config: dict) -> list[str]:
 
 def outputs(config: dict, target: str) -> list[Path]:
     """Output paths of ``target`` under ``results/<exp>/``."""
-    return [cfg.results_dir(config) / o for o in target_info(target).outputs]
+    return [Layout.of(config).output(o) for o in target_info(target).outputs]
 
 
 def parse_run_ref(ref: str, default_study: str | None, where: str) -> tuple[str, str]:
@@ -385,7 +385,7 @@ def tsne_spec(config: dict, target: str = "hssl_fig3b_tsne") -> TsneSpec:
     where = f"reports/{target}"
     study, run = parse_run_ref(str(block.get("run", "hssl")), block.get("study"), f"{where}/run")
     _check_run(config, study, run, f"{where}/run")
-    default = cfg.results_dir(config) / study / "features" / f"{run}.npz"
+    default = Layout.of(config).features(study, run)
     return TsneSpec(target, study, run, Path(block.get("features", default)), int(block.get("per_task", 100)),
                     float(block.get("perplexity", 30.0)), int(block.get("seed", 0)))
 

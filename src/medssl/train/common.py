@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medssl import config as cfg
 from medssl import registry
 from medssl.data.store import SliceStore
 from medssl.io import read_json
+from medssl.layout import Layout
 
 DEFAULT_NOISE_SIGMA = 0.1
 
@@ -38,7 +38,7 @@ def study_options(config: dict, study: str) -> dict:
 
 
 def store_path(config: dict, dataset: str) -> Path:
-    return cfg.results_dir(config) / "data" / dataset
+    return Layout.of(config).store(dataset)
 
 
 def open_store(config: dict, dataset: str) -> SliceStore:
@@ -46,7 +46,7 @@ def open_store(config: dict, dataset: str) -> SliceStore:
 
 
 def split_path(config: dict, dataset: str) -> Path:
-    return cfg.results_dir(config) / "splits" / f"{dataset}.json"
+    return Layout.of(config).split(dataset)
 
 
 def load_split(config: dict, dataset: str) -> dict:

@@ -46,6 +46,7 @@ from medssl.train import checkpoint as ckpt
 from medssl.train import common
 from medssl.train import device as dev
 from medssl.train.loop import ensure_logging
+from medssl.layout import Layout
 
 log = logging.getLogger("medssl.train")
 
@@ -312,7 +313,7 @@ def evaluate_model(config: dict, study: str, run: str, dataset: str, ratio: str,
     sel = np.array([where[int(r)] for r in fr], dtype=np.int64)
     fig_image = noisy[sel] if denoise else np.asarray(store.images[fr], dtype=np.float32)
     fig_label = np.asarray(store.images[fr], dtype=np.float32) if denoise else np.asarray(store.labels[fr])
-    npz = out_json.with_name(out_json.stem + "_pred.npz")
+    npz = Layout.predictions(out_json)
     with atomic_path(npz, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, image=fig_image.astype(np.float32), label=fig_label, pred=pred[sel], rows=fr)

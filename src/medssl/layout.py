@@ -1,0 +1,104 @@
+"""Where every file of an experiment lives: one object, the only place paths are spelled.
+
+``Layout.of(config)`` gives the paths of one experiment, relative to the workflow directory (the folder
+``snakemake`` runs in)::
+
+    resources/                                   downloads and sources (config ``resources``)
+      synthetic/<dataset>/                       phantom twin, MSD layout
+      ready/<dataset>.json                       a fetched or checked real source
+    results/<experiment>/                        everything the workflow writes (config ``experiment``)
+      data/<dataset>/                            slice store
+      splits/<dataset>.json                      patient split and label subsets
+      <study>/pretrain/<run>/<pool>/model.pt     pretrained model (log.csv, epoch<E>.pt beside it)
+      <study>/finetune/<run>/<D>/<ratio>/seed<N>/        finetuning log.csv (model.pt when kept)
+      <study>/metrics/<run>/<D>/<ratio>/seed<N>.json     test metrics; seed<N>_pred.npz: predictions
+      <study>/features/<run>.npz                 Figure 3b's features
+      tables/<target>.{csv,md,html}, figures/<target>.png
+      logs/<rule>/..., benchmarks/<rule>/...     one log and one benchmark file per job
+
+The workflow builds its patterns from the same methods with wildcards as arguments
+(``layout.metrics("{study}", "{run}", "{dataset}", "{ratio}", "{seed}")``), so a rule's output and the
+library's reader are the same string.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PRED_SUFFIX = "_pred.npz"  # predictions beside a metrics file: seed0.json -> seed0_pred.npz
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The paths of one experiment (module docstring)."""
+
+    root: Path  # results/<experiment>
+    resources: Path = Path("resources")
+
+    @classmethod
+    def of(cls, config: dict) -> Layout:
+        return cls(Path("results") / config["experiment"], Path(config.get("resources", "resources")))
+
+    # ---------------------------------------------------------------- sources (under resources/)
+    def synthetic(self, dataset: str) -> Path:
+        return self.resources / "synthetic" / dataset
+
+    def ready(self, dataset: str) -> Path:
+        return self.resources / "ready" / f"{dataset}.json"
+
+    # ---------------------------------------------------------------- data stage
+    def store(self, dataset: str) -> Path:
+        return self.root / "data" / dataset
+
+    def split(self, dataset: str) -> Path:
+        return self.root / "splits" / f"{dataset}.json"
+
+    # ---------------------------------------------------------------- training stage
+    def pretrain_dir(self, study: str, run: str, pool: str) -> Path:
+        return self.root / study / "pretrain" / run / pool
+
+    def pretrained_model(self, study: str, run: str, pool: str, epoch: int | str | None = None) -> Path:
+        """The final ``model.pt``, or the checkpoint kept at ``epoch`` (``keep_epochs``) beside it."""
+        return self.pretrain_dir(study, run, pool) / (f"epoch{epoch}.pt" if epoch else "model.pt")
+
+    def finetune_dir(self, study: str, run: str, dataset: str, ratio, seed) -> Path:
+        return self.root / study / "finetune" / run / dataset / str(ratio) / f"seed{seed}"
+
+    def metrics(self, study: str, run: str, dataset: str, ratio, seed) -> Path:
+        return self.root / self.relative_metrics(study, run, dataset, ratio, seed)
+
+    @staticmethod
+    def relative_metrics(study: str, run: str, dataset: str, ratio, seed) -> Path:
+        """A metrics file's path below the experiment folder (report inputs may sit under another root)."""
+        return Path(study) / "metrics" / run / dataset / str(ratio) / f"seed{seed}.json"
+
+    @staticmethod
+    def predictions(metrics: str | Path) -> Path:
+        """The ``_pred.npz`` written beside a metrics file."""
+        metrics = Path(metrics)
+        return metrics.with_name(metrics.stem + PRED_SUFFIX)
+
+    # ---------------------------------------------------------------- reports
+    def features(self, study: str, run: str) -> Path:
+        return self.root / study / "features" / f"{run}.npz"
+
+    def output(self, relative: str | Path) -> Path:
+        """A report target's output (``tables/<target>.md``, ``figures/<target>.png``)."""
+        return self.root / relative
+
+    def log(self, rule: str, *parts: str) -> Path:
+        """``logs/<rule>/<part>/.../<last part>.log``: one log per job."""
+        return self.root / "logs" / rule / Path(*parts[:-1]) / f"{parts[-1]}.log"
+
+    def benchmark(self, rule: str, *parts: str) -> Path:
+        """``benchmarks/<rule>/<part>/.../<last part>.tsv``: one Snakemake benchmark file per job."""
+        return self.root / "benchmarks" / rule / Path(*parts[:-1]) / f"{parts[-1]}.tsv"
+
+    def recorded_config(self) -> Path:
+        """The config of the last successful run, for people to read (jobs read the job config)."""
+        return self.root / "config.yaml"
+
+    def job_config(self) -> Path:
+        """The one config file jobs read; outside results/ so that parsing the workflow writes nothing there."""
+        return Path(".snakemake") / "medssl" / self.root.name / "config.yaml"
