@@ -24,7 +24,7 @@ from medssl.reports.stats import (
     TEST_DESCRIPTION, PairedTest, Summary, finite, holm_adjust, mean_over_seeds, paired_test,
     significance_marker, summarise,
 )
-from medssl.reports.targets import Row, TableSpec, table_spec
+from medssl.reports.targets import Row, TableSpec, table_spec, target_info
 
 DASH = "—"
 SUMMARY_KEYS = {"dice": "mean_dice", "iou": "miou"}
@@ -438,25 +438,14 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, layout: str) ->
 # Entry points
 
 
-TITLES = {
-    "hssl_table2": ("HSSL Table 2: Dice (%) of pre-training methods on Task-1/-3/-5", "ratio_rows"),
-    "hssl_table3": ("HSSL Table 3: Dice (%) of different models on Task-1/-3/-5", "method_rows"),
-    "hssl_table4": ("HSSL Table 4: ablation of the loss functions, 5% labels", "method_rows"),
-    "ssmtl_table2": ("SSMTL Table 2: IoU on axial CT, U-Net", "method_rows"),
-    "ssmtl_table3": ("SSMTL Table 3: IoU on sagittal MRI, U-Net", "method_rows"),
-    "ssmtl_table4": ("SSMTL Table 4: IoU on CT, ResNet-FCN", "method_rows"),
-    "ssmtl_table5": ("SSMTL Table 5: IoU on sagittal MRI, ResNet-FCN", "method_rows"),
-    "ssmtl_table6": ("SSMTL Table 6: denoising PSNR (dB) on CT", "method_rows"),
-}
-
-
 def build_table(target: str, config: dict, metrics, csv_out, md_out, html_out=None, *,
                 allow_missing: bool | None = None) -> dict:
     """Any table target: CSV for machines, Markdown for people, and (``html_out``) the same Markdown as an
     HTML page, which Snakemake's ``--report`` shows inline."""
     spec = table_spec(config, target, allow_missing=allow_missing)
     cells = collect_cells(spec, metrics, config=config)
-    title, layout = TITLES[target]
+    info = target_info(target)
+    title, layout = info.title, info.layout
     write_csv(csv_out, csv_rows(spec, cells))
     markdown = render_markdown(spec, cells, title=title, layout=layout)
     write_text(md_out, markdown)

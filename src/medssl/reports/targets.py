@@ -31,31 +31,36 @@ from medssl.layout import Layout
 
 @dataclass(frozen=True)
 class TargetInfo:
+    """One report target: everything about it but its config block and its paper values."""
+
     name: str
-    kind: str  # table | bars | qualitative | tsne | epochs
+    kind: str  # table | bars | qualitative | tsne | epochs (medssl.reports.builders: which builder)
     paper: str
     table: str  # key under paper_values' tables
     outputs: tuple[str, ...]
+    title: str = ""  # tables: the heading of the Markdown/HTML (figures title themselves)
+    layout: str = "method_rows"  # tables: ratio_rows (a row per dataset x ratio) | method_rows
 
 
-def _t(name, kind, paper, table):
+def _t(name, kind, paper, table, title="", layout="method_rows"):
     outs = ((f"tables/{name}.csv", f"tables/{name}.md", f"tables/{name}.html") if kind == "table"
             else (f"figures/{name}.png",))
-    return TargetInfo(name, kind, paper, table, outs)
+    return TargetInfo(name, kind, paper, table, outs, title, layout)
 
 
 TARGETS: dict[str, TargetInfo] = {t.name: t for t in (
-    _t("hssl_table2", "table", "hssl", "table2"),
-    _t("hssl_table3", "table", "hssl", "table3"),
-    _t("hssl_table4", "table", "hssl", "table4"),
+    _t("hssl_table2", "table", "hssl", "table2", "HSSL Table 2: Dice (%) of pre-training methods on Task-1/-3/-5",
+       "ratio_rows"),
+    _t("hssl_table3", "table", "hssl", "table3", "HSSL Table 3: Dice (%) of different models on Task-1/-3/-5"),
+    _t("hssl_table4", "table", "hssl", "table4", "HSSL Table 4: ablation of the loss functions, 5% labels"),
     _t("hssl_fig3b_tsne", "tsne", "hssl", "figure3b"),
     _t("hssl_fig4_domains", "bars", "hssl", "figure4"),
     _t("hssl_fig5_qualitative", "qualitative", "hssl", "figure5"),
-    _t("ssmtl_table2", "table", "ssmtl", "table2"),
-    _t("ssmtl_table3", "table", "ssmtl", "table3"),
-    _t("ssmtl_table4", "table", "ssmtl", "table4"),
-    _t("ssmtl_table5", "table", "ssmtl", "table5"),
-    _t("ssmtl_table6", "table", "ssmtl", "table6"),
+    _t("ssmtl_table2", "table", "ssmtl", "table2", "SSMTL Table 2: IoU on axial CT, U-Net"),
+    _t("ssmtl_table3", "table", "ssmtl", "table3", "SSMTL Table 3: IoU on sagittal MRI, U-Net"),
+    _t("ssmtl_table4", "table", "ssmtl", "table4", "SSMTL Table 4: IoU on CT, ResNet-FCN"),
+    _t("ssmtl_table5", "table", "ssmtl", "table5", "SSMTL Table 5: IoU on sagittal MRI, ResNet-FCN"),
+    _t("ssmtl_table6", "table", "ssmtl", "table6", "SSMTL Table 6: denoising PSNR (dB) on CT"),
     _t("ssmtl_fig7_epochs", "epochs", "ssmtl", "figure7"),
 )}
 
