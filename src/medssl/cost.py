@@ -2,14 +2,11 @@
 
 ``medssl cost --config C`` prints one row per rule (jobs, GPU-hours) and a total, before anything runs.
 
-Jobs (:func:`dag_jobs`) mirror ``workflow/rules/common.smk`` and ``reports.smk`` without importing
-snakemake: per dataset of ``datasets`` one ``synthesize_dataset`` (``synthetic: true``) or
-``fetch_dataset`` job, one ``slice_dataset`` and one ``split_dataset``; one ``report_<target>`` per
-configured report target, and one ``finetune`` (which also evaluates) per (study, run, dataset, ratio,
-seed) the reports read (without a ``reports`` block: the whole grid of every study); one ``tsne_features`` per
-t-SNE figure; one ``pretrain`` per (study, run, pool) those need (:func:`medssl.config.pretraining_of`:
-none for ``tfs``, another run's for ``pretrain_run``; pool ``all`` for ``domain: multi``, else the
-dataset); one ``all``. ``tests/test_cost.py`` checks these counts against ``snakemake -n``.
+Jobs (:func:`dag_jobs`): those of :class:`medssl.plan.Plan` (finetunes, pretrainings, t-SNE features, one
+``report_<target>`` per configured target, one ``report_summary`` per summarised study), the grid the
+workflow's input functions read too, plus per dataset one ``synthesize_dataset`` (``synthetic: true``) or
+``fetch_dataset``, one ``slice_dataset`` and one ``split_dataset``, and one ``all``. ``tests/test_cost.py``
+checks these counts against ``snakemake -n``.
 
 GPU time of a training job = images it pushes through the network / throughput + :data:`JOB_OVERHEAD_S`:
 
@@ -49,6 +46,7 @@ from pathlib import Path
 
 from medssl import config as cfg
 from medssl.layout import Layout
+from medssl.plan import Plan
 
 # Rules of the workflow in DAG order; GPU rules declare `gpu=1` (workflow/rules/train.smk).
 RULES = ("synthesize_dataset", "fetch_dataset", "slice_dataset", "split_dataset", "pretrain", "finetune",
@@ -101,56 +99,25 @@ GENERIC_REAL = RealDataset(30, 30 * 100, 30 * 60, "generic estimate: 30 scans x 
 
 
 # --------------------------------------------------------------------------------------------------
-# The DAG (mirrors workflow/rules/common.smk and reports.smk)
-
-
-def _evaluations_and_features(config: dict) -> tuple[list[tuple], list[tuple], list[str], list[str]]:
-    """What `all` needs: evaluation keys (study, run, dataset, ratio, seed), t-SNE feature jobs (study, run),
-    the configured report targets and the studies with a generic summary (those no report names, each
-    reading its whole grid; medssl.reports.summary)."""
-    from medssl.reports import summary as report_summary
-    from medssl.reports import targets as report_targets
-
-    reports = report_targets.configured_targets(config)
-    summaries = report_summary.summary_studies(config)
-    keys: list[tuple] = []
-    features: list[tuple] = []
-    for target in reports:
-        if report_targets.target_info(target).kind == "tsne":
-            spec = report_targets.tsne_spec(config, target)
-            if Path(spec.features) == Layout.of(config).features(spec.study, spec.run):
-                features.append((spec.study, spec.run))
-        else:
-            keys += [tuple(k) for k in report_targets.required_metrics(config, target)]
-    for study in summaries:
-        seeds = config["studies"][study].get("seeds", [0])
-        keys += [(study, run, d, r, int(s)) for run, d, r in report_summary.study_grid(config, study) for s in seeds]
-    return list(dict.fromkeys(keys)), list(dict.fromkeys(features)), list(reports), summaries
+# The DAG (the jobs of medssl.plan's expansion, which the workflow's input functions read too)
 
 
 def dag_jobs(config: dict) -> dict[str, list[dict]]:
     """Wildcards of every job of ``snakemake all`` from scratch, per rule (rules without jobs left out)."""
-    keys, features, reports, summaries = _evaluations_and_features(config)
+    plan = Plan.of(config)
     jobs: dict[str, list[dict]] = {rule: [] for rule in RULES}
     source = "synthesize_dataset" if config.get("synthetic", False) else "fetch_dataset"
-    for dataset in config["datasets"]:
+    for dataset in plan.datasets:
         for rule in (source, "slice_dataset", "split_dataset"):
             jobs[rule].append({"dataset": dataset})
-    pretrain: list[tuple] = []
-    for study, run, dataset, ratio, seed in keys:
-        w = {"study": study, "run": run, "dataset": dataset, "ratio": str(ratio), "seed": int(seed)}
-        jobs["finetune"].append(w)
-        source_run = cfg.pretraining_of(config, study, run)
-        if source_run is not None:
-            pretrain.append((*source_run, cfg.pretrain_pool(config, *source_run, dataset)))
-    for study, run in features:
-        jobs.setdefault("tsne_features", []).append({"study": study, "run": run})
-        pretrain.append((study, run, cfg.features_pool(config, study, run)))
-    jobs["pretrain"] = [{"study": st, "run": r, "pool": p} for st, r, p in dict.fromkeys(pretrain)]
-    for target in reports:
+    jobs["finetune"] = [{"study": st, "run": r, "dataset": d, "ratio": str(ratio), "seed": int(seed)}
+                        for st, r, d, ratio, seed in plan.evaluations]
+    jobs["tsne_features"] = [{"study": st, "run": r} for st, r in plan.features]
+    jobs["pretrain"] = [{"study": st, "run": r, "pool": p} for st, r, p in plan.pretrains]
+    for target in plan.reports:
         jobs[f"report_{target}"] = [{}]
-    if summaries:
-        jobs["report_summary"] = [{"study": study} for study in summaries]
+    if plan.summaries:
+        jobs["report_summary"] = [{"study": study} for study in plan.summaries]
     jobs["all"].append({})
     return {rule: js for rule, js in jobs.items() if js}
 

@@ -10,6 +10,7 @@ from medssl import config as mcfg
 from medssl import cost as medssl_cost
 from medssl import jobs as medssl_jobs
 from medssl.layout import Layout
+from medssl.plan import Plan
 from medssl.data.sources import pending_manual_instructions
 from medssl.io import write_text
 from medssl.reports import targets as report_targets
@@ -104,10 +105,10 @@ if PLACEHOLDERS:
         + ": edit the lines marked '<- EDIT' before submitting (sbatch will reject the account)."
     )
 
-DATASETS = list(config["datasets"])
-STUDIES = config.get("studies", {})
-REPORTS = report_targets.configured_targets(config)
-SUMMARIES = report_summary.summary_studies(config)
+# The grid, expanded once (medssl.plan): the report targets, the files each reads, the studies summarised.
+PLAN = Plan.of(config)
+DATASETS = list(PLAN.datasets)
+REPORTS = list(PLAN.reports)
 SUMMARY_OUTPUTS = report_summary.summary_outputs("{study}")  # csv, md, html, png
 
 
@@ -225,31 +226,22 @@ def report_category(target):
     return "Paper A (HSSL)" if target.startswith("hssl") else "Paper B (SSMTL)"
 
 
-def report_inputs(target):
-    return [str(p) for p in report_targets.required_files(config, target)]
-
-
 def report_inputs_of(target):
     """Input function of a report rule (binds `target` now, not when the loop has moved on)."""
-    return lambda wildcards: report_inputs(target)
+    return lambda wildcards: [str(p) for p in PLAN.inputs[target]]
 
 
 def summary_inputs(study):
     """The metrics files of a study's generic summary (medssl.reports.summary)."""
-    return [str(p) for p in report_summary.summary_inputs(config, study)]
+    return [str(p) for p in PLAN.inputs.get(f"summary_{study}", ())]
 
 
 def report_files():
     """Every table and figure: those the config's `reports` block names, and the generic summary of every
     study that no report names (so `all` always ends in something to read)."""
-    files = [p for target in REPORTS for p in report_outputs(target)]
-    return files + [
-        str(LAYOUT.output(p))
-        for study in SUMMARIES
-        for p in report_summary.summary_outputs(study)
-    ]
+    return [str(p) for p in PLAN.report_files()]
 
 
 def all_targets():
     """Every split, table and figure."""
-    return [split_file(d) for d in DATASETS] + report_files()
+    return [str(p) for p in PLAN.targets()]

@@ -1,0 +1,31 @@
+"""The grid, expanded once: what each report reads, the jobs that makes, and what `all` asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medssl.config import load_config
+from medssl.layout import Layout
+from medssl.plan import Plan
+from medssl.reports.targets import required_files
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_plan_of_the_demo():
+    config = load_config(REPO / "config" / "config.yaml", registries=False)
+    plan = Plan.of(config)
+    lay = Layout.of(config)
+    for target in plan.reports:  # the files the workflow's report rules read are the library's own list
+        assert list(plan.inputs[target]) == required_files(config, target)
+    assert all(str(p).endswith("_pred.npz") for p in plan.inputs["hssl_fig5_qualitative"])
+    assert plan.inputs["hssl_fig3b_tsne"] == (lay.features("hssl", "hssl"),) and plan.features == (("hssl", "hssl"),)
+    assert len(set(plan.evaluations)) == len(plan.evaluations)  # one job per evaluation, however many read it
+    read = {p for files in plan.inputs.values() for p in files}
+    assert {lay.metrics(*k) for k in plan.evaluations} <= read | {Path(str(p).replace("_pred.npz", ".json"))
+                                                                for p in read}
+    # single-domain CL pretrains on each finetuning dataset, multi-domain on the pool 'all'
+    pools = {(r, p) for s, r, p in plan.pretrains if s == "hssl"}
+    assert ("simclr_single", "msd_heart") in pools and ("simclr", "all") in pools and ("tfs", "all") not in pools
+    assert plan.targets()[:len(plan.datasets)] == [lay.split(d) for d in config["datasets"]]
+    assert lay.output("tables/hssl_table2.html") in plan.report_files()
