@@ -6,6 +6,17 @@ Paper B (SSMTL): ``ssmtl``, ``ssmtl_plus``, ``mocov2``.
 """
 
 from .base import METHODS, PretrainMethod, build_method, method_params, register_method
-from . import hssl, inpainting, moco, rotation, simclr, ssmtl  # noqa: F401,E402  (register the methods)
+from .hssl import HSSL
+from .inpainting import Inpainting
+from .moco import MoCo, MoCoV2
+from .rotation import Rotation
+from .simclr import SimCLR
+from .ssmtl import SSMTL, SSMTLPlus
 
-__all__ = ["METHODS", "PretrainMethod", "register_method", "build_method", "method_params"]
+#: The built-in methods, registered here by name (``cls.name``), not as a side effect of importing their
+#: modules; :func:`register_method` adds one of your own.
+BUILT_IN = (Rotation, Inpainting, MoCo, SimCLR, HSSL, SSMTL, SSMTLPlus, MoCoV2)
+for _cls in BUILT_IN:
+    register_method(_cls.name)(_cls)
+
+__all__ = ["METHODS", "BUILT_IN", "PretrainMethod", "register_method", "build_method", "method_params"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -10,10 +10,9 @@ from torch import Tensor, nn
 
 from ..augment import build_views
 from ..losses import nt_xent, reconstruction_mse
-from .base import PretrainMethod, mlp, register_method
+from .base import PretrainMethod, mlp
 
 
-@register_method("hssl")
 class HSSL(PretrainMethod):
     """L_total = λ1 L_img + λ2 L_task + λ3 L_group + λ4 L_rec on the backbone's pyramid latent.
 
@@ -36,6 +35,8 @@ class HSSL(PretrainMethod):
       - ``views="crop_blur_noise"`` (see ``medssl.augment``).
     Loss terms: ``img``, ``task``, ``group``, ``rec`` (each only when its weight > 0).
     """
+
+    name: ClassVar[str] = "hssl"
 
     def __init__(
         self,

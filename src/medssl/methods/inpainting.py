@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import math
 
 import torch
@@ -9,7 +11,7 @@ from torch import Tensor, nn
 
 from ..augment import _rand
 from ..losses import masked_mse
-from .base import PretrainMethod, register_method
+from .base import PretrainMethod
 
 
 def square_mask(
@@ -40,7 +42,6 @@ def square_mask(
     return inside.unsqueeze(1).float()
 
 
-@register_method("inpainting")
 class Inpainting(PretrainMethod):
     """Drop a square region of each image and reconstruct it through the full encoder-decoder.
 
@@ -59,6 +60,8 @@ class Inpainting(PretrainMethod):
         as Eq. 1 of Pathak; Pathak's code also puts weight on a thin overlap border, not reproduced).
     Loss terms: ``rec_masked``.
     """
+
+    name: ClassVar[str] = "inpainting"
 
     def __init__(
         self,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..augment import build_views
 from ..losses import moco_infonce
-from .base import PretrainMethod, register_method
+from .base import PretrainMethod
 from .base import mlp as make_mlp
 
 
@@ -42,7 +42,6 @@ def key_encoder_copy(backbone: nn.Module) -> nn.Module:
     return key
 
 
-@register_method("moco")
 class MoCo(PretrainMethod):
     """MoCo v2: query encoder = backbone ``encode`` + ``embed`` + MLP head, momentum key encoder, queue.
 
@@ -74,6 +73,8 @@ class MoCo(PretrainMethod):
         paper B trained on a single GPU, where MoCo's shuffle has no effect, hence default 1 = off).
     Loss terms: ``infonce``, ``acc`` (top-1 of the positive among K+1, not a loss).
     """
+
+    name: ClassVar[str] = "moco"
 
     def __init__(
         self,
@@ -169,7 +170,6 @@ class MoCo(PretrainMethod):
         return {"loss": loss, "infonce": loss.detach(), "acc": acc}
 
 
-@register_method("mocov2")
 class MoCoV2(MoCo):
     """Paper B's MoCo V2 baseline: :class:`MoCo` with paper B's settings.
 
@@ -179,6 +179,8 @@ class MoCoV2(MoCo):
     Params as :class:`MoCo`, with defaults ``queue_size=1024``, ``views="flip_blur"``; the others (and the
     pool context) pass through to :class:`MoCo` unchanged.
     """
+
+    name: ClassVar[str] = "mocov2"
 
     def __init__(
         self, backbone: nn.Module, *, queue_size: int = 1024, views: Any = "flip_blur", **params: Any

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import PretrainMethod, register_method
+from .base import PretrainMethod
 
 N_ROTATIONS = 4
 
@@ -27,7 +27,6 @@ def rotate_batch(x: Tensor) -> tuple[Tensor, Tensor]:
     return xs, labels
 
 
-@register_method("rotation")
 class Rotation(PretrainMethod):
     """Predict which of 0/90/180/270 degrees an image was rotated by (4-way cross entropy).
 
@@ -38,6 +37,8 @@ class Rotation(PretrainMethod):
 
     Params: none. Loss terms: ``rotation`` (CE), ``acc`` (top-1 accuracy, not a loss).
     """
+
+    name: ClassVar[str] = "rotation"
 
     def __init__(self, backbone: nn.Module, **pool: Any) -> None:
         super().__init__(backbone, **pool)

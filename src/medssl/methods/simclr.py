@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
 from ..augment import build_views
 from ..losses import nt_xent
-from .base import PretrainMethod, mlp, register_method
+from .base import PretrainMethod, mlp
 
 
-@register_method("simclr")
 class SimCLR(PretrainMethod):
     """NT-Xent between two random views of each image, on an MLP projection of the backbone latent.
 
@@ -27,6 +26,8 @@ class SimCLR(PretrainMethod):
         L_img (twice as large).
     Loss terms: ``ntxent``.
     """
+
+    name: ClassVar[str] = "simclr"
 
     def __init__(
         self,

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from ..losses import simsiam_negcos, ssmtl_pretext
-from .base import PretrainMethod, mlp, register_method
+from .base import PretrainMethod, mlp
 
 
-@register_method("ssmtl")
 class SSMTL(PretrainMethod):
     """L_pretext = MSE(g-(f(x_j)), x_{j-t}) + MSE(g+(f(x_j)), x_{j+t}) on sequences of one scan.
 
@@ -23,6 +22,8 @@ class SSMTL(PretrainMethod):
     Params (defaults): ``offset=5`` (t; paper B tries 5, 10, 15 and finds 5 best, also used for SSMTL+).
     Loss terms: ``pretext``, ``pretext_prev``, ``pretext_next``.
     """
+
+    name: ClassVar[str] = "ssmtl"
 
     sampling = "sequence"
 
@@ -55,7 +56,6 @@ class SSMTL(PretrainMethod):
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
 
 
-@register_method("ssmtl_plus")
 class SSMTLPlus(SSMTL):
     """SSMTL+: L_self = L_pretext + λ L_sim with a natural positive pair (x_j, x_k) from the same scan.
 
@@ -71,6 +71,8 @@ class SSMTLPlus(SSMTL):
     ``lambda_sim=1/3`` (λ), ``pred_hidden=512``.
     Loss terms: ``pretext``, ``pretext_prev``, ``pretext_next``, ``sim``.
     """
+
+    name: ClassVar[str] = "ssmtl_plus"
 
     def __init__(
         self, backbone: nn.Module, *, lambda_sim: float = 1 / 3, pred_hidden: int = 512, **params: Any
