@@ -31,8 +31,8 @@ Slice counts (:func:`dataset_size`), best source first: the slice store of the e
 (``results/<experiment>/data/<D>/index.csv``, exact) with its split file (exact label subsets); for
 ``synthetic: true`` the phantom geometry (:func:`medssl.data.phantoms.geometry`; every slice counted as
 foreground); for real data the registry's ``paper_slices`` (HSSL Table 1, foreground slices) with the
-total slice counts and patients of :data:`REAL_DATASETS`, and for MM-WHS the estimates there
-(CT ~20 scans x ~270 axial slices, MRI ~20 scans x ~150 sagittal slices, of which paper B's split uses 14).
+patients and total slices of the entry's ``release`` (:class:`medssl.registry.Release`; for MM-WHS estimates:
+CT ~20 scans x ~270 axial slices, MRI ~20 scans x ~150 sagittal slices, of which paper B's split uses 14).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ from pathlib import Path
 from medssl import config as cfg
 from medssl.layout import Layout
 from medssl.plan import Plan
+from medssl.registry import Release
 
 # Rules of the workflow in DAG order; GPU rules declare `gpu=1` (workflow/rules/train.smk).
 RULES = ("synthesize_dataset", "fetch_dataset", "slice_dataset", "split_dataset", "pretrain", "finetune",
@@ -71,31 +72,8 @@ VALIDATION_COST = 1.0 / 3.0       # a no-grad forward pass, relative to a traini
 JOB_OVERHEAD_S = 60.0             # per GPU job: start-up, data loading, CUDA init, checkpoints
 
 
-@dataclass(frozen=True)
-class RealDataset:
-    """What the estimate assumes about a real dataset before its slice store exists."""
-
-    patients: int
-    slices: int        # all slices along the slicing axis, all cases
-    fg_slices: int     # slices with a labelled structure (HSSL Table 1 where it has the dataset)
-    note: str = ""
-
-
-# Totals of the public releases (MSD: volumes and axial slices of imagesTr; cine sets: ED + ES stacks);
-# foreground counts from the registry's paper_slices. MM-WHS: documented estimates.
-REAL_DATASETS = {
-    "msd_heart": RealDataset(20, 2271, 1262),
-    "msd_liver": RealDataset(131, 58638, 4342),
-    "msd_prostate": RealDataset(32, 602, 483),
-    "msd_pancreas": RealDataset(281, 26719, 8607),
-    "msd_spleen": RealDataset(41, 3650, 1466),
-    "oai_zib": RealDataset(507, 507 * 160, 8187, "~160 sagittal slices per knee"),
-    "acdc": RealDataset(100, 1902, 1891, "ED + ES, ~9.5 slices per stack"),
-    "mnms": RealDataset(150, 3120, 3120, "ED + ES, ~10.4 slices per stack"),
-    "mmwhs_ct": RealDataset(20, 20 * 270, int(20 * 270 * 0.6), "estimate: ~270 axial slices/scan, 60% heart"),
-    "mmwhs_mri": RealDataset(20, 20 * 150, int(20 * 150 * 0.6), "estimate: ~150 sagittal slices/scan, 60% heart"),
-}
-GENERIC_REAL = RealDataset(30, 30 * 100, 30 * 60, "generic estimate: 30 scans x 100 slices")
+# A real dataset the registry gives no release size for (declared in a config): a generic guess.
+GENERIC_REAL = Release(30, 30 * 100, 30 * 60, "generic estimate: 30 scans x 100 slices")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -205,9 +183,9 @@ def dataset_size(config: dict, name: str, root: str | Path = ".") -> DatasetSize
         slices = patients * cases * int(geo.size[geo.slice_axis])
         return DatasetSize(name, patients, slices, slices, "phantom geometry",
                            _split_patients(settings, patients), cases)
-    real = REAL_DATASETS.get(name, GENERIC_REAL)
-    fg = spec.paper_slices or real.fg_slices
-    source = "HSSL Table 1" if spec.paper_slices else ("estimate" if name in REAL_DATASETS else "generic estimate")
+    real = spec.release or GENERIC_REAL
+    fg = spec.paper_slices or real.fg_slices or real.slices
+    source = "HSSL Table 1" if spec.paper_slices else ("estimate" if spec.release else "generic estimate")
     cases = max(1, len(spec.frames))
     return DatasetSize(name, real.patients, max(real.slices, fg), fg, source,
                        _split_patients(settings, real.patients), cases)

@@ -84,6 +84,18 @@ class LocalSource:
 
 
 @dataclass(frozen=True)
+class Release:
+    """The size of a dataset's public release, for estimates made before its slice store exists
+    (:mod:`medssl.cost`): patients, all slices along the slicing axis over all cases, and the slices with a
+    labelled structure (``None``: the registry's ``paper_slices``, HSSL Table 1)."""
+
+    patients: int
+    slices: int
+    fg_slices: int | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class DatasetSpec:
     """Everything the pipeline needs to know about one source dataset."""
 
@@ -102,6 +114,7 @@ class DatasetSpec:
     paper_task: int | None = None  # HSSL Table 1 task id (1-8)
     paper_group: int | None = None  # HSSL Table 1 group id (1-4)
     paper_slices: int | None = None  # slices reported in HSSL Table 1
+    release: Release | None = None  # size of the public release (cost estimates before slicing)
     reference: str = ""
     notes: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
@@ -154,12 +167,14 @@ for _spec in (
         name="msd_heart", title="Left atrium (LASC 2013, MSD Task02_Heart)", modality="MRI", roi="heart",
         classes=(("left atrium", (1,)),), source=_msd("Task02_Heart", "06ee59366e1e5124267b774dbd654057"),
         paper_task=1, paper_group=1, paper_slices=1262, reference="Simpson et al. 2019 (MSD)",
+        release=Release(20, 2271),
     ),
     DatasetSpec(
         name="msd_liver", title="Liver and tumour (LiTS, MSD Task03_Liver)", modality="CT", roi="liver",
         classes=(("liver", (1,)), ("tumour", (2,))),
         source=_msd("Task03_Liver", "a90ec6c4aa7f6a3d087205e23d4e6397"),
         paper_task=2, paper_group=2, paper_slices=4342, reference="Bilic et al. 2019 (LiTS)",
+        release=Release(131, 58638),
     ),
     DatasetSpec(
         name="msd_prostate", title="Prostate zones (MSD Task05_Prostate)", modality="MRI", roi="prostate",
@@ -167,17 +182,20 @@ for _spec in (
         classes=(("central gland", (2,)), ("peripheral zone", (1,))),
         source=_msd("Task05_Prostate", "35138f08b1efaef89d7424d2bcc928db"), channel=0,
         paper_task=3, paper_group=3, paper_slices=483, notes="4D images (T2, ADC): channel 0 = T2 is used.",
+        release=Release(32, 602),
     ),
     DatasetSpec(
         name="msd_pancreas", title="Pancreas and tumour (MSD Task07_Pancreas)", modality="CT", roi="pancreas",
         classes=(("pancreas", (1,)), ("tumour", (2,))),
         source=_msd("Task07_Pancreas", "4f7080cfca169fa8066d17ce6eb061e4"),
         paper_task=4, paper_group=2, paper_slices=8607,
+        release=Release(281, 26719),
     ),
     DatasetSpec(
         name="msd_spleen", title="Spleen (MSD Task09_Spleen)", modality="CT", roi="spleen",
         classes=(("spleen", (1,)),), source=_msd("Task09_Spleen", "410d4a301da4e5b2f6f86ec3ddba524e"),
         paper_task=5, paper_group=2, paper_slices=1466,
+        release=Release(41, 3650),
     ),
     DatasetSpec(
         name="oai_zib", title="Knee bones and cartilage (OAI-ZIB)", modality="MRI", roi="knee",
@@ -194,6 +212,7 @@ for _spec in (
         ),
         layout="oai_zib", slice_axis="sagittal", paper_task=6, paper_group=4, paper_slices=8187,
         reference="Ambellan et al. 2019",
+        release=Release(507, 507 * 160, note="~160 sagittal slices per knee"),
     ),
     DatasetSpec(
         name="acdc", title="Cardiac cine MRI (ACDC)", modality="MRI", roi="heart",
@@ -207,6 +226,7 @@ for _spec in (
         ),
         layout="acdc", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
         paper_task=7, paper_group=1, paper_slices=1891, reference="Bernard et al. 2018",
+        release=Release(100, 1902, note="ED + ES, ~9.5 slices per stack"),
     ),
     DatasetSpec(
         name="mnms", title="Multi-centre, multi-vendor cardiac MRI (M&Ms)", modality="MRI", roi="heart",
@@ -221,6 +241,7 @@ for _spec in (
         ),
         layout="mnms", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
         paper_task=8, paper_group=1, paper_slices=3120, reference="Campello et al. 2021",
+        release=Release(150, 3120, note="ED + ES, ~10.4 slices per stack"),
     ),
     DatasetSpec(
         name="mmwhs_ct", title="Whole heart CT (MM-WHS 2017)", modality="CT", roi="heart",
@@ -233,6 +254,7 @@ for _spec in (
             note="Unzip so that resources/raw/mmwhs_ct/ct_train/ct_train_1001_image.nii.gz exists.",
         ),
         layout="mmwhs", slice_axis="axial", reference="Zhuang et al. 2019",
+        release=Release(20, 20 * 270, int(20 * 270 * 0.6), "estimate: ~270 axial slices/scan, 60% heart"),
     ),
     DatasetSpec(
         name="mmwhs_mri", title="Whole heart MRI (MM-WHS 2017)", modality="MRI", roi="heart",
@@ -245,6 +267,7 @@ for _spec in (
         # Paper B uses the 14 sagittally acquired scans only (Table 1; module docstring).
         layout="mmwhs", slice_axis="sagittal", acquired_plane="sagittal", reference="Zhuang et al. 2019",
         notes="Only the scans acquired sagittally are used (paper B: 14 of the 20).",
+        release=Release(20, 20 * 150, int(20 * 150 * 0.6), "estimate: ~150 sagittal slices/scan, 60% heart"),
     ),
 ):
     register(_spec)
