@@ -186,7 +186,7 @@ def test_paper_a_moco_queue_is_below_the_pool(repo):
 
 
 def test_paper_a_scores_the_slices_it_trains_on(repo):
-    from medssl.train.common import study_options
+    from medssl.config import study_options
 
     paper = _paper(repo)
     assert study_options(paper, "hssl")["slice_filter"] == "foreground"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from medssl.config import load_config
 from medssl.layout import Layout
-from medssl.plan import Plan
+from medssl.plan import Plan, resolved_settings
 from medssl.reports.targets import required_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,3 +29,17 @@ def test_plan_of_the_demo():
     assert ("simclr_single", "msd_heart") in pools and ("simclr", "all") in pools and ("tfs", "all") not in pools
     assert plan.targets()[:len(plan.datasets)] == [lay.split(d) for d in config["datasets"]]
     assert lay.output("tables/hssl_table2.html") in plan.report_files()
+
+
+def test_resolved_settings_apply_every_default():
+    config = load_config(REPO / "config" / "paper.yaml", registries=False)
+    plan = resolved_settings(config)
+    hssl = plan["studies"]["hssl"]
+    assert hssl["options"] == {"paper": "hssl", "downstream": "segmentation", "slice_filter": "foreground",
+                               "input_norm": "none", "noise_sigma": 0.1}
+    assert hssl["runs"]["tfs"]["pretrained_by"] is None and "pretrain" not in hssl["runs"]["tfs"]
+    assert hssl["runs"]["hssl"]["pretrain"]["lr_schedule"] == "linear"  # paper A's schedule, from the config
+    assert hssl["runs"]["hssl"]["finetune"]["poly_power"] == 0.9  # a schema/library default, written out
+    assert plan["datasets"]["mmwhs_mri"]["slice_axis"] == "sagittal" and plan["synthetic"] is False
+    ssmtl = next(s for s in plan["studies"].values() if s["options"]["paper"] == "ssmtl")
+    assert ssmtl["options"]["input_norm"] == "instance" and ssmtl["options"]["slice_filter"] == "all"

@@ -156,6 +156,8 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     log = (res / "logs" / "finetune" / "hssl" / "hssl" / "msd_heart" / "100" / "seed0.log").read_text()
     assert re.search(r"settings [0-9a-f]{16}: \{.*\"lr\": 0\.001", log), log[:2000]
     assert yaml.safe_load((res / "config.yaml").read_text())["experiment"] == "tiny"
+    resolved = yaml.safe_load((res / "plan.yaml").read_text())  # every default applied, for people to read
+    assert resolved["studies"]["hssl"]["runs"]["hssl"]["finetune"]["lr"] == 0.001
     proc = subprocess.run([str(Path(sys.executable).with_name("medssl")), "split", "--config", ".snakemake/medssl/tiny/config.yaml", "--settings",
                            "0123456789abcdef", "--dataset", "msd_heart", "--store", str(res / "data" / "msd_heart"),
                            "--out", str(res / "splits" / "msd_heart.json")], cwd=checkout, capture_output=True,

@@ -323,6 +323,29 @@ def ratio_key(ratio: float) -> str:
     return f"{float(ratio):g}"
 
 
+DEFAULT_NOISE_SIGMA = 0.1  # denoising downstream: Gaussian noise sd on [0, 1] images (paper B is silent)
+
+
+def study_options(config: dict, study: str) -> dict:
+    """A study's options with their defaults, which depend on its ``paper``:
+
+    * ``slice_filter``: ``foreground`` (paper A's Table 1 counts only labelled slices) for ``paper: hssl``;
+      ``all`` for ``paper: ssmtl`` and studies without ``paper``.
+    * ``input_norm``: ``instance`` (zero mean, unit variance per image, paper B) for ``paper: ssmtl``; ``none``
+      otherwise.
+    * ``downstream``: ``segmentation`` (default) or ``denoising`` with ``noise_sigma`` (:data:`DEFAULT_NOISE_SIGMA`).
+    """
+    s = config["studies"][study]
+    paper = s.get("paper")
+    return {
+        "paper": paper,
+        "downstream": s.get("downstream", "segmentation"),
+        "slice_filter": s.get("slice_filter", "foreground" if paper == "hssl" else "all"),
+        "input_norm": s.get("input_norm", "instance" if paper == "ssmtl" else "none"),
+        "noise_sigma": float(s.get("noise_sigma", DEFAULT_NOISE_SIGMA)),
+    }
+
+
 def stage_settings(config: dict, study: str, stage: str, run: str | None = None) -> dict:
     """Hyper-parameters of ``stage`` ('pretrain' or 'finetune'): defaults < study < run."""
     base = DEFAULT_PRETRAIN if stage == "pretrain" else DEFAULT_FINETUNE

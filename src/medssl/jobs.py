@@ -43,9 +43,7 @@ def _run(config: dict, study: str, run: str) -> dict:
 
 
 def _study(config: dict, study: str) -> dict:
-    from medssl.train.common import study_options
-
-    return study_options(config, study)
+    return cfg.study_options(config, study)
 
 
 # ------------------------------------------------------------------------------------------ data stage

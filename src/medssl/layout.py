@@ -15,6 +15,7 @@
       <study>/features/<run>.npz                 Figure 3b's features
       tables/<target>.{csv,md,html}, figures/<target>.png
       logs/<rule>/..., benchmarks/<rule>/...     one log and one benchmark file per job
+      config.yaml, plan.yaml                     the last successful run's config and resolved settings
 
 The workflow builds its patterns from the same methods with wildcards as arguments
 (``layout.metrics("{study}", "{run}", "{dataset}", "{ratio}", "{seed}")``), so a rule's output and the
@@ -98,6 +99,10 @@ class Layout:
     def recorded_config(self) -> Path:
         """The config of the last successful run, for people to read (jobs read the job config)."""
         return self.root / "config.yaml"
+
+    def recorded_plan(self) -> Path:
+        """The resolved settings of the last successful run (:func:`medssl.plan.resolved_settings`)."""
+        return self.root / "plan.yaml"
 
     def job_config(self) -> Path:
         """The one config file jobs read; outside results/ so that parsing the workflow writes nothing there."""

@@ -12,10 +12,16 @@ gets a generic summary reading its whole grid, :mod:`medssl.reports.summary`) in
 
 The workflow's input functions (``workflow/rules/common.smk``) and the cost estimate (:mod:`medssl.cost`) both
 read this one expansion; ``tests/test_cost.py`` checks its job counts against ``snakemake -n``.
+
+:func:`resolved_settings` is the other half of the plan: every setting a job reads, with all defaults
+applied, per dataset, study and run. The workflow writes it beside the job config and, after a successful
+run, as ``results/<experiment>/plan.yaml``, for people to read (as nnU-Net writes its plans); the jobs
+resolve their settings through the same functions (:mod:`medssl.config`).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,3 +95,35 @@ class Plan:
     def targets(self) -> list[Path]:
         """What ``snakemake all`` asks for: every split, table and figure."""
         return [self.layout.split(d) for d in self.datasets] + self.report_files()
+
+
+def resolved_settings(config: dict) -> dict:
+    """The resolved settings of every dataset, study and run (module docstring): plain YAML-able values."""
+    datasets = {}
+    for name in config["datasets"]:
+        ds = cfg.dataset_settings(config, name)
+        datasets[name] = {
+            "title": ds.spec.title, "modality": ds.spec.modality, "classes": ds.spec.class_names,
+            "image_size": ds.image_size, "slice_axis": ds.slice_axis, "ct_window": list(ds.ct_window),
+            "mri_percentiles": list(ds.mri_percentiles), "split": dict(ds.split),
+            "scans_subset": list(ds.scans_subset) if ds.scans_subset else None,
+            **({"synthetic": {"patients": ds.synthetic_patients, "scale": ds.synthetic_scale,
+                              "seed": ds.synthetic_seed}} if config.get("synthetic") else {}),
+        }
+    studies = {}
+    for study, block in (config.get("studies") or {}).items():
+        runs = {}
+        for run in block["runs"]:
+            rs = cfg.run_settings(config, study, run)
+            source = cfg.pretraining_of(config, study, run)
+            stages = {"finetune": cfg.stage_settings(config, study, "finetune", run)}
+            if source == (study, run):  # a run that pretrains itself (not tfs, not another run's model)
+                stages = {"pretrain": cfg.stage_settings(config, study, "pretrain", run), **stages}
+            runs[run] = {**{k: v for k, v in rs.items() if k != "name"},
+                         "pretrained_by": "/".join(source) if source else None, **stages}
+        studies[study] = {"options": cfg.study_options(config, study), "seeds": list(block.get("seeds", [0])),
+                          "pretrain_datasets": list(block["pretrain_datasets"]), "runs": runs}
+    resolved = {"experiment": config["experiment"], "synthetic": bool(config.get("synthetic", False)),
+                "device": config.get("device", "auto"), "model_width": float(config.get("model_width", 1.0)),
+                "datasets": datasets, "studies": studies}
+    return json.loads(json.dumps(resolved))  # plain values, no shared objects (no YAML anchors)

@@ -10,7 +10,7 @@ from medssl import config as mcfg
 from medssl import cost as medssl_cost
 from medssl import jobs as medssl_jobs
 from medssl.layout import Layout
-from medssl.plan import Plan
+from medssl.plan import Plan, resolved_settings
 from medssl.data.sources import pending_manual_instructions
 from medssl.io import write_text
 from medssl.reports import targets as report_targets
@@ -56,6 +56,10 @@ def _job_config():
 
 
 CONFIG = _job_config()
+PLAN = Plan.of(config)  # the grid, expanded once (medssl.plan)
+RESOLVED = yaml.safe_dump(
+    resolved_settings(config), sort_keys=False
+)  # every default applied, for people
 
 
 def settings_digest(job):
@@ -66,9 +70,10 @@ def settings_digest(job):
 
 
 onsuccess:
-    # The configuration of the last successful run, for people to read (jobs read CONFIG), then where the
-    # tables and figures are, with one headline table.
+    # The configuration of the last successful run and its resolved settings, for people to read (jobs read
+    # CONFIG), then where the tables and figures are, with one headline table.
     write_text(LAYOUT.recorded_config(), open(CONFIG).read())
+    write_text(LAYOUT.recorded_plan(), RESOLVED)
     logger.info(closing_summary(report_files()))
 
 
@@ -105,8 +110,6 @@ if PLACEHOLDERS:
         + ": edit the lines marked '<- EDIT' before submitting (sbatch will reject the account)."
     )
 
-# The grid, expanded once (medssl.plan): the report targets, the files each reads, the studies summarised.
-PLAN = Plan.of(config)
 DATASETS = list(PLAN.datasets)
 REPORTS = list(PLAN.reports)
 SUMMARY_OUTPUTS = report_summary.summary_outputs("{study}")  # csv, md, html, png

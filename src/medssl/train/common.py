@@ -1,13 +1,5 @@
-"""Helpers shared by pretraining, finetuning and evaluation: study options, stores, splits, model factories,
-on-device input transforms.
-
-Study options (schema keys, with the defaults applied here):
-
-* ``slice_filter``: ``foreground`` (paper A's Table 1 counts only labelled slices) is the default for
-  ``paper: hssl``; ``all`` for ``paper: ssmtl`` and studies without ``paper``.
-* ``input_norm``: ``instance`` (zero mean, unit variance per image, paper B) is the default for
-  ``paper: ssmtl``; ``none`` otherwise.
-* ``downstream``: ``segmentation`` (default) or ``denoising`` with ``noise_sigma`` (default 0.1 on [0, 1]).
+"""Helpers shared by pretraining, finetuning and evaluation: stores, splits, model factories, on-device input
+transforms. (A study's options and their defaults: :func:`medssl.config.study_options`.)
 """
 
 from __future__ import annotations
@@ -17,24 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medssl import config as cfg
 from medssl import registry
 from medssl.data.store import SliceStore
 from medssl.io import read_json
 from medssl.layout import Layout
 
-DEFAULT_NOISE_SIGMA = 0.1
-
-
-def study_options(config: dict, study: str) -> dict:
-    s = config["studies"][study]
-    paper = s.get("paper")
-    return {
-        "paper": paper,
-        "downstream": s.get("downstream", "segmentation"),
-        "slice_filter": s.get("slice_filter", "foreground" if paper == "hssl" else "all"),
-        "input_norm": s.get("input_norm", "instance" if paper == "ssmtl" else "none"),
-        "noise_sigma": float(s.get("noise_sigma", DEFAULT_NOISE_SIGMA)),
-    }
+study_options = cfg.study_options  # TEMPORARY: finetune/evaluate are being edited
 
 
 def store_path(config: dict, dataset: str) -> Path:

@@ -98,7 +98,7 @@ def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path,
     out_dir = Path(out_dir)
     rs = cfg.run_settings(config, study, run)
     st = cfg.stage_settings(config, study, "pretrain", run)
-    opts = common.study_options(config, study)
+    opts = cfg.study_options(config, study)
     if rs["method"] == "tfs":
         raise ValueError(f"run {run!r} uses method 'tfs' (training from scratch): it has no pretraining")
     device = dev.pick_device(config.get("device", "auto"))
