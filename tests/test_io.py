@@ -81,3 +81,18 @@ def test_replace_dir_replaces_a_link(tmp_path):
     mio.replace_dir(new, tmp_path / "link")
     assert (tmp_path / "link").is_dir() and not (tmp_path / "link").is_symlink()
     assert _entries(target) == ["keep.txt"]  # the link's target is left alone
+
+
+def test_temp_dir_is_removed_with_what_is_left_in_it_and_keeps_what_was_moved_out(tmp_path):
+    parent = tmp_path / "raw"  # created on use
+    with mio.temp_dir(parent, ".extract-a.tar-") as tmp:
+        assert tmp.parent == parent and tmp.name.startswith(f".extract-a.tar-{mio.owner_tag()}.")
+        (tmp / "kept").mkdir()
+        (tmp / "left").mkdir()
+        mio.replace_dir(tmp / "kept", parent / "kept")
+    assert _entries(parent) == ["kept"]
+    with pytest.raises(ZeroDivisionError):
+        with mio.temp_dir(parent, ".extract-a.tar-") as tmp:
+            (tmp / "half").write_text("x")
+            1 / 0
+    assert _entries(parent) == ["kept"]

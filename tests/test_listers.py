@@ -223,7 +223,7 @@ def test_oai_zib_missing_label_raises(tmp_path):
 def test_real_format_conventions(tmp_path):
     """Point 9 (registry docstring): M&Ms CSV ED/ES are 0-based time indices (ED 0 and the last frame, 29 of
     30, both read); OAI-ZIB tibial cartilage is label 4, or 4 (medial) + 5 (lateral) in OAI-ZIB-CM."""
-    from medssl.data.slicing import read_case
+    from medssl.data.nifti import read_case
 
     root = tmp_path / "mnms"
     _mnms(root)

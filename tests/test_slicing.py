@@ -14,8 +14,10 @@ import SimpleITK as sitk
 from medssl import registry
 from medssl.config import DatasetSettings
 from medssl.data.cases import Case
-from medssl.data.slicing import (SlicingError, percentiles, remap_labels, label_lut, resize_labels,
-                                 slice_dataset, slice_stack)
+from medssl.data.intensity import percentiles
+from medssl.data.labels import label_lut, remap_labels, resize_labels
+from medssl.data.orientation import slice_stack
+from medssl.data.slicing import SlicingError, slice_dataset
 from medssl.data.store import SliceStore
 
 Z, Y, X = 6, 10, 12  # numpy order of the test volumes
@@ -203,7 +205,7 @@ def test_resize_nearest_keeps_label_values():
 
 
 def test_resize_images_range_and_shape():
-    from medssl.data.slicing import resize_images
+    from medssl.data.intensity import resize_images
 
     rng = np.random.default_rng(0)
     for h, w in ((20, 30), (70, 40), (8, 8)):  # shrink > 2x (anti-aliased), shrink < 2x, enlarge

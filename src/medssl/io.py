@@ -1,7 +1,8 @@
 """Atomic file and folder writes: a reader (or a killed job) never sees a half-written file or folder.
 
 Files: :func:`atomic_path` (and :func:`write_text`, :func:`write_json` on it). Folders: :func:`atomic_dir`
-(a slice store, a phantom dataset), built on :func:`replace_dir` (also used to place extracted archives).
+(a slice store, a phantom dataset), built on :func:`temp_dir` and :func:`replace_dir` (both also used to
+extract and place archives).
 Temporary files and folders carry their writer's tag (``<host>-<pid>``, :func:`owner_tag`) in their name,
 e.g. ``.model.pt.node1-4711.k2j3.tmp.pt``; the next writer of the same output removes those whose writer is
 gone (:func:`remove_stale`), so a job killed with ``kill -9`` leaves no debris behind for long.
@@ -138,23 +139,37 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
+def temp_dir(parent: str | os.PathLike, prefix: str, suffix: str = "") -> Iterator[Path]:
+    """Yield a new empty folder ``<prefix><tag>.*<suffix>`` in ``parent`` (created if missing); it is deleted,
+    with whatever is still in it, when the block ends.
+
+    Such folders left by killed writers are removed first (:func:`remove_stale` with ``prefix``/``suffix``).
+    Whatever the block moves out of it (:func:`replace_dir`) stays: the base of :func:`atomic_dir` and of the
+    extraction of archives (:func:`medssl.data.download.extract_archive`).
+    """
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(parent, prefix, suffix)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{owner_tag()}.", suffix=suffix, dir=parent))
+    try:
+        os.chmod(tmp, _DIR_MODE)
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a new empty folder beside ``path``; it replaces ``path`` (:func:`replace_dir`) only if the block
     succeeds, else it is deleted and ``path`` is unchanged.
 
     The folder is ``.<name>.<tag>.*.tmp`` in ``path``'s parent (same file system, so the rename is atomic);
-    such folders left by killed writers of ``path`` are removed first (:func:`remove_stale`).
+    such folders left by killed writers of ``path`` are removed first (:func:`temp_dir`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(path.parent, f".{path.name}.", ".tmp")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{owner_tag()}.", suffix=".tmp", dir=path.parent))
-    try:
-        os.chmod(tmp, _DIR_MODE)
+    with temp_dir(path.parent, f".{path.name}.", ".tmp") as tmp:
         yield tmp
-        replace_dir(tmp, path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)  # nothing left there after a successful rename
+        replace_dir(tmp, path)  # nothing left in tmp's place after a successful rename
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -13,7 +13,7 @@ Only the standard library is used for HTTP (``urllib``). The flow for a :class:`
    so a failure never leaves partial data behind and no sibling of the root (e.g. manually placed data under
    ``resources/raw/``) is ever replaced. A damaged or truncated archive (even one whose md5 matched) raises
    :class:`CorruptArchiveError` naming it. Hidden ``.extract-*`` folders of killed jobs are removed at the
-   next extraction (:func:`medssl.io.remove_stale`).
+   next extraction (:func:`medssl.io.temp_dir`).
 3. :func:`fetch_url_source` ties both together for a registry entry and writes the ready marker
    ``resources/raw/<root>/.medssl_ready`` (see :data:`MARKER`).
 """
@@ -26,12 +26,10 @@ import hashlib
 import http.client
 import lzma
 import os
-import shutil
 import socket
 import ssl
 import sys
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -41,7 +39,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from medssl.io import owner_tag, read_json, remove_stale, replace_dir, write_json
+from medssl.io import read_json, replace_dir, temp_dir, write_json
 
 MARKER = ".medssl_ready"
 USER_AGENT = "medssl/0.1 (python-urllib)"
@@ -329,9 +327,7 @@ def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike, *, 
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
     kind = _archive_kind(archive)
-    remove_stale(dest_dir, f".extract-{archive.name}-")
-    tmp = Path(tempfile.mkdtemp(prefix=f".extract-{archive.name}-{owner_tag()}.", dir=dest_dir))
-    try:
+    with temp_dir(dest_dir, f".extract-{archive.name}-") as tmp:
         try:
             _extract_into(archive, kind, tmp, root)
         except _DAMAGED as err:
@@ -349,8 +345,6 @@ def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike, *, 
             replace_dir(entry, dest_dir / entry.name)
             placed.append(dest_dir / entry.name)
         return placed
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,27 +1,44 @@
-"""Slice store: one dataset's 2D slices in a format made for fast random access.
+"""Slice store: one dataset's 2D slices in a format made for fast random access; its reader and writer.
 
 Layout of ``results/<experiment>/data/<dataset>/``::
 
     images.npy   float16 (N, H, W), intensities normalised to [0, 1]      (np.load(..., mmap_mode="r"))
     labels.npy   uint8   (N, H, W), contiguous class ids (0 = background)
     index.csv    one row per slice: row, case, patient, slice, n_slices, fg, c1..cK
-                 (fg: any foreground in the slice; cK: class K present in the slice)
-    meta.json    dataset, title, modality, classes, n_classes, image_size, slice_axis, synthetic,
-                 task, group, n_cases, n_slices, normalisation, spacing per case
+                 (fg: any foreground in the slice; cK: class K present in the slice; 0/1 flags computed on
+                 the stored labels)
+    meta.json    dataset, title, modality, classes, n_classes, image_size, slice_axis, orientation,
+                 synthetic, task, group, n_cases, n_patients, n_slices, normalisation,
+                 spacing (per case: [between slices, row, column] in mm of the stored 2D pixels, e.g. for
+                 HD95 computed on the store), cases (per case: patient, first row, slice count, source size
+                 and spacing, slice shape before resizing, intensity range used, channel/frame if picked)
 
 Rows are ordered by case, then by slice index, and the slices of one case are contiguous: the neighbours
 of row r in its scan are r-1 and r+1 (SSMTL relies on this). Memory-mapped arrays make a random slice a
 page-cache read, so loaders scale to many workers without copying the dataset.
+
+:class:`SliceStore` reads a store. :func:`write_store` writes one (:mod:`medssl.data.slicing` fills it): the
+``.npy`` files are written with their final header and filled case by case with plain sequential writes
+(not through a memory map, whose dirty pages would count in the process' resident set), in slabs of slices
+(:meth:`StoreWriter.write_case`); the index is built from the stored labels. The store is written into a
+hidden temporary folder beside its path and renamed onto it at the end (:func:`medssl.io.atomic_dir`); such
+folders left by a killed job are removed by the next writer of the same store.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterable, Iterator
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from medssl.io import atomic_dir
+
+__all__ = ["IMAGES", "INDEX", "LABELS", "META", "SliceStore", "StoreWriter", "write_store"]
 
 IMAGES = "images.npy"
 LABELS = "labels.npy"
@@ -93,3 +110,83 @@ class SliceStore:
         """For each row, one past the last row of its case."""
         last = self.index.groupby("case", sort=False)["row"].transform("max")
         return last.to_numpy() + 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing
+
+
+def _npy_header(f, dtype, shape) -> None:
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape})
+
+
+class StoreWriter:
+    """Fills the open ``images.npy``/``labels.npy`` of a store being written (:func:`write_store`) case by
+    case, collects ``index.csv``, and writes ``index.csv`` and ``meta.json`` in :meth:`finish`."""
+
+    def __init__(self, folder: Path, fi, fl, n_slices: int, image_size: int, n_classes: int):
+        self.folder, self._fi, self._fl = folder, fi, fl
+        self.n_slices, self.image_size, self.n_fg = int(n_slices), int(image_size), int(n_classes) - 1
+        self._rows: list[pd.DataFrame] = []
+        self.rows_written = 0
+        self.finished = False
+        _npy_header(fi, np.float16, (self.n_slices, self.image_size, self.image_size))
+        _npy_header(fl, np.uint8, (self.n_slices, self.image_size, self.image_size))
+        self._offsets = fi.tell(), fl.tell()
+
+    def write_case(self, case: str, patient: str, slabs: Iterable[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Append one case's slices, given as slabs ``(images float16 (n, S, S), labels uint8 (n, S, S))`` in
+        slice order, and its index rows; return its per-slice foreground flags (bool, one per slice)."""
+        size, first = self.image_size, self.rows_written
+        parts = []
+        for images, labels in slabs:
+            if (images.dtype != np.float16 or labels.dtype != np.uint8 or images.shape[1:] != (size, size)
+                    or labels.shape != images.shape):
+                raise ValueError(f"slab of case {case}: images {images.dtype} {images.shape} / labels "
+                                 f"{labels.dtype} {labels.shape}; float16 / uint8 (n, {size}, {size}) expected")
+            if self.rows_written + len(images) > self.n_slices:
+                raise ValueError(f"case {case}: more slices than the {self.n_slices} the store was opened for")
+            images.tofile(self._fi)
+            labels.tofile(self._fl)
+            self.rows_written += len(images)
+            parts.append(np.stack([(labels == c).any(axis=(1, 2)) for c in range(1, self.n_fg + 1)], axis=1)
+                         if self.n_fg else np.zeros((len(labels), 0), dtype=bool))
+            del images, labels  # a slab's arrays are not kept while the next one is computed
+        n = self.rows_written - first
+        present = np.concatenate(parts) if parts else np.zeros((0, self.n_fg), dtype=bool)
+        fg = present.any(axis=1)
+        part = {"row": np.arange(first, first + n), "case": case, "patient": patient, "slice": np.arange(n),
+                "n_slices": n, "fg": fg.astype(np.uint8)}
+        part.update({f"c{k}": present[:, k - 1].astype(np.uint8) for k in range(1, self.n_fg + 1)})
+        self._rows.append(pd.DataFrame(part))
+        return fg
+
+    def finish(self, meta: dict) -> None:
+        """Check that every slice was written, close the arrays, write ``index.csv`` and ``meta.json``."""
+        size = self.image_size
+        for f, name, itemsize, offset in ((self._fi, IMAGES, 2, self._offsets[0]),
+                                          (self._fl, LABELS, 1, self._offsets[1])):
+            if f.tell() != offset + self.n_slices * size * size * itemsize:
+                raise ValueError(f"{meta.get('dataset')}: {name} holds {f.tell() - offset} data bytes, expected "
+                                 f"{self.n_slices * size * size * itemsize}")
+        self._fi.close()
+        self._fl.close()
+        pd.concat(self._rows, ignore_index=True).to_csv(self.folder / INDEX, index=False)
+        with open(self.folder / META, "w") as f:
+            json.dump(meta, f, indent=1)
+            f.write("\n")
+        self.finished = True
+
+
+@contextlib.contextmanager
+def write_store(path: str | Path, *, n_slices: int, image_size: int, n_classes: int) -> Iterator[StoreWriter]:
+    """Write a store of ``n_slices`` slices of ``image_size`` x ``image_size`` pixels and ``n_classes`` classes
+    (background included) at ``path``: yield a :class:`StoreWriter` on a hidden temporary folder, renamed onto
+    ``path`` if the block succeeds and calls :meth:`StoreWriter.finish`; else ``path`` is left unchanged."""
+    with atomic_dir(path) as tmp:
+        with open(tmp / IMAGES, "wb") as fi, open(tmp / LABELS, "wb") as fl:
+            writer = StoreWriter(tmp, fi, fl, n_slices, image_size, n_classes)
+            yield writer
+        if not writer.finished:
+            raise RuntimeError(f"slice store {path}: written without StoreWriter.finish()")

@@ -1,0 +1,50 @@
+"""The slice store's writer (medssl.data.store.write_store) and reader (SliceStore) agree on the format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medssl.data.store import SliceStore, write_store
+
+
+def _slab(n, size, value, classes):
+    images = np.full((n, size, size), value, dtype=np.float16)
+    labels = np.zeros((n, size, size), dtype=np.uint8)
+    for s, c in enumerate(classes):
+        labels[s, 0, 0] = c
+    return images, labels
+
+
+def test_written_store_reads_back(tmp_path):
+    out = tmp_path / "s"
+    with write_store(out, n_slices=5, image_size=4, n_classes=3) as store:
+        fg_a = store.write_case("a", "p1", [_slab(2, 4, 0.25, [0, 1]), _slab(1, 4, 0.5, [2])])
+        fg_b = store.write_case("b", "p2", iter([_slab(2, 4, 1.0, [0, 0])]))
+        store.finish({"dataset": "toy", "n_classes": 3, "classes": ["x", "y"]})
+    assert fg_a.tolist() == [False, True, True] and fg_b.tolist() == [False, False]
+    st = SliceStore(out)
+    assert st.images.shape == st.labels.shape == (5, 4, 4) and st.images.dtype == np.float16
+    np.testing.assert_array_equal(np.asarray(st.images)[:, 1, 1], np.float16([0.25, 0.25, 0.5, 1.0, 1.0]))
+    assert list(st.index.columns) == ["row", "case", "patient", "slice", "n_slices", "fg", "c1", "c2"]
+    assert st.index["slice"].tolist() == [0, 1, 2, 0, 1] and st.index["n_slices"].tolist() == [3, 3, 3, 2, 2]
+    assert st.index["c1"].tolist() == [0, 1, 0, 0, 0] and st.index["c2"].tolist() == [0, 0, 1, 0, 0]
+    assert st.case_start.tolist() == [0, 0, 0, 3, 3] and st.name == "toy" and st.n_classes == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+@pytest.mark.parametrize("problem", ["unfinished", "short", "dtype", "error"])
+def test_a_failed_write_leaves_nothing(tmp_path, problem):
+    out = tmp_path / "s"
+    expected = {"unfinished": RuntimeError, "short": ValueError, "dtype": ValueError, "error": KeyError}[problem]
+    with pytest.raises(expected):
+        with write_store(out, n_slices=2, image_size=4, n_classes=2) as store:
+            if problem == "dtype":
+                images, labels = _slab(2, 4, 0.5, [1, 0])
+                store.write_case("a", "p", [(images.astype(np.float32), labels)])
+            store.write_case("a", "p", [_slab(1 if problem == "short" else 2, 4, 0.5, [1, 0][:1])])
+            if problem == "error":
+                raise KeyError("boom")
+            if problem != "unfinished":
+                store.finish({"dataset": "toy"})
+    assert list(tmp_path.iterdir()) == []
