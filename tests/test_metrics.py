@@ -130,7 +130,8 @@ def test_test_slices_follow_the_slice_filter(tmp_path):
     """Point 3: paper A scores the slices it trains on (foreground); every slice is scored beside."""
     import torch
 
-    from medssl.train.evaluate import all_slice_scores, held_out_rows
+    from medssl.train.downstream import all_slice_scores
+    from medssl.train.evaluate import held_out_rows
 
     labels = np.zeros((6, 2, 2), np.uint8)
     labels[[1, 2]] = 1  # patient a: foreground on slices 1, 2 of 4; patient b: none

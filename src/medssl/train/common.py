@@ -9,14 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medssl import config as cfg
 from medssl import registry
 from medssl.data.store import SliceStore
 from medssl.io import read_json
 from medssl.layout import Layout
-
-study_options = cfg.study_options  # TEMPORARY: finetune/evaluate are being edited
-
 
 def store_path(config: dict, dataset: str) -> Path:
     return Layout.of(config).store(dataset)

@@ -1,10 +1,14 @@
 """Supervised finetuning of one run on one dataset, label budget and seed (``medssl finetune``).
 
-* Model: ``models.build(arch, out_channels=n_classes)`` (denoising: 1), initialised from ``pretrained``
-  (transfer ``all`` = every tensor except ``head.*``; ``encoder`` = ``encoder.*`` only); the tensors loaded
-  and skipped are logged. ``model_width`` (demo only) narrows every layer. Segmentation heads start with
-  their bias at the log class prior of the training slices, denoising heads at their mean intensity
-  (:meth:`~medssl.models.base.SegNet.init_head_bias`; the papers do not say how the head is initialised).
+What depends on the study's downstream task (output channels, training target and loss, head
+initialisation, validation score) is :mod:`medssl.train.downstream`'s; this module never branches on it.
+
+* Model: ``models.build(arch, out_channels=...)`` (segmentation: n_classes; denoising: 1), initialised from
+  ``pretrained`` (transfer ``all`` = every tensor except ``head.*``; ``encoder`` = ``encoder.*`` only); the
+  tensors loaded and skipped are logged. ``model_width`` (demo only) narrows every layer. Segmentation heads
+  start with their bias at the log class prior of the training slices, denoising heads at their mean
+  intensity (:meth:`~medssl.models.base.SegNet.init_head_bias`; the papers do not say how the head is
+  initialised).
 * Data: the split's ``label_subsets[ratio]`` slices only (training patients; checked), random crop + rotation
   (batched on the device, parameters from the seeded torch RNG), cross-entropy; denoising: Gaussian noise
   ``noise_sigma`` on the inputs and L1 to the clean image. Adam with the poly schedule
@@ -31,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from medssl import config as cfg
 from medssl.data.loaders import SliceDataset, make_loader
@@ -39,7 +42,8 @@ from medssl.train import checkpoint as ckpt
 from medssl.train import common
 from medssl.train import device as dev
 from medssl.models import config_width
-from medssl.train.evaluate import evaluate_model, held_out_rows, validation_score
+from medssl.train.downstream import Downstream, downstream_of
+from medssl.train.evaluate import evaluate_model, held_out_rows
 from medssl.train.loop import MODEL, Loop, build_optimizer, ensure_logging, epoch_batches, poly_lambda
 from medssl.train.seeding import seed_everything
 
@@ -49,17 +53,15 @@ _UNHASHED = ("checkpoint_every", "num_workers", "images_per_second")
 
 
 class Supervised(nn.Module):
-    """Wraps a SegNet for the loop: ``forward(batch) -> {"loss"}`` (cross-entropy, or L1 for denoising)."""
+    """Wraps a SegNet for the loop: ``forward(batch) -> {"loss"}`` (the downstream task's loss)."""
 
-    def __init__(self, model: nn.Module, denoise: bool):
+    def __init__(self, model: nn.Module, task: Downstream):
         super().__init__()
-        self.model, self.denoise = model, denoise
+        self.model, self.task = model, task
 
     def forward(self, batch: dict) -> dict:
         out = self.model(batch["image"]).float()
-        if self.denoise:
-            return {"loss": F.l1_loss(out, batch["target"])}
-        return {"loss": F.cross_entropy(out, batch["label"])}
+        return {"loss": self.task.loss(out, batch)}
 
 
 def load_pretrained(model: nn.Module, path: str | Path, transfer: str = "all") -> tuple[list[str], list[str]]:
@@ -110,23 +112,6 @@ def train_rows(store, split: dict, ratio: str) -> np.ndarray:
     return rows
 
 
-def class_prior(store, rows: np.ndarray) -> np.ndarray:
-    """Pixel frequency of each class over the labelled training slices ``rows``."""
-    counts = np.zeros(store.n_classes, dtype=np.float64)
-    for i in range(0, len(rows), 256):
-        lab = np.asarray(store.labels[np.sort(rows[i:i + 256])])
-        counts += np.bincount(lab.ravel(), minlength=store.n_classes)[:store.n_classes]
-    return counts / max(counts.sum(), 1.0)
-
-
-def mean_intensity(store, rows: np.ndarray) -> float:
-    """Mean pixel intensity of the training slices ``rows`` (the denoising head's starting bias)."""
-    total = 0.0
-    for i in range(0, len(rows), 256):
-        total += float(np.asarray(store.images[np.sort(rows[i:i + 256])], dtype=np.float64).sum())
-    return total / max(len(rows) * store.images.shape[1] * store.images.shape[2], 1)
-
-
 def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed: int, out_dir: str | Path,
              pretrained: str | Path | None = None, *, progress: bool = True, metrics: str | Path | None = None,
              save_model: bool = True) -> Path:
@@ -141,8 +126,8 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
     out_dir = Path(out_dir)
     rs = cfg.run_settings(config, study, run)
     st = cfg.stage_settings(config, study, "finetune", run)
-    opts = common.study_options(config, study)
-    denoise = opts["downstream"] == "denoising"
+    opts = cfg.study_options(config, study)
+    task = downstream_of(opts)
     device = dev.pick_device(config.get("device", "auto"))
     dev.configure(device, config.get("threads"))
     seed_everything(int(seed), deterministic=not dev.is_cuda(device))
@@ -151,22 +136,16 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
     common.check_image_size(store)
     split = common.load_split(config, dataset)
     rows = train_rows(store, split, ratio)
-    out_channels = 1 if denoise else store.n_classes
+    out_channels = task.out_channels(store)
     width = config_width(config)
     model = common.build_model(rs["arch"], out_channels, width=width)
     loaded, skipped = [], []
     if pretrained is not None:
         loaded, skipped = load_pretrained(model, pretrained, rs["transfer"])
     if hasattr(model, "init_head_bias"):  # the head is never transferred
-        if denoise:  # the regression analogue: start from the mean clean intensity
-            bias = model.init_head_bias(None, mean=mean_intensity(store, rows))
-            log.info("head bias = mean intensity of the %d training slices: %.3f", len(rows), float(bias[0]))
-        else:
-            bias = model.init_head_bias(class_prior(store, rows))
-            log.info("head bias = log(class prior of the %d training slices): %s", len(rows),
-                     ", ".join(f"{b:.2f}" for b in bias.tolist()))
+        task.init_head(model, store, rows)
     model = dev.prepare_module(model, device)
-    module = Supervised(model, denoise)
+    module = Supervised(model, task)
 
     epochs = int(st["epochs"])
     max_batches, batches = epoch_batches(st)
@@ -178,26 +157,19 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
 
     scale = tuple(float(x) for x in st.get("crop_scale", [1.0, 1.0]))
     degrees = float(st.get("rotation_degrees", 0.0))
-    augment = scale != (1.0, 1.0) or degrees > 0
+    augment = ((lambda image, label: common.random_crop_rotate(image, label, scale, degrees))
+               if scale != (1.0, 1.0) or degrees > 0 else None)
     norm = common.normaliser(opts["input_norm"])
-    sigma = opts["noise_sigma"]
 
     def prepare(batch):
-        image, label = batch["image"], None if denoise else batch["label"]
-        if augment:
-            image, label = common.random_crop_rotate(image, label, scale, degrees)
-        if denoise:
-            batch["target"] = image
-            image = common.add_noise(image, sigma)
-        else:
-            batch["label"] = label
+        image = task.train_input(batch, augment)
         batch["image"] = norm(image).contiguous(memory_format=dev.memory_format(device))
         return batch
 
     val_patients = list(split["patients"].get("val", []))
     val_rows = (held_out_rows(store, val_patients, opts["slice_filter"]) if val_patients
                 else np.array([], dtype=np.int64))
-    score_name = "val_psnr" if denoise else "val_dice"
+    score_name = task.score_name
     val_every = int(st.get("val_every", 1))
     best = {"score": None, "epoch": None, "state": None}
     if len(val_rows) == 0:
@@ -206,8 +178,7 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
     def on_epoch_end(epoch: int):
         if len(val_rows) == 0 or (epoch % val_every and epoch != epochs):
             return {score_name: None}
-        score = validation_score(model, store, val_rows, device, denoise=denoise, input_norm=opts["input_norm"],
-                                 noise_sigma=sigma)
+        score = task.validation_score(model, store, val_rows, device, input_norm=opts["input_norm"])
         if best["score"] is None or score > best["score"]:
             best.update(score=score, epoch=epoch, state=ckpt.cpu_state_dict(model))
         return {score_name: score}
