@@ -131,7 +131,8 @@ for run in preempt_requeue preempt_cancel; do
     sm_bg "$t_step" "$work/$run.1.log" "$target" --configfile "$pre"
     wait_for_checkpoint "$run"
     jid="$(python "$here/ci_checks.py" job-id "rule_pretrain_wildcards_hssl_${run}_all")"
-    done_epochs="$(($(wc -l < "$work/results/tiny/hssl/pretrain/$run/all/log.csv") - 1))"
+    # a running job logs its epochs to log.partial.csv (written before each checkpoint; log.csv once done)
+    done_epochs="$(($(wc -l < "$work/results/tiny/hssl/pretrain/$run/all/log.partial.csv") - 1))"
     if [ "$run" = preempt_requeue ]; then
         log "$run: checkpoint after epoch $done_epochs; scontrol requeue $jid (preemption)"
         scontrol requeue "$jid" || die "scontrol requeue $jid refused (job not submitted with --requeue?)"

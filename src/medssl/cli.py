@@ -299,13 +299,18 @@ def _one_line(err: BaseException) -> str:
     return "; ".join(" ".join(line.split()) for line in text.splitlines() if line.strip()).replace(":; ", ": ")
 
 
+def _manual_dataset_missing(err: BaseException) -> bool:
+    """``err`` is a :class:`~medssl.data.manual.ManualDatasetMissing`; only code that imported that module
+    raises one, so jobs that never touch raw data do not pay its imports (listers, SimpleITK)."""
+    manual = sys.modules.get("medssl.data.manual")
+    return manual is not None and isinstance(err, manual.ManualDatasetMissing)
+
+
 def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    from medssl.data.manual import ManualDatasetMissing
-
     try:
         config = (cfg.load_config(args.config, registries=args.command in MODEL_COMMANDS)
                   if getattr(args, "config", None) else None)
@@ -315,13 +320,13 @@ def main(argv: list[str] | None = None) -> int:
         figures = args.func(args, config)
         if args.command != "cost":  # cost prints its table; the others are jobs whose logs end here
             log_closing(args, figures, time.perf_counter() - started)
-    except ManualDatasetMissing as err:
-        print(f"medssl: error: {err}", file=sys.stderr)  # the placement instructions follow on the next lines
-        return 3
     except (cfg.ConfigError, UsageError) as err:
         print(f"medssl: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except (OSError, ValueError, RuntimeError, FloatingPointError) as err:
+        if _manual_dataset_missing(err):
+            print(f"medssl: error: {err}", file=sys.stderr)  # the placement instructions follow on the next lines
+            return 3
         if args.verbose:
             logging.exception("traceback")
         print(f"medssl: error: {_one_line(err)}", file=sys.stderr)

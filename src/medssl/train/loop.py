@@ -44,6 +44,7 @@ from medssl.data.loaders import batch_to_device
 from medssl.io import write_text
 from medssl.train import checkpoint as ckpt
 from medssl.train import device as dev
+from medssl.train.optim import Adam
 from medssl.train.seeding import get_rng_state, set_rng_state
 
 log = logging.getLogger("medssl.train")
@@ -291,7 +292,7 @@ def epoch_batches(settings: dict) -> tuple[int | None, int | None]:
 
 def build_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     kw = {"foreach": True} if torch.cuda.is_available() else {}
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, **kw)
+    return Adam(params, lr=lr, weight_decay=weight_decay, **kw)
 
 
 def poly_lambda(epochs: int, power: float):
