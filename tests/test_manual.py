@@ -120,3 +120,23 @@ def test_prepare_source_synthetic_and_manual(tmp_path):
         _nii(tmp_path / "raw" / "oai_zib" / sub / "9001.nii.gz")
     assert prepare_source(real, "oai_zib") == tmp_path / "raw" / "oai_zib"
     assert (tmp_path / "raw" / "oai_zib" / MARKER).exists()
+
+
+def test_cli_fetch_of_a_missing_manual_dataset_exits_3_with_the_instructions(tmp_path, capsys):
+    """The CLI tells a missing manual dataset (exit 3, the placement instructions) from other errors (exit 1)."""
+    import yaml
+
+    from medssl import cli
+
+    from conftest import tiny_config
+
+    config = tiny_config()
+    config.update(synthetic=False, resources=str(tmp_path / "resources"))
+    config["datasets"]["acdc"] = {}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    rc = cli.main(["fetch", "--config", str(path), "--dataset", "acdc", "--out", str(tmp_path / "ready.json")])
+    err = capsys.readouterr().err
+    assert rc == 3
+    assert "medssl: error:" in err and registry.get("acdc").source.register_url in err
+    assert not (tmp_path / "ready.json").exists()
