@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from medssl import config as cfg
-from medssl.io import write_json
+from medssl.io import read_json, write_json
 from medssl.train import checkpoint as ckpt
 from medssl.train import common
 from medssl.train.evaluate import evaluate
@@ -595,3 +595,30 @@ def test_finetune_with_metrics_evaluates_in_one_process(world, tmp_path):
     with pytest.raises(ValueError, match="metrics"):
         finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "X", None, progress=False,
                  save_model=False)
+
+
+def test_jobs_read_the_store_and_split_they_are_given(world, tmp_path):
+    """Issue 11: pretrain, finetune and evaluate read their inputs from the paths passed (the rule's {input}),
+    not from paths derived from the config; a store or split of another dataset is refused, naming both."""
+    import shutil
+
+    moved = tmp_path / "elsewhere"
+    stores, splits = {}, {}
+    for d in ("msd_heart", "msd_spleen"):
+        stores[d] = shutil.move(str(common.store_path(world, d)), str(moved / "stores" / d))
+        splits[d] = shutil.move(str(common.split_path(world, d)), str(moved / f"{d}.json"))
+    with pytest.raises(FileNotFoundError):  # nothing left where the layout would look
+        common.open_store(world, "msd_heart")
+    pool = cfg.pool_datasets(world, "s", "all")
+    pre = pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False,
+                   store_dirs=[stores[d] for d in pool], split_files=[splits[d] for d in pool])
+    metrics = tmp_path / "F.json"
+    finetune(world, "s", "stand", "msd_heart", "5", 0, tmp_path / "F", pre, progress=False, metrics=metrics,
+             store_dir=stores["msd_heart"], split_file=splits["msd_heart"])
+    assert read_json(metrics)["dataset"] == "msd_heart"
+    with pytest.raises(ValueError, match="a slice store of 'msd_spleen', not of 'msd_heart'"):
+        common.open_store(world, "msd_heart", stores["msd_spleen"])
+    with pytest.raises(ValueError, match="the split of 'msd_spleen', not of 'msd_heart'"):
+        common.load_split(world, "msd_heart", splits["msd_spleen"])
+    with pytest.raises(ValueError, match="1 stores given for the 2 datasets of the pool"):
+        pretrain(world, "s", "stand", "all", tmp_path / "P2", progress=False, store_dirs=[stores["msd_heart"]])

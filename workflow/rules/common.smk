@@ -169,10 +169,14 @@ def pretrained_model(wildcards):
     return _pretrained(wildcards) or []
 
 
-def features_model(wildcards):
-    """The pretrained model of Figure 3b's features (its pool as medssl.config.features_pool says)."""
+def features_inputs(wildcards):
+    """Figure 3b's features: the pretrained model (its pool as medssl.config.features_pool says) and that
+    pool's stores, in the pool's order."""
     pool = mcfg.features_pool(config, wildcards.study, wildcards.run)
-    return str(LAYOUT.pretrained_model(wildcards.study, wildcards.run, pool))
+    return {
+        "pretrained": str(LAYOUT.pretrained_model(wildcards.study, wildcards.run, pool)),
+        "stores": [store_dir(d) for d in mcfg.pool_datasets(config, wildcards.study, pool)],
+    }
 
 
 def pretrained_arg(wildcards):
