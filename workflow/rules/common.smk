@@ -220,7 +220,7 @@ def stage_resources(rule):
 
 
 def report_outputs(target):
-    return [str(LAYOUT.output(p)) for p in report_targets.target_info(target).outputs]
+    return [str(p) for p in PLAN.outputs_of(target)]
 
 
 def shown_in_report(path):
