@@ -598,8 +598,9 @@ def test_finetune_with_metrics_evaluates_in_one_process(world, tmp_path):
 
 
 def test_jobs_read_the_store_and_split_they_are_given(world, tmp_path):
-    """Issue 11: pretrain, finetune and evaluate read their inputs from the paths passed (the rule's {input}),
-    not from paths derived from the config; a store or split of another dataset is refused, naming both."""
+    """Issue 11: pretrain and finetune read their inputs from the paths passed (the rule's {input}) and write
+    predictions where told (its {output}), not where the config says; a store or split of another dataset is
+    refused, naming both."""
     import shutil
 
     moved = tmp_path / "elsewhere"
@@ -612,10 +613,11 @@ def test_jobs_read_the_store_and_split_they_are_given(world, tmp_path):
     pool = cfg.pool_datasets(world, "s", "all")
     pre = pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False,
                    store_dirs=[stores[d] for d in pool], split_files=[splits[d] for d in pool])
-    metrics = tmp_path / "F.json"
+    metrics, pred = tmp_path / "F.json", tmp_path / "figures" / "F.npz"
     finetune(world, "s", "stand", "msd_heart", "5", 0, tmp_path / "F", pre, progress=False, metrics=metrics,
-             store_dir=stores["msd_heart"], split_file=splits["msd_heart"])
+             store_dir=stores["msd_heart"], split_file=splits["msd_heart"], predictions=pred)
     assert read_json(metrics)["dataset"] == "msd_heart"
+    assert set(np.load(pred)) >= {"image", "label", "pred"} and not (tmp_path / "F_pred.npz").exists()
     with pytest.raises(ValueError, match="a slice store of 'msd_spleen', not of 'msd_heart'"):
         common.open_store(world, "msd_heart", stores["msd_spleen"])
     with pytest.raises(ValueError, match="the split of 'msd_spleen', not of 'msd_heart'"):

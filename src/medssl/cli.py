@@ -82,14 +82,14 @@ def _finetune(args, config):
     metrics = Path(args.metrics) if args.metrics else None
     finetune(config, args.study, args.run, args.dataset, args.ratio, int(args.seed), Path(args.out), pretrained,
              metrics=metrics, save_model=metrics is None or args.keep_model, store_dir=args.store,
-             split_file=args.split)
+             split_file=args.split, predictions=args.predictions)
 
 
 def _evaluate(args, config):
     from medssl.train.evaluate import evaluate
 
     evaluate(config, args.study, args.run, args.dataset, args.ratio, int(args.seed), Path(args.model),
-             Path(args.out), store_dir=args.store, split_file=args.split)
+             Path(args.out), store_dir=args.store, split_file=args.split, predictions=args.predictions)
 
 
 def _cost(args, config):
@@ -159,8 +159,9 @@ def _last_epoch(out: Path) -> str | None:
 
 
 def _written(args) -> list[Path]:
-    """The paths a command was told to write (``--out``, ``--outputs``, ``--metrics``)."""
-    paths = [getattr(args, "out", None), getattr(args, "metrics", None), *(getattr(args, "outputs", None) or [])]
+    """The paths a command was told to write (``--out``, ``--outputs``, ``--metrics``, ``--predictions``)."""
+    paths = [getattr(args, "out", None), getattr(args, "metrics", None), getattr(args, "predictions", None),
+             *(getattr(args, "outputs", None) or [])]
     return [Path(p) for p in paths if p]
 
 
@@ -213,8 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "(as `medssl evaluate` would): write this metrics JSON and its _pred.npz beside it; the "
                     "finetuned model.pt is then written only with --keep-model")
     ft.add_argument("--keep-model", action="store_true", help="with --metrics: write model.pt as well")
-    command("evaluate", _evaluate, "evaluate a finetuned model on the test patients",
-            "study", "run", "dataset", "ratio", "seed", "store", "split", "model", "out")
+    ev = command("evaluate", _evaluate, "evaluate a finetuned model on the test patients",
+                 "study", "run", "dataset", "ratio", "seed", "store", "split", "model", "out")
+    for p in (ft, ev):
+        p.add_argument("--predictions", help="the test predictions' .npz for the figures (default: beside "
+                       "the metrics JSON, seed0.json -> seed0_pred.npz)")
     p = command("cost", _cost, "jobs per rule and estimated GPU-hours of a config's workflow")
     p.add_argument("--by-run", action="store_true", help="also break the GPU-hours down by study/run")
     p.add_argument("--measure", action="store_true",

@@ -57,4 +57,5 @@ rule finetune:
         "medssl finetune --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
         "--dataset {wildcards.dataset:q} --ratio {wildcards.ratio:q} --seed {wildcards.seed:q} "
         "--store {input.store:q} --split {input.split:q} "
-        "--out {params.out:q} {params.pretrained:q} --metrics {output.metrics:q} {params.keep:q} > {log:q} 2>&1"
+        "--out {params.out:q} {params.pretrained:q} --metrics {output.metrics:q} --predictions {output.pred:q} "
+        "{params.keep:q} > {log:q} 2>&1"
