@@ -475,16 +475,6 @@ def test_denoising_path(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- real models and methods
-def _real_available(method):
-    try:
-        from medssl.methods import METHODS
-        from medssl.models import MODELS
-    except Exception:
-        return False
-    return "hssl_net" in MODELS and method in METHODS
-
-
-@pytest.mark.skipif(not _real_available("simclr"), reason="medssl.models/methods not importable yet")
 def test_end_to_end_real_hssl_net_simclr(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = base_config()
@@ -503,7 +493,6 @@ def test_end_to_end_real_hssl_net_simclr(tmp_path, monkeypatch):
     assert res["arch"] == "hssl_net" and math.isfinite(pd.read_csv(tmp_path / "P" / "log.csv")["loss"][0])
 
 
-@pytest.mark.skipif(not _real_available("ssmtl"), reason="medssl.methods.ssmtl not importable yet")
 def test_end_to_end_real_ssmtl_sequence(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = base_config()
