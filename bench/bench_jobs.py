@@ -79,7 +79,9 @@ def fixed_cost(config_path: Path, dataset: str, steps: tuple[int, int], repeats:
         configs = {s: scratch(config_path, dataset, s, root) for s in steps}
         prepare(configs[steps[0]], dataset, root)
         medssl = [sys.executable, "-m", "medssl.cli"]
-        base = ["--study", "hssl", "--run", "tfs", "--dataset", dataset, "--ratio", "100", "--seed", "0"]
+        exp = root / "results" / "bench_jobs"
+        base = ["--study", "hssl", "--run", "tfs", "--dataset", dataset, "--ratio", "100", "--seed", "0",
+                "--store", str(exp / "data" / dataset), "--split", str(exp / "splits" / f"{dataset}.json")]
         results: dict[str, dict[int, float]] = defaultdict(dict)
         for s in steps:
             one, two = [], []

@@ -25,7 +25,8 @@ def _error_lines(capsys) -> list[str]:
 
 
 def _train_args(**over) -> list[str]:
-    args = {"study": "hssl", "run": "tfs", "dataset": "msd_heart", "ratio": "5", "seed": "0", "out": "x"}
+    args = {"study": "hssl", "run": "tfs", "dataset": "msd_heart", "ratio": "5", "seed": "0", "store": "s",
+            "split": "s.json", "out": "x"}
     args.update(over)
     return ["finetune", "--config", DEMO] + [a for k, v in args.items() for a in (f"--{k}", v)]
 

@@ -29,6 +29,7 @@ def test_plan_of_the_demo():
     assert ("simclr_single", "msd_heart") in pools and ("simclr", "all") in pools and ("tfs", "all") not in pools
     assert plan.targets()[:len(plan.datasets)] == [lay.split(d) for d in config["datasets"]]
     assert lay.output("tables/hssl_table2.html") in plan.report_files()
+    assert plan.outputs_of("hssl_table2") == [lay.output(f"tables/hssl_table2.{x}") for x in ("csv", "md", "html")]
 
 
 def test_resolved_settings_apply_every_default():

@@ -17,7 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from medssl import config as cfg
-from medssl.io import write_json
+from medssl.io import read_json, write_json
 from medssl.train import checkpoint as ckpt
 from medssl.train import common
 from medssl.train.evaluate import evaluate
@@ -475,16 +475,6 @@ def test_denoising_path(tmp_path, monkeypatch):
 
 
 # --------------------------------------------------------------------------- real models and methods
-def _real_available(method):
-    try:
-        from medssl.methods import METHODS
-        from medssl.models import MODELS
-    except Exception:
-        return False
-    return "hssl_net" in MODELS and method in METHODS
-
-
-@pytest.mark.skipif(not _real_available("simclr"), reason="medssl.models/methods not importable yet")
 def test_end_to_end_real_hssl_net_simclr(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = base_config()
@@ -503,7 +493,6 @@ def test_end_to_end_real_hssl_net_simclr(tmp_path, monkeypatch):
     assert res["arch"] == "hssl_net" and math.isfinite(pd.read_csv(tmp_path / "P" / "log.csv")["loss"][0])
 
 
-@pytest.mark.skipif(not _real_available("ssmtl"), reason="medssl.methods.ssmtl not importable yet")
 def test_end_to_end_real_ssmtl_sequence(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = base_config()
@@ -595,3 +584,32 @@ def test_finetune_with_metrics_evaluates_in_one_process(world, tmp_path):
     with pytest.raises(ValueError, match="metrics"):
         finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "X", None, progress=False,
                  save_model=False)
+
+
+def test_jobs_read_the_store_and_split_they_are_given(world, tmp_path):
+    """Issue 11: pretrain and finetune read their inputs from the paths passed (the rule's {input}) and write
+    predictions where told (its {output}), not where the config says; a store or split of another dataset is
+    refused, naming both."""
+    import shutil
+
+    moved = tmp_path / "elsewhere"
+    stores, splits = {}, {}
+    for d in ("msd_heart", "msd_spleen"):
+        stores[d] = shutil.move(str(common.store_path(world, d)), str(moved / "stores" / d))
+        splits[d] = shutil.move(str(common.split_path(world, d)), str(moved / f"{d}.json"))
+    with pytest.raises(FileNotFoundError):  # nothing left where the layout would look
+        common.open_store(world, "msd_heart")
+    pool = cfg.pool_datasets(world, "s", "all")
+    pre = pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False,
+                   store_dirs=[stores[d] for d in pool], split_files=[splits[d] for d in pool])
+    metrics, pred = tmp_path / "F.json", tmp_path / "figures" / "F.npz"
+    finetune(world, "s", "stand", "msd_heart", "5", 0, tmp_path / "F", pre, progress=False, metrics=metrics,
+             store_dir=stores["msd_heart"], split_file=splits["msd_heart"], predictions=pred)
+    assert read_json(metrics)["dataset"] == "msd_heart"
+    assert set(np.load(pred)) >= {"image", "label", "pred"} and not (tmp_path / "F_pred.npz").exists()
+    with pytest.raises(ValueError, match="a slice store of 'msd_spleen', not of 'msd_heart'"):
+        common.open_store(world, "msd_heart", stores["msd_spleen"])
+    with pytest.raises(ValueError, match="the split of 'msd_spleen', not of 'msd_heart'"):
+        common.load_split(world, "msd_heart", splits["msd_spleen"])
+    with pytest.raises(ValueError, match="1 stores given for the 2 datasets of the pool"):
+        pretrain(world, "s", "stand", "all", tmp_path / "P2", progress=False, store_dirs=[stores["msd_heart"]])

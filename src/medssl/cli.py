@@ -71,7 +71,8 @@ def _pretrain(args, config):
     from medssl.train.pretrain import pretrain
 
     patients = config["studies"][args.study].get("pretrain_patients", "all")
-    pretrain(config, args.study, args.run, args.pool, Path(args.out), patients=patients)
+    pretrain(config, args.study, args.run, args.pool, Path(args.out), patients=patients,
+             store_dirs=args.stores, split_files=args.splits)
 
 
 def _finetune(args, config):
@@ -80,14 +81,15 @@ def _finetune(args, config):
     pretrained = Path(args.pretrained) if args.pretrained else None
     metrics = Path(args.metrics) if args.metrics else None
     finetune(config, args.study, args.run, args.dataset, args.ratio, int(args.seed), Path(args.out), pretrained,
-             metrics=metrics, save_model=metrics is None or args.keep_model)
+             metrics=metrics, save_model=metrics is None or args.keep_model, store_dir=args.store,
+             split_file=args.split, predictions=args.predictions)
 
 
 def _evaluate(args, config):
     from medssl.train.evaluate import evaluate
 
     evaluate(config, args.study, args.run, args.dataset, args.ratio, int(args.seed), Path(args.model),
-             Path(args.out))
+             Path(args.out), store_dir=args.store, split_file=args.split, predictions=args.predictions)
 
 
 def _cost(args, config):
@@ -109,7 +111,8 @@ def _features(args, config):
     from medssl.reports.targets import tsne_spec
 
     spec = tsne_spec(config)
-    extract_features(config, args.study, args.run, Path(args.out), per_task=spec.per_task, seed=spec.seed)
+    extract_features(config, args.study, args.run, Path(args.out), per_task=spec.per_task, seed=spec.seed,
+                     model=args.model, store_dirs=args.stores)
 
 
 def _report(args, config):
@@ -156,8 +159,9 @@ def _last_epoch(out: Path) -> str | None:
 
 
 def _written(args) -> list[Path]:
-    """The paths a command was told to write (``--out``, ``--outputs``, ``--metrics``)."""
-    paths = [getattr(args, "out", None), getattr(args, "metrics", None), *(getattr(args, "outputs", None) or [])]
+    """The paths a command was told to write (``--out``, ``--outputs``, ``--metrics``, ``--predictions``)."""
+    paths = [getattr(args, "out", None), getattr(args, "metrics", None), getattr(args, "predictions", None),
+             *(getattr(args, "outputs", None) or [])]
     return [Path(p) for p in paths if p]
 
 
@@ -192,27 +196,37 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
+    def pool_inputs(p, *names):  # a pool job's inputs: one path per pool dataset, in the pool's order
+        for name in names:
+            p.add_argument(f"--{name}", nargs="+", required=True, metavar="PATH",
+                           help=f"the pool datasets' {name}, one per dataset in the pool's order")
+
     command("synthesize", _synthesize, "write a dataset's synthetic phantom twin (MSD layout)", "dataset", "out")
     command("fetch", _fetch, "download (md5-checked) or check a manual dataset", "dataset", "out")
     command("slice", _slice, "slice a dataset's volumes into a slice store", "dataset", "out")
     command("split", _split, "patient split and nested label subsets", "dataset", "store", "out")
-    command("pretrain", _pretrain, "self-supervised pretraining of one run on one pool",
-            "study", "run", "pool", "out")
+    pt = command("pretrain", _pretrain, "self-supervised pretraining of one run on one pool",
+                 "study", "run", "pool", "out")
+    pool_inputs(pt, "stores", "splits")
     ft = command("finetune", _finetune, "finetune one run on one dataset, label ratio and seed",
-                 "study", "run", "dataset", "ratio", "seed", "out", "pretrained")
+                 "study", "run", "dataset", "ratio", "seed", "store", "split", "out", "pretrained")
     ft.add_argument("--metrics", help="also evaluate the selected model on the test patients in this process "
                     "(as `medssl evaluate` would): write this metrics JSON and its _pred.npz beside it; the "
                     "finetuned model.pt is then written only with --keep-model")
     ft.add_argument("--keep-model", action="store_true", help="with --metrics: write model.pt as well")
-    command("evaluate", _evaluate, "evaluate a finetuned model on the test patients",
-            "study", "run", "dataset", "ratio", "seed", "model", "out")
+    ev = command("evaluate", _evaluate, "evaluate a finetuned model on the test patients",
+                 "study", "run", "dataset", "ratio", "seed", "store", "split", "model", "out")
+    for p in (ft, ev):
+        p.add_argument("--predictions", help="the test predictions' .npz for the figures (default: beside "
+                       "the metrics JSON, seed0.json -> seed0_pred.npz)")
     p = command("cost", _cost, "jobs per rule and estimated GPU-hours of a config's workflow")
     p.add_argument("--by-run", action="store_true", help="also break the GPU-hours down by study/run")
     p.add_argument("--measure", action="store_true",
                    help="time the config's architectures on this machine's device and use those numbers")
     p.add_argument("--directory", default=".", help="workflow directory holding results/ (default: .)")
-    command("features", _features, "features of a pretrained model for the t-SNE figure",
-            "study", "run", "out")
+    features = command("features", _features, "features of a pretrained model for the t-SNE figure",
+                       "study", "run", "model", "out")
+    pool_inputs(features, "stores")
     report = command("report", _report, "build one table or figure from its input files", "target")
     report.add_argument("--inputs", nargs="+", required=True)
     report.add_argument("--outputs", nargs="+", required=True)

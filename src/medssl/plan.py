@@ -84,12 +84,17 @@ class Plan:
         return cls(layout, tuple(config["datasets"]), tuple(reports), tuple(summaries), inputs, tuple(keys),
                    tuple(features), tuple(dict.fromkeys(pretrains)))
 
+    def outputs_of(self, target: str) -> list[Path]:
+        """The files of one report target (a table's CSV, Markdown and HTML; a figure's PNG)."""
+        from medssl.reports import targets as report_targets
+
+        return [self.layout.output(p) for p in report_targets.target_info(target).outputs]
+
     def report_files(self) -> list[Path]:
         """Every table and figure: the configured targets' and the generic summaries'."""
         from medssl.reports import summary as report_summary
-        from medssl.reports import targets as report_targets
 
-        files = [self.layout.output(p) for t in self.reports for p in report_targets.target_info(t).outputs]
+        files = [p for t in self.reports for p in self.outputs_of(t)]
         return files + [self.layout.output(p) for s in self.summaries for p in report_summary.summary_outputs(s)]
 
     def targets(self) -> list[Path]:

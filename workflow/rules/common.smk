@@ -169,10 +169,14 @@ def pretrained_model(wildcards):
     return _pretrained(wildcards) or []
 
 
-def features_model(wildcards):
-    """The pretrained model of Figure 3b's features (its pool as medssl.config.features_pool says)."""
+def features_inputs(wildcards):
+    """Figure 3b's features: the pretrained model (its pool as medssl.config.features_pool says) and that
+    pool's stores, in the pool's order."""
     pool = mcfg.features_pool(config, wildcards.study, wildcards.run)
-    return str(LAYOUT.pretrained_model(wildcards.study, wildcards.run, pool))
+    return {
+        "pretrained": str(LAYOUT.pretrained_model(wildcards.study, wildcards.run, pool)),
+        "stores": [store_dir(d) for d in mcfg.pool_datasets(config, wildcards.study, pool)],
+    }
 
 
 def pretrained_arg(wildcards):
@@ -216,7 +220,7 @@ def stage_resources(rule):
 
 
 def report_outputs(target):
-    return [str(LAYOUT.output(p)) for p in report_targets.target_info(target).outputs]
+    return [str(p) for p in PLAN.outputs_of(target)]
 
 
 def shown_in_report(path):

@@ -41,7 +41,7 @@ for _target in REPORTS:
 
 rule tsne_features:
     input:
-        pretrained=features_model,
+        unpack(features_inputs),
     output:
         str(LAYOUT.features("{study}", "{run}")),
     log:
@@ -57,7 +57,7 @@ rule tsne_features:
         settings=settings_digest("features"),
     shell:
         "medssl features --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
-        "--out {output:q} > {log:q} 2>&1"
+        "--model {input.pretrained:q} --stores {input.stores:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_summary:

@@ -26,7 +26,7 @@ rule pretrain:
         out=lambda wildcards, output: os.path.dirname(output.model),
     shell:
         "medssl pretrain --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
-        "--pool {wildcards.pool:q} --out {params.out:q} > {log:q} 2>&1"
+        "--pool {wildcards.pool:q} --stores {input.stores:q} --splits {input.splits:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule finetune:
@@ -56,4 +56,6 @@ rule finetune:
     shell:
         "medssl finetune --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
         "--dataset {wildcards.dataset:q} --ratio {wildcards.ratio:q} --seed {wildcards.seed:q} "
-        "--out {params.out:q} {params.pretrained:q} --metrics {output.metrics:q} {params.keep:q} > {log:q} 2>&1"
+        "--store {input.store:q} --split {input.split:q} "
+        "--out {params.out:q} {params.pretrained:q} --metrics {output.metrics:q} --predictions {output.pred:q} "
+        "{params.keep:q} > {log:q} 2>&1"

@@ -28,12 +28,13 @@ from medssl.layout import Layout
 HEAD_NAMES = {"image": "F_image", "task": "F_task", "group": "F_group"}
 
 
-def sample_pool(config: dict, datasets: list[str], per_task: int, seed: int):
-    """``per_task`` foreground slices per dataset: images (N, H, W), dataset index (N,)."""
+def sample_pool(config: dict, datasets: list[str], per_task: int, seed: int, store_dirs: list | None = None):
+    """``per_task`` foreground slices per dataset: images (N, H, W), dataset index (N,). ``store_dirs``: one
+    store per dataset (default: the experiment's layout)."""
     rng = np.random.default_rng(seed)
     images, task = [], []
-    for i, name in enumerate(datasets):
-        store = common.open_store(config, name)
+    for i, (name, path) in enumerate(zip(datasets, common.pool_inputs(datasets, store_dirs, "stores"))):
+        store = common.open_store(config, name, path)
         rows = store.rows(foreground_only=True)
         rows = np.sort(rng.choice(rows, size=min(per_task, len(rows)), replace=False))
         images.append(np.asarray(store.images[rows], dtype=np.float32))
@@ -42,12 +43,15 @@ def sample_pool(config: dict, datasets: list[str], per_task: int, seed: int):
 
 
 def extract_features(config: dict, study: str, run: str, out: str | Path, *, per_task: int = 100,
-                     seed: int = 0) -> Path:
-    """Write the features .npz that :func:`medssl.reports.figures` turns into Figure 3b."""
+                     seed: int = 0, model: str | Path | None = None, store_dirs: list | None = None) -> Path:
+    """Write the features .npz that :func:`medssl.reports.figures` turns into Figure 3b. ``model`` (the
+    pretrained model file) and ``store_dirs`` (the pool's stores, in its order) are the job's inputs
+    (default: the experiment's layout)."""
     pool = cfg.features_pool(config, study, run)
-    state = ckpt.load(Layout.of(config).pretrained_model(study, run, pool))
+    state = ckpt.load(model if model is not None else Layout.of(config).pretrained_model(study, run, pool))
     datasets = cfg.pool_datasets(config, study, pool)
-    images, index = sample_pool(config, datasets, per_task, seed)
+    store_dirs = common.pool_inputs(datasets, store_dirs, "stores")
+    images, index = sample_pool(config, datasets, per_task, seed, store_dirs)
     task_of, group_of, n_tasks, n_groups = common.task_group_ids(config, study, datasets)
     task = np.array([task_of[datasets[i]] for i in index])
     group = np.array([group_of[datasets[i]] for i in index])
@@ -82,7 +86,7 @@ def extract_features(config: dict, study: str, run: str, out: str | Path, *, per
         rois = ", ".join(dict.fromkeys(s.roi for s in specs))
         modalities = "/".join(dict.fromkeys(s.modality for s in specs))
         group_labels[g] = f"G{specs[0].paper_group or g + 1} {rois} {modalities}"
-    synthetic = bool(common.open_store(config, datasets[0]).meta.get("synthetic", False))
+    synthetic = bool(common.open_store(config, datasets[0], store_dirs[0]).meta.get("synthetic", False))
     save_features(out, features, task, group, task_labels=task_labels, group_labels=group_labels,
                   synthetic=synthetic)
     return Path(out)

@@ -18,16 +18,37 @@ def store_path(config: dict, dataset: str) -> Path:
     return Layout.of(config).store(dataset)
 
 
-def open_store(config: dict, dataset: str) -> SliceStore:
-    return SliceStore(store_path(config, dataset))
+def open_store(config: dict, dataset: str, path: str | Path | None = None) -> SliceStore:
+    """``dataset``'s slice store: ``path`` (a job's input, as the workflow passes it) or the experiment's
+    layout. Refuses a store of another dataset, naming both."""
+    store = SliceStore(path if path is not None else store_path(config, dataset))
+    if store.name != dataset:
+        raise ValueError(f"{store.path}: a slice store of {store.name!r}, not of {dataset!r}")
+    return store
 
 
 def split_path(config: dict, dataset: str) -> Path:
     return Layout.of(config).split(dataset)
 
 
-def load_split(config: dict, dataset: str) -> dict:
-    return read_json(split_path(config, dataset))
+def load_split(config: dict, dataset: str, path: str | Path | None = None) -> dict:
+    """``dataset``'s split: ``path`` (a job's input) or the experiment's layout. Refuses another dataset's."""
+    path = Path(path if path is not None else split_path(config, dataset))
+    split = read_json(path)
+    if split.get("dataset", dataset) != dataset:
+        raise ValueError(f"{path}: the split of {split.get('dataset')!r}, not of {dataset!r}")
+    return split
+
+
+def pool_inputs(datasets: list[str], paths: list | None, what: str) -> list:
+    """A pool job's per-dataset input paths (``--stores``/``--splits``: one per dataset, in the pool's order),
+    or ``None`` for each when not given (the layout's)."""
+    if paths is None:
+        return [None] * len(datasets)
+    if len(paths) != len(datasets):
+        raise ValueError(f"{len(paths)} {what} given for the {len(datasets)} datasets of the pool "
+                         f"({', '.join(datasets)}): pass one per dataset, in that order")
+    return list(paths)
 
 
 def task_group_ids(config: dict, study: str, datasets: list[str]) -> tuple[dict, dict, int, int]:

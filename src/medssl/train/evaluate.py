@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from medssl import config as cfg
+from medssl.data.store import SliceStore
 from medssl.io import atomic_path, write_json
 from medssl.models import config_width
 from medssl.train import checkpoint as ckpt
@@ -93,33 +94,39 @@ def load_model(model_path: str | Path, arch: str, out_channels: int, device: tor
 
 
 def evaluate(config: dict, study: str, run: str, dataset: str, ratio: str, seed: int, model_path: str | Path,
-             out_json: str | Path, *, progress: bool = True) -> dict:
-    """Evaluate ``model_path`` on ``dataset``'s test patients; write ``out_json`` and its ``_pred.npz``."""
+             out_json: str | Path, *, progress: bool = True, store_dir: str | Path | None = None,
+             split_file: str | Path | None = None, predictions: str | Path | None = None) -> dict:
+    """Evaluate ``model_path`` on ``dataset``'s test patients; write ``out_json`` and its ``_pred.npz``.
+    ``store_dir``, ``split_file``: the job's inputs (default: the experiment's layout)."""
     ensure_logging()
     rs = cfg.run_settings(config, study, run)
     task = downstream_for(config, study)
     device = dev.pick_device(config.get("device", "auto"))
     dev.configure(device, config.get("threads"))
-    store = common.open_store(config, dataset)
+    store = common.open_store(config, dataset, store_dir)
     out_channels = task.out_channels(store)
     model, meta = load_model(model_path, rs["arch"], out_channels, device,
                              expect={"kind": "finetune", "arch": rs["arch"], "dataset": dataset, "run": run,
                                      "out_channels": out_channels})
     return evaluate_model(config, study, run, dataset, ratio, seed, model, out_json, device=device,
-                          arch=meta.get("arch", rs["arch"]))
+                          arch=meta.get("arch", rs["arch"]), store=store,
+                          split=common.load_split(config, dataset, split_file), predictions=predictions)
 
 
 def evaluate_model(config: dict, study: str, run: str, dataset: str, ratio: str, seed: int,
                    model: torch.nn.Module, out_json: str | Path, *, device: torch.device,
-                   arch: str | None = None) -> dict:
+                   arch: str | None = None, store: SliceStore | None = None, split: dict | None = None,
+                   predictions: str | Path | None = None) -> dict:
     """Evaluate an in-memory ``model`` (on ``device``) on ``dataset``'s test patients; write ``out_json`` and
-    its ``_pred.npz``. ``medssl finetune --metrics`` calls this on the selected model, in its own process."""
+    its ``_pred.npz``. ``medssl finetune --metrics`` calls this on the selected model, in its own process, with
+    the store and split it trained from (default: the experiment's layout). ``predictions``: the ``.npz`` to
+    write (the job's declared output; default ``Layout.predictions(out_json)``)."""
     out_json = Path(out_json)
     rs = cfg.run_settings(config, study, run)
     opts = cfg.study_options(config, study)
     task = downstream_of(opts)
-    store = common.open_store(config, dataset)
-    split = common.load_split(config, dataset)
+    store = store if store is not None else common.open_store(config, dataset)
+    split = split if split is not None else common.load_split(config, dataset)
 
     test_patients = sorted(split["patients"]["test"])
     all_rows = store.rows(test_patients)
@@ -145,7 +152,7 @@ def evaluate_model(config: dict, study: str, run: str, dataset: str, ratio: str,
     where = {int(r): i for i, r in enumerate(rows)}
     sel = np.array([where[int(r)] for r in fr], dtype=np.int64)
     fig_image, fig_label = task.figure_arrays(store, fr, sel, arrays)
-    npz = Layout.predictions(out_json)
+    npz = Path(predictions) if predictions is not None else Layout.predictions(out_json)
     with atomic_path(npz, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, image=fig_image.astype(np.float32), label=fig_label, pred=arrays["pred"][sel],

@@ -114,8 +114,12 @@ def train_rows(store, split: dict, ratio: str) -> np.ndarray:
 
 def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed: int, out_dir: str | Path,
              pretrained: str | Path | None = None, *, progress: bool = True, metrics: str | Path | None = None,
-             save_model: bool = True) -> Path:
+             save_model: bool = True, store_dir: str | Path | None = None,
+             split_file: str | Path | None = None, predictions: str | Path | None = None) -> Path:
     """Finetune and select on validation; returns the path of ``model.pt``.
+
+    ``store_dir`` and ``split_file``: the dataset's slice store and split (the job's inputs; default: the
+    experiment's layout); ``predictions``: where the test predictions go (default: beside ``metrics``).
 
     With ``metrics`` the selected model is also evaluated on the test patients in this process
     (:func:`medssl.train.evaluate.evaluate_model`: ``metrics`` and its ``_pred.npz``); ``save_model=False``
@@ -132,9 +136,9 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
     dev.configure(device, config.get("threads"))
     seed_everything(int(seed), deterministic=not dev.is_cuda(device))
 
-    store = common.open_store(config, dataset)
+    store = common.open_store(config, dataset, store_dir)
     common.check_image_size(store)
-    split = common.load_split(config, dataset)
+    split = common.load_split(config, dataset, split_file)
     rows = train_rows(store, split, ratio)
     out_channels = task.out_channels(store)
     width = config_width(config)
@@ -219,6 +223,6 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
     if metrics is not None:
         model.load_state_dict(state)
         evaluate_model(config, study, run, dataset, ratio, int(seed), model, metrics, device=device,
-                       arch=rs["arch"])
+                       arch=rs["arch"], store=store, split=split, predictions=predictions)
     loop.finish()
     return path if path is not None else Path(metrics)

@@ -92,8 +92,12 @@ def build_pool_dataset(method, stores, datasets, task_of, group_of, slice_filter
 
 
 def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path, *,
-             patients: str = "all", progress: bool = True) -> Path:
-    """Pretrain ``run`` of ``study`` on ``pool``; returns the path of ``model.pt``."""
+             patients: str = "all", progress: bool = True, store_dirs: list | None = None,
+             split_files: list | None = None) -> Path:
+    """Pretrain ``run`` of ``study`` on ``pool``; returns the path of ``model.pt``.
+
+    ``store_dirs``, ``split_files``: the pool datasets' slice stores and splits, one each in the pool's order
+    (the job's inputs; default: the experiment's layout)."""
     ensure_logging()
     out_dir = Path(out_dir)
     rs = cfg.run_settings(config, study, run)
@@ -106,7 +110,9 @@ def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path,
     seed_everything(PRETRAIN_SEED, deterministic=not dev.is_cuda(device))
 
     datasets = cfg.pool_datasets(config, study, pool)
-    stores = [common.open_store(config, d) for d in datasets]
+    stores = [common.open_store(config, d, path)
+              for d, path in zip(datasets, common.pool_inputs(datasets, store_dirs, "stores"))]
+    split_files = dict(zip(datasets, common.pool_inputs(datasets, split_files, "splits")))
     sizes = {common.check_image_size(s) for s in stores}
     if len(sizes) != 1:
         raise ValueError(f"pool {pool}: datasets have different slice sizes {sorted(sizes)}")
@@ -115,7 +121,7 @@ def pretrain(config: dict, study: str, run: str, pool: str, out_dir: str | Path,
     patients_of = {}
     if patients == "train":
         for d in datasets:
-            split = common.load_split(config, d)
+            split = common.load_split(config, d, split_files[d])
             test = set(split["patients"]["test"])
             patients_of[d] = sorted(set(stores[datasets.index(d)].index["patient"]) - test)
     elif patients != "all":
