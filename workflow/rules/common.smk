@@ -173,10 +173,9 @@ def features_inputs(wildcards):
     """Figure 3b's features: the pretrained model (its pool as medssl.config.features_pool says) and that
     pool's stores, in the pool's order."""
     pool = mcfg.features_pool(config, wildcards.study, wildcards.run)
-    return {
-        "pretrained": str(LAYOUT.pretrained_model(wildcards.study, wildcards.run, pool)),
-        "stores": [store_dir(d) for d in mcfg.pool_datasets(config, wildcards.study, pool)],
-    }
+    names = mcfg.pool_datasets(config, wildcards.study, pool)
+    model = LAYOUT.pretrained_model(wildcards.study, wildcards.run, pool)
+    return {"pretrained": str(model), "stores": [store_dir(d) for d in names]}
 
 
 def pretrained_arg(wildcards):
