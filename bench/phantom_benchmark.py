@@ -1,8 +1,9 @@
 """Headline of the phantom benchmark (``config/benchmark.yaml``): training from scratch vs each pretraining
 method, per study, at one label budget (prints Markdown; no assertions).
 
-For every study with a run trained from scratch (method ``tfs``, the baseline) and every other run of the same
-architecture, at the study's smallest label ratio (``--ratio`` overrides; paper B's studies use ``scans``):
+For every run trained from scratch (method ``tfs``, the baseline) of every study, against every other run of
+its architecture, at the study's smallest label ratio (``--ratio`` overrides; paper B's studies use
+``scans``):
 
 * per finetuning dataset, the mean ± sd over seeds of the slice-pooled test score: mean foreground Dice (%)
   for paper A, mIoU for paper B, PSNR (dB) for denoising studies;
@@ -10,7 +11,7 @@ architecture, at the study's smallest label ratio (``--ratio`` overrides; paper 
 * p: the two-sided Wilcoxon signed-rank test over those paired cells (none below 6 pairs), Holm-adjusted over
   the methods of the study (:mod:`medssl.reports.stats`).
 
-    snakemake --cores 2 all --configfile config/benchmark.yaml     # about an hour on 2 CPU cores
+    snakemake --cores 2 all --configfile config/benchmark.yaml     # 1-2 hours on 2 CPU cores
     python bench/phantom_benchmark.py [--config config/benchmark.yaml] [--results results/benchmark]
 """
 
@@ -42,16 +43,20 @@ def _smallest(ratios: list[str]) -> str:
 
 
 def study_headline(config: dict, root: Path, study: str, ratio: str | None) -> list[str]:
-    block = config["studies"][study]
-    runs = {r: cfg.run_settings(config, study, r) for r in block["runs"]}
-    base = next((r for r, rs in runs.items() if rs["method"] == "tfs"), None)
-    if base is None:
-        return []
+    """One table per run trained from scratch in ``study``: that baseline and every run of its architecture."""
+    runs = {r: cfg.run_settings(config, study, r) for r in config["studies"][study]["runs"]}
+    lines = []
+    for base in [r for r, rs in runs.items() if rs["method"] == "tfs"]:
+        lines += baseline_table(config, root, study, runs, base, ratio)
+    return lines
+
+
+def baseline_table(config: dict, root: Path, study: str, runs: dict, base: str, ratio: str | None) -> list[str]:
     ratio = ratio or _smallest(runs[base]["label_ratios"])
     others = [r for r, rs in runs.items() if r != base and rs["arch"] == runs[base]["arch"]
               and ratio in rs["label_ratios"]]
     datasets = runs[base]["finetune_datasets"]
-    seeds = block.get("seeds", [0])
+    seeds = config["studies"][study].get("seeds", [0])
     opts = cfg.study_options(config, study)
     paper, denoising = opts["paper"], opts["downstream"] == "denoising"
     unit, digits = ("PSNR dB", 2) if denoising else ("mIoU", 3) if paper == "ssmtl" else ("Dice %", 1)
@@ -67,19 +72,24 @@ def study_headline(config: dict, root: Path, study: str, ratio: str | None) -> l
         return out
 
     base_cells = cells(base)
-    results = [(run, cells(run)) for run in [base] + others]
+    results = [(run, c) for run in [base] + others if (c := cells(run))]
+    if len(results) < 2 or results[0][0] != base:
+        return []  # no baseline results, or nothing to compare with it
     tests = holm_adjust([paired_test(c, base_cells) for run, c in results[1:]])
-    lines = [f"**{study}** ({unit}, labels {ratio}, {len(seeds)} seeds; mean ± sd over seeds)", "",
+    lines = [f"**{study}**, {runs[base]['arch']} ({unit}, labels {ratio}, {len(seeds)} seeds; mean ± sd over "
+             "seeds)", "",
              "| run | " + " | ".join(datasets) + f" | Δ vs {runs[base]['label']} | p (Holm) |",
              "|---" * (len(datasets) + 3) + "|"]
     for (run, c), t in zip(results, [None] + tests):
         per_ds = []
         for d in datasets:
-            sm = summarise([v for k, v in c.items() if k.split("/")[0] == d])
-            per_ds.append("—" if sm.mean is None else f"{sm.mean:.{digits}f} ± {sm.sd or 0:.{digits}f}")
+            values = [v for k, v in c.items() if k.split("/")[0] == d]
+            sm = summarise(values)
+            spread = f" ± {sm.sd:.{digits}f}" if sm.sd is not None else f" ({len(values)} seed)"
+            per_ds.append("—" if sm.mean is None else f"{sm.mean:.{digits}f}{spread}")
         delta = "" if t is None or t.mean_diff is None else f"{t.mean_diff:+.{digits}f}"
         p = "" if t is None else (t.test if t.p_adj is None else f"{t.p_adj:.3g} (n={t.n})")
-        lines.append(f"| {runs[run]['label']} | " + " | ".join(per_ds) + f" | {delta} | {p} |")
+        lines.append(f"| {runs[run]['label']} (`{run}`) | " + " | ".join(per_ds) + f" | {delta} | {p} |")
     return lines + [""]
 
 
