@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 
@@ -27,6 +28,20 @@ def test_adam_matches_torch_adam_exactly():
     for key, st in ref_state["state"].items():
         assert all(torch.equal(st[k], our_state["state"][key][k]) for k in st)
     assert our_state["param_groups"] == ref_state["param_groups"]
+
+
+def test_adam_matches_torch_adam_on_its_own_path():
+    """The same comparison in a fresh process, where torch._dynamo is not loaded and Adam takes its own step
+    (in this process another test may have loaded it, and Adam then defers to torch's step)."""
+    code = ("import sys, torch\n"
+            "import test_optim\n"
+            "ours, _ = test_optim._train(test_optim.Adam)\n"
+            "assert 'torch._dynamo' not in sys.modules\n"
+            "ref, _ = test_optim._train(torch.optim.Adam)\n"
+            "print(all(torch.equal(a, b) for a, b in zip(ours, ref)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent)
+    assert out.stdout.strip() == "True"
 
 
 def test_adam_resumes_from_a_torch_adam_state_dict():
