@@ -8,7 +8,13 @@
 3. Throughput: images/s of pretraining (default HSSL on hssl_net). On CUDA the paper-A setting 192×192,
    batch 30, bf16; on CPU smaller defaults (64×64, batch 8) so it finishes in about a minute.
 
+``--layouts``: instead, ms per supervised training step (forward, cross-entropy, backward, Adam) of each
+demo network at its demo size and width, for the memory layout (contiguous NCHW / channels_last) × the Adam
+kernel (multi-tensor / fused), CPU time, minimum of 3 interleaved rounds. The training core's choice
+(channels_last, fused) rests on these figures.
+
     python bench/bench_train.py [--method hssl --arch hssl_net --size S --batch B --steps N --workers W]
+    python bench/bench_train.py --layouts
 """
 
 from __future__ import annotations
@@ -111,6 +117,43 @@ def medssl_epochs(method, loader, device, epochs, lr, out_dir) -> list[float]:
     return [r["time"] / len(loader) for r in rows]
 
 
+# (arch, image size, batch, classes) of the demo's finetuning jobs, at the demo's width 0.25
+_DEMO_NETS = [("hssl_net", 64, 8, 3), ("unet", 64, 8, 3), ("unet3plus", 64, 4, 3), ("unet", 32, 16, 8),
+              ("resnet50_fcn", 32, 16, 8)]
+
+
+def layouts(device, steps: int = 12, rounds: int = 3) -> int:
+    """Print ms per training step for each demo network × memory layout × Adam kernel (see the docstring)."""
+    clock = time.perf_counter if dev.is_cuda(device) else time.process_time
+    variants = {"NCHW, multi-tensor": (torch.contiguous_format, False),
+                "NCHW, fused": (torch.contiguous_format, True),
+                "channels_last, multi-tensor": (torch.channels_last, False),
+                "channels_last, fused": (torch.channels_last, True)}
+    for arch, size, batch, classes in _DEMO_NETS:
+        best = {}
+        for _ in range(rounds):
+            for name, (layout, fused) in variants.items():
+                torch.manual_seed(0)
+                model = common.build_model(arch, classes, width=0.25).to(device).to(memory_format=layout)
+                x = torch.randn(batch, 1, size, size, device=device).contiguous(memory_format=layout)
+                y = torch.randint(0, classes, (batch, size, size), device=device)
+                opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
+                for i in range(steps + 2):  # 2 warm-up steps
+                    if i == 2:
+                        sync(device)
+                        t0 = clock()
+                    loss = torch.nn.functional.cross_entropy(model(x), y)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                sync(device)
+                ms = 1000 * (clock() - t0) / steps
+                best[name] = min(best.get(name, ms), ms)
+        print(f"{arch} {size} px, batch {batch}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in best.items()),
+              flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     cuda = torch.cuda.is_available()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -128,7 +171,13 @@ def main(argv=None) -> int:
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall" if cuda else "cpu",
                    help="timer of the loop comparison [1]: cpu = this process' CPU time (default on CPU: wall "
                         "time on a machine shared with other jobs is mostly noise); wall on CUDA")
+    p.add_argument("--layouts", action="store_true",
+                   help="ms per step of each demo network per memory layout and Adam kernel, then exit")
     args = p.parse_args(argv)
+    if args.layouts:
+        device = dev.pick_device(args.device)
+        dev.configure(device, args.threads)
+        return layouts(device)
     if args.clock == "cpu":  # both loops of [1] (ours and the bare ones here) read the same clock
         global _clock
         _clock = time.process_time
