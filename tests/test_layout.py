@@ -7,7 +7,12 @@ from pathlib import Path
 
 from medssl.config import load_config
 from medssl.layout import Layout
-from medssl.reports.metrics import metrics_path, parse_metrics_path
+import json
+
+import numpy as np
+import pytest
+
+from medssl.reports.metrics import MetricsSource, file_key, metrics_path
 from medssl.train import common
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,5 +51,38 @@ def test_library_readers_use_the_layout():
     assert common.split_path(config, "msd_heart") == lay.split("msd_heart")
     assert metrics_path(config, key) == lay.metrics(*key)
     assert metrics_path(config, key, "pred") == lay.predictions(lay.metrics(*key))
-    assert parse_metrics_path(lay.metrics(*key)) == (key, "json")
-    assert parse_metrics_path(lay.predictions(lay.metrics(*key))) == (key, "pred")
+    assert lay.metrics_beside(lay.predictions(lay.metrics(*key))) == lay.metrics(*key)
+
+
+def _evaluation(folder: Path, key, name: str = "seed0", npz_key: bool = True) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    js = folder / f"{name}.json"
+    js.write_text(json.dumps(dict(zip(("study", "run", "dataset", "ratio", "seed"), key)) | {"slice_pooled": {}}))
+    npz = Layout.predictions(js)
+    extra = {"key": np.array([str(v) for v in key])} if npz_key else {}
+    np.savez(npz, pred=np.zeros((1, 2, 2)), **extra)
+    return js, npz
+
+
+def test_report_inputs_are_keyed_by_their_contents_not_their_paths(tmp_path):
+    """Before, a regex parsed study/run/dataset/ratio/seed back out of each input path, so an input kept
+    anywhere else (or a layout change) silently read as absent. Now the files say what they are."""
+    key = ("hssl", "tfs", "msd_heart", "5", 0)
+    js, npz = _evaluation(tmp_path / "anywhere" / "at" / "all", key, name="renamed")
+    assert file_key(js) == (key, "json") and file_key(npz) == (key, "pred")
+    source = MetricsSource.from_inputs({"experiment": "x"}, [js, npz, tmp_path / "notes.txt"])
+    assert source.path(key) == js and source.path(key, "pred") == npz and source.exists(key, "pred")
+    assert not source.exists(("hssl", "tfs", "msd_heart", "100", 0))
+    # a predictions file written before it carried its key: keyed by the metrics file beside it
+    old_js, old_npz = _evaluation(tmp_path / "old", ("hssl", "unet", "msd_spleen", "50", 2), npz_key=False)
+    assert file_key(old_npz) == (("hssl", "unet", "msd_spleen", "50", 2), "pred")
+    old_js.unlink()
+    with pytest.raises(ValueError, match=r"seed0_pred\.npz: a predictions file without its key"):
+        file_key(old_npz)
+    # two files claiming one evaluation, and a JSON that is not an evaluation, are errors naming them
+    twin, _ = _evaluation(tmp_path / "twin", key)
+    with pytest.raises(ValueError, match="hold the same evaluation"):
+        MetricsSource.from_inputs({"experiment": "x"}, [js, twin])
+    (tmp_path / "other.json").write_text(json.dumps({"study": "hssl"}))
+    with pytest.raises(ValueError, match=r"other\.json: not a medssl metrics file \(no run, dataset, ratio, seed\)"):
+        file_key(tmp_path / "other.json")

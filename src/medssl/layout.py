@@ -80,6 +80,14 @@ class Layout:
         metrics = Path(metrics)
         return metrics.with_name(metrics.stem + PRED_SUFFIX)
 
+    @staticmethod
+    def metrics_beside(predictions: str | Path) -> Path | None:
+        """The metrics file a ``_pred.npz`` was written beside (None for another name)."""
+        predictions = Path(predictions)
+        if not predictions.name.endswith(PRED_SUFFIX):
+            return None
+        return predictions.with_name(predictions.name[: -len(PRED_SUFFIX)] + ".json")
+
     # ---------------------------------------------------------------- reports
     def features(self, study: str, run: str) -> Path:
         return self.root / study / "features" / f"{run}.npz"

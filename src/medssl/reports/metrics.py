@@ -2,25 +2,25 @@
 ``seed<N>_pred.npz``) for the report builders.
 
 Builders accept either the experiment's results folder (``results/<exp>``) or an explicit list of files
-(Snakemake's ``input``); files are recognised by their path suffix. A required file that is not there is
-named in the error.
+(Snakemake's ``input``). A listed file is keyed by what it holds, not by its path: a metrics JSON by its
+``study``, ``run``, ``dataset``, ``ratio`` and ``seed`` fields, a predictions ``.npz`` by its ``key`` array
+(files written before that array existed: by the metrics JSON beside them). So inputs may sit anywhere and
+be named anyhow. A required file that is not there is named in the error.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from medssl.layout import Layout
 
 Key = tuple[str, str, str, str, int]  # study, run, dataset, ratio, seed
-
-_PATH_RE = re.compile(r"(?:^|/)(?P<study>[^/]+)/metrics/(?P<run>[^/]+)/(?P<dataset>[^/]+)/(?P<ratio>[^/]+)/"
-                      r"seed(?P<seed>\d+)(?P<kind>\.json|_pred\.npz)$")
 
 
 class MissingInputError(FileNotFoundError):
@@ -44,12 +44,43 @@ def metrics_path(config: dict, key: Key, kind: str = "json") -> Path:
     return Layout.of(config).root / relative_metrics_path(key, kind)
 
 
-def parse_metrics_path(path: str | os.PathLike) -> tuple[Key, str] | None:
-    m = _PATH_RE.search(Path(path).as_posix())
-    if not m:
-        return None
-    kind = "json" if m["kind"] == ".json" else "pred"
-    return (m["study"], m["run"], m["dataset"], m["ratio"], int(m["seed"])), kind
+_KEY_FIELDS = ("study", "run", "dataset", "ratio", "seed")
+
+
+def _key_of(values, path) -> Key:
+    try:
+        study, run, dataset, ratio, seed = (str(v) for v in values)
+        return study, run, dataset, ratio, int(seed)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: not a medssl evaluation output (its study/run/dataset/ratio/seed are "
+                         f"{list(values)!r})") from exc
+
+
+def file_key(path: str | os.PathLike) -> tuple[Key, str] | None:
+    """``(key, "json")`` for a metrics JSON, ``(key, "pred")`` for a predictions ``.npz``, from the file's
+    contents (module docstring); None for other files. A metrics or predictions file without its key is an
+    error naming it."""
+    path = Path(path)
+    if path.suffix == ".json":
+        data = read_metrics(path)
+        missing = [k for k in _KEY_FIELDS if k not in data]
+        if missing:
+            raise ValueError(f"{path}: not a medssl metrics file (no {', '.join(missing)})")
+        return _key_of([data[k] for k in _KEY_FIELDS], path), "json"
+    if path.suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                key = npz["key"].tolist() if "key" in npz.files else None
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: not a readable predictions file ({exc})") from exc
+        if key is None:  # written before predictions carried their key: the metrics JSON beside it
+            beside = Layout.metrics_beside(path)
+            if beside is None or not beside.is_file():
+                raise ValueError(f"{path}: a predictions file without its key, and no metrics file beside it "
+                                 "(rerun its finetune job)")
+            return file_key(beside)[0], "pred"
+        return _key_of(key, path), "pred"
+    return None
 
 
 @dataclass
@@ -70,11 +101,14 @@ class MetricsSource:
             inputs_list = list(inputs)
         if len(inputs_list) == 1 and Path(inputs_list[0]).is_dir():
             return cls(config, root=Path(inputs_list[0]))
-        files = {}
+        files: dict = {}
         for p in inputs_list:
-            parsed = parse_metrics_path(p)
-            if parsed is not None:
-                files[parsed] = Path(p)
+            found = file_key(p)
+            if found is None:
+                continue
+            if found in files and Path(files[found]) != Path(p):
+                raise ValueError(f"{p} and {files[found]} hold the same evaluation {found[0]} ({found[1]})")
+            files[found] = Path(p)
         return cls(config, files=files)
 
     def path(self, key: Key, kind: str = "json") -> Path:

@@ -25,7 +25,9 @@ downstream task (:mod:`medssl.train.downstream`) predicts and scores them. The m
 
 ``<out>_pred.npz`` beside the JSON (``seed0.json`` -> ``seed0_pred.npz``): ``image``, ``label``, ``pred``
 (K, H, W) and ``rows`` (K,) for the slice with the most ground-truth foreground of each test patient
-(sorted, at most 8). Denoising: ``image`` is the noisy input, ``label`` the clean image, ``pred`` the output.
+(sorted, at most 8), and ``key`` (5,): study, run, dataset, ratio, seed, as strings (the metrics JSON holds
+the same fields; reports key their inputs by these, never by path). Denoising: ``image`` is the noisy input,
+``label`` the clean image, ``pred`` the output.
 """
 
 from __future__ import annotations
@@ -156,7 +158,7 @@ def evaluate_model(config: dict, study: str, run: str, dataset: str, ratio: str,
     with atomic_path(npz, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, image=fig_image.astype(np.float32), label=fig_label, pred=arrays["pred"][sel],
-                                rows=fr)
+                                rows=fr, key=np.array([study, run, dataset, str(ratio), str(int(seed))]))
     write_json(out_json, result)
     log.info("evaluate %s/%s on %s (%s, seed %d): %s", study, run, dataset, ratio, seed, task.summary(result))
     return result
