@@ -32,7 +32,7 @@ def test_paths_of_an_experiment():
     assert lay.features("s", "r") == Path("results/x/s/features/r.npz")
     assert lay.log("finetune", "s", "r", "d", "5", "seed1") == Path("results/x/logs/finetune/s/r/d/5/seed1.log")
     assert lay.benchmark("slice", "d") == Path("results/x/benchmarks/slice/d.tsv")
-    assert lay.job_config() == Path(".snakemake/medssl/x/config.yaml")
+    assert lay.job_plan() == Path(".snakemake/medssl/x/plan.yaml")
 
 
 def test_wildcard_patterns_are_the_same_paths():

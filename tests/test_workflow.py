@@ -59,18 +59,21 @@ def test_readme_paper_commands_work_from_the_root(checkout):
 
 
 def test_paper_config_has_no_demo_leak(checkout):
-    """With `--configfile config/paper.yaml` the config every job reads is exactly paper.yaml (plus schema
-    defaults): not one demo key (steps_per_epoch: 4, 32 px, synthetic: true) survives."""
+    """With `--configfile config/paper.yaml` the plan every job reads is exactly paper.yaml's (its defaults
+    written out): not one demo key (steps_per_epoch: 4, 32 px, synthetic: true) survives."""
     from medssl.config import load_config
+    from medssl.plan import resolved_config
 
     code, out = snakemake_cli("all", "-n", "--configfile", "config/paper.yaml", cwd=checkout)
     assert code == 0, out[-3000:]
-    seen = load_config(checkout / ".snakemake" / "medssl" / "paper" / "config.yaml")
-    assert seen == load_config(checkout / "config" / "paper.yaml")
+    seen = load_config(checkout / ".snakemake" / "medssl" / "paper" / "plan.yaml")
+    assert seen == resolved_config(load_config(checkout / "config" / "paper.yaml"))
     assert seen["synthetic"] is False and seen["data"]["image_size"] == 192
+    assert {ds["image_size"] for ds in seen["datasets"].values()} == {192, 256}  # paper B: 256 px
     for study in seen["studies"].values():
-        for stage in ("pretrain", "finetune"):
-            assert "steps_per_epoch" not in study.get(stage, {})
+        for block in (study, *study["runs"].values()):
+            for stage in ("pretrain", "finetune"):
+                assert block.get(stage, {}).get("steps_per_epoch") is None
     assert set(seen["datasets"]) == set(yaml.safe_load((checkout / "config" / "paper.yaml").read_text())["datasets"])
 
 
@@ -89,8 +92,9 @@ def test_nested_config_override_from_the_command_line(checkout):
     code, out = snakemake_cli("all", "-n", "--configfile", "config/paper.yaml", "--config", "experiment=paper_64",
                               "data={image_size: 64}", cwd=checkout)
     assert code == 0, out[-3000:]
-    seen = load_config(checkout / ".snakemake" / "medssl" / "paper_64" / "config.yaml")
+    seen = load_config(checkout / ".snakemake" / "medssl" / "paper_64" / "plan.yaml")
     assert seen["data"]["image_size"] == 64 and seen["data"]["split"] == {"ratios": [0.7, 0.1, 0.2], "seed": 0}
+    assert {ds["image_size"] for ds in seen["datasets"].values()} == {64, 256}  # the 256 px are per dataset
 
 
 def test_manual_download_instructions_reach_the_console(checkout):
@@ -158,7 +162,7 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     assert yaml.safe_load((res / "config.yaml").read_text())["experiment"] == "tiny"
     resolved = yaml.safe_load((res / "plan.yaml").read_text())  # every default applied, for people to read
     assert resolved["studies"]["hssl"]["runs"]["hssl"]["finetune"]["lr"] == 0.001
-    proc = subprocess.run([str(Path(sys.executable).with_name("medssl")), "split", "--config", ".snakemake/medssl/tiny/config.yaml", "--settings",
+    proc = subprocess.run([str(Path(sys.executable).with_name("medssl")), "split", "--config", ".snakemake/medssl/tiny/plan.yaml", "--settings",
                            "0123456789abcdef", "--dataset", "msd_heart", "--store", str(res / "data" / "msd_heart"),
                            "--out", str(res / "splits" / "msd_heart.json")], cwd=checkout, capture_output=True,
                           text=True)
@@ -174,6 +178,9 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
 
     # Nothing changed: nothing to do.
     code, out = snakemake_cli("all", "-n", "--configfile", path, cwd=checkout)
+    assert code == 0 and "Nothing to be done" in out, out[-3000:]
+    # The recorded plan is a config with the same settings: run from it, nothing to do either.
+    code, out = snakemake_cli("all", "-n", "--configfile", "results/tiny/plan.yaml", cwd=checkout)
     assert code == 0 and "Nothing to be done" in out, out[-3000:]
 
     # A finetuning lr reruns the study's finetunes, their evaluations and the table; not data or pretraining.

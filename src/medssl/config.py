@@ -26,6 +26,7 @@ SCHEMA_PATH: Path = files("medssl") / "package_data" / "config.schema.yaml"
 DEFAULT_NORMALISATION = {"ct_window": [-200.0, 300.0], "mri_percentiles": [0.5, 99.5]}
 DEFAULT_SPLIT = {"ratios": [0.7, 0.1, 0.2], "seed": 0}
 DEFAULT_SYNTHETIC = {"patients": 10, "seed": 0, "scale": 0.25}
+DEFAULT_LABEL_RATIOS = ["5", "10", "100"]  # a study's finetuning label ratios (split keys)
 DEFAULT_PRETRAIN = {
     "epochs": 1000, "batch_size": 30, "lr": 3e-4, "lr_scaling": "none", "lr_reference_batch": 256,
     "lr_schedule": "constant", "weight_decay": 0.0, "checkpoint_every": 10, "keep_epochs": [], "steps_per_epoch": None,
@@ -296,7 +297,7 @@ def dataset_settings(config: dict, name: str) -> DatasetSettings:
     over = config["datasets"].get(name) or {}
     norm = {**DEFAULT_NORMALISATION, **data.get("normalisation", {})}
     split = {**DEFAULT_SPLIT, **data.get("split", {}), **over.get("split", {})}
-    if "counts" in over.get("split", {}):
+    if "counts" in split:  # counts override ratios, wherever either was set
         split.pop("ratios", None)
     synth = {**DEFAULT_SYNTHETIC, **data.get("synthetic", {})}
     scans = over.get("scans_subset")
@@ -356,6 +357,17 @@ def stage_settings(config: dict, study: str, stage: str, run: str | None = None)
     return merged
 
 
+def run_params(config: dict, study: str, run: str) -> dict:
+    """A run's method parameters with the method's own defaults filled in (:func:`medssl.methods.method_params`;
+    imports torch); {} for a run trained from scratch."""
+    rs = run_settings(config, study, run)
+    if rs["method"] == "tfs":
+        return {}
+    from medssl.methods import METHODS, method_params
+
+    return {**method_params(METHODS[rs["method"]]), **rs["params"]}
+
+
 def run_settings(config: dict, study: str, run: str) -> dict:
     """A run entry with its defaults filled: method, arch, domain, params, transfer, datasets, ratios."""
     s = config["studies"][study]
@@ -368,7 +380,7 @@ def run_settings(config: dict, study: str, run: str) -> dict:
         "params": dict(r.get("params", {})),
         "transfer": r.get("transfer", "all"),
         "finetune_datasets": list(r.get("finetune_datasets", s["finetune_datasets"])),
-        "label_ratios": [str(x) for x in r.get("label_ratios", s.get("label_ratios", ["5", "10", "100"]))],
+        "label_ratios": [str(x) for x in r.get("label_ratios", s.get("label_ratios", DEFAULT_LABEL_RATIOS))],
         "label": r.get("label", run),
         "pretrain_run": r.get("pretrain_run"),
         "pretrain_epoch": r.get("pretrain_epoch"),

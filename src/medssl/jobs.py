@@ -17,10 +17,9 @@ import hashlib
 import json
 
 from medssl import config as cfg
+from medssl import registry
 
 UNHASHED_STAGE_KEYS = ("checkpoint_every", "num_workers", "images_per_second")
-_DATA_KEYS_OF_SPLIT = ("split", "scans_subset")
-_DATA_KEYS_OF_SYNTHESIS = ("patients", "synthetic_scale")
 
 
 def digest(settings) -> str:
@@ -29,9 +28,11 @@ def digest(settings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _entry(config: dict, dataset: str, drop: tuple[str, ...] = ()) -> dict:
-    """The config's own entry for ``dataset`` (overrides, or a user dataset's definition), less ``drop``."""
-    return {k: v for k, v in (config["datasets"].get(dataset) or {}).items() if k not in drop}
+def _declaration(config: dict, dataset: str) -> dict:
+    """A dataset of the user's own: its declaration (``path``, ``modality``, ``classes``, ...); {} for a
+    registered one. The entry's other keys are slicing, split or synthesis settings, recorded by name."""
+    entry = config["datasets"].get(dataset) or {}
+    return {k: entry[k] for k in registry.DECLARATION_KEYS if k in entry}
 
 
 def _stage(config: dict, study: str, stage: str, run: str) -> dict:
@@ -39,7 +40,9 @@ def _stage(config: dict, study: str, stage: str, run: str) -> dict:
 
 
 def _run(config: dict, study: str, run: str) -> dict:
-    return {k: v for k, v in cfg.run_settings(config, study, run).items() if k != "label"}
+    """A run's settings with its method's default parameters (for jobs that build a model: imports torch)."""
+    settings = {k: v for k, v in cfg.run_settings(config, study, run).items() if k != "label"}
+    return {**settings, "params": cfg.run_params(config, study, run)}
 
 
 def _study(config: dict, study: str) -> dict:
@@ -56,7 +59,7 @@ def synthesize(config: dict, dataset: str) -> dict:
 
 def fetch(config: dict, dataset: str) -> dict:
     return {"dataset": dataset, "resources": config.get("resources", "resources"),
-            "entry": _entry(config, dataset, _DATA_KEYS_OF_SPLIT + _DATA_KEYS_OF_SYNTHESIS)}
+            "declaration": _declaration(config, dataset)}
 
 
 def slice(config: dict, dataset: str) -> dict:  # noqa: A001 - named after the rule
@@ -64,7 +67,7 @@ def slice(config: dict, dataset: str) -> dict:  # noqa: A001 - named after the r
     return {"dataset": dataset, "synthetic": bool(config.get("synthetic", False)),
             "resources": config.get("resources", "resources"), "image_size": s.image_size,
             "slice_axis": s.slice_axis, "ct_window": list(s.ct_window), "mri_percentiles": list(s.mri_percentiles),
-            "entry": _entry(config, dataset, _DATA_KEYS_OF_SPLIT + _DATA_KEYS_OF_SYNTHESIS)}
+            "declaration": _declaration(config, dataset)}
 
 
 def split(config: dict, dataset: str) -> dict:

@@ -15,7 +15,7 @@
       <study>/features/<run>.npz                 Figure 3b's features
       tables/<target>.{csv,md,html}, figures/<target>.png
       logs/<rule>/..., benchmarks/<rule>/...     one log and one benchmark file per job
-      config.yaml, plan.yaml                     the last successful run's config and resolved settings
+      config.yaml, plan.yaml                     the last successful run's config and plan (every default applied)
 
 The workflow builds its patterns from the same methods with wildcards as arguments
 (``layout.metrics("{study}", "{run}", "{dataset}", "{ratio}", "{seed}")``), so a rule's output and the
@@ -109,9 +109,10 @@ class Layout:
         return self.root / "config.yaml"
 
     def recorded_plan(self) -> Path:
-        """The resolved settings of the last successful run (:func:`medssl.plan.resolved_settings`)."""
+        """The plan of the last successful run (:func:`medssl.plan.resolved_config`), a copy of :meth:`job_plan`."""
         return self.root / "plan.yaml"
 
-    def job_config(self) -> Path:
-        """The one config file jobs read; outside results/ so that parsing the workflow writes nothing there."""
-        return Path(".snakemake") / "medssl" / self.root.name / "config.yaml"
+    def job_plan(self) -> Path:
+        """The one file jobs read (the plan, a config); outside results/ so that parsing the workflow writes
+        nothing there."""
+        return Path(".snakemake") / "medssl" / self.root.name / "plan.yaml"

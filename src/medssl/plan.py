@@ -13,10 +13,11 @@ gets a generic summary reading its whole grid, :mod:`medssl.reports.summary`) in
 The workflow's input functions (``workflow/rules/common.smk``) and the cost estimate (:mod:`medssl.cost`) both
 read this one expansion; ``tests/test_cost.py`` checks its job counts against ``snakemake -n``.
 
-:func:`resolved_settings` is the other half of the plan: every setting a job reads, with all defaults
-applied, per dataset, study and run. The workflow writes it beside the job config and, after a successful
-run, as ``results/<experiment>/plan.yaml``, for people to read (as nnU-Net writes its plans); the jobs
-resolve their settings through the same functions (:mod:`medssl.config`).
+:func:`resolved_config` is the other half of the plan: the config with every default the library applies
+written out (per dataset, study, run and stage, method parameters included). The workflow writes it once per
+experiment as ``.snakemake/medssl/<experiment>/plan.yaml``, the one file every job reads (``--config``), and
+after a successful run copies it to ``results/<experiment>/plan.yaml`` for people to read and edit (as nnU-Net
+writes its plans). It is a valid config, so an edited plan runs with ``snakemake --configfile``.
 """
 
 from __future__ import annotations
@@ -102,33 +103,70 @@ class Plan:
         return [self.layout.split(d) for d in self.datasets] + self.report_files()
 
 
-def resolved_settings(config: dict) -> dict:
-    """The resolved settings of every dataset, study and run (module docstring): plain YAML-able values."""
-    datasets = {}
-    for name in config["datasets"]:
-        ds = cfg.dataset_settings(config, name)
-        datasets[name] = {
-            "title": ds.spec.title, "modality": ds.spec.modality, "classes": ds.spec.class_names,
-            "image_size": ds.image_size, "slice_axis": ds.slice_axis, "ct_window": list(ds.ct_window),
-            "mri_percentiles": list(ds.mri_percentiles), "split": dict(ds.split),
-            "scans_subset": list(ds.scans_subset) if ds.scans_subset else None,
-            **({"synthetic": {"patients": ds.synthetic_patients, "scale": ds.synthetic_scale,
-                              "seed": ds.synthetic_seed}} if config.get("synthetic") else {}),
-        }
-    studies = {}
-    for study, block in (config.get("studies") or {}).items():
-        runs = {}
-        for run in block["runs"]:
-            rs = cfg.run_settings(config, study, run)
-            source = cfg.pretraining_of(config, study, run)
-            stages = {"finetune": cfg.stage_settings(config, study, "finetune", run)}
-            if source == (study, run):  # a run that pretrains itself (not tfs, not another run's model)
-                stages = {"pretrain": cfg.stage_settings(config, study, "pretrain", run), **stages}
-            runs[run] = {**{k: v for k, v in rs.items() if k != "name"},
-                         "pretrained_by": "/".join(source) if source else None, **stages}
-        studies[study] = {"options": cfg.study_options(config, study), "seeds": list(block.get("seeds", [0])),
-                          "pretrain_datasets": list(block["pretrain_datasets"]), "runs": runs}
-    resolved = {"experiment": config["experiment"], "synthetic": bool(config.get("synthetic", False)),
-                "device": config.get("device", "auto"), "model_width": float(config.get("model_width", 1.0)),
-                "datasets": datasets, "studies": studies}
-    return json.loads(json.dumps(resolved))  # plain values, no shared objects (no YAML anchors)
+def _no_nulls(mapping: dict) -> dict:
+    """``mapping`` less its None values (the schema has no null for an absent reference or subset)."""
+    return {k: v for k, v in mapping.items() if v is not None}
+
+
+def _split(*layers: dict) -> dict:
+    split = {k: v for layer in layers for k, v in layer.items()}
+    if "counts" in split:  # counts override ratios (as for each dataset, medssl.config.dataset_settings)
+        split.pop("ratios", None)
+    return split
+
+
+def _resolved_dataset(config: dict, name: str) -> dict:
+    ds = cfg.dataset_settings(config, name)
+    synthetic = {"patients": ds.synthetic_patients, "synthetic_scale": ds.synthetic_scale} \
+        if config.get("synthetic") else {}
+    return _no_nulls({**(config["datasets"].get(name) or {}), "image_size": ds.image_size,
+                      "slice_axis": ds.slice_axis, "ct_window": list(ds.ct_window),
+                      "mri_percentiles": list(ds.mri_percentiles), "split": dict(ds.split),
+                      "scans_subset": list(ds.scans_subset) if ds.scans_subset else None, **synthetic})
+
+
+def _resolved_run(config: dict, study: str, run: str) -> dict:
+    rs = cfg.run_settings(config, study, run)
+    stages = {"finetune": cfg.stage_settings(config, study, "finetune", run)}
+    if cfg.pretraining_of(config, study, run) == (study, run):  # a run that pretrains itself
+        stages = {"pretrain": cfg.stage_settings(config, study, "pretrain", run), **stages}
+    return _no_nulls({**{k: v for k, v in rs.items() if k != "name"}, "params": cfg.run_params(config, study, run), **stages})
+
+
+def _resolved_study(config: dict, study: str) -> dict:
+    block = config["studies"][study]
+    options = cfg.study_options(config, study)
+    if options["downstream"] != "denoising":
+        options.pop("noise_sigma")  # read only by a denoising study
+    return _no_nulls({
+        **block, **options, "seeds": list(block.get("seeds", [0])),
+        "pretrain_patients": block.get("pretrain_patients", "all"),
+        "label_ratios": [str(r) for r in block.get("label_ratios", cfg.DEFAULT_LABEL_RATIOS)],
+        "pretrain": cfg.stage_settings(config, study, "pretrain"),
+        "finetune": cfg.stage_settings(config, study, "finetune"),
+        "runs": {run: _resolved_run(config, study, run) for run in block["runs"]},
+    })
+
+
+def resolved_config(config: dict) -> dict:
+    """The plan file's content: ``config`` (validated) with every default the library applies written out.
+
+    Each dataset entry holds its image size, slice axis, normalisation window, split (and, for a synthetic
+    config, its twin's size); each study its options (:func:`medssl.config.study_options`), seeds and stage
+    blocks; each run its method parameters with the method's defaults, datasets, ratios and merged stage
+    blocks (:func:`medssl.config.run_settings`, :func:`~medssl.config.stage_settings`). It is itself a valid
+    config, and resolving it again changes nothing (``tests/test_plan.py``), so the jobs read it in place of the
+    config (``snakemake --configfile results/<experiment>/plan.yaml`` reruns an experiment from its plan,
+    edited or not). Plain values only: no tuples, no YAML anchors.
+    """
+    data = config["data"]
+    resolved = {
+        **config,
+        "data": {**data, "label_ratios": cfg.label_ratios(config),
+                 "normalisation": {**cfg.DEFAULT_NORMALISATION, **data.get("normalisation", {})},
+                 "split": _split(cfg.DEFAULT_SPLIT, data.get("split", {})),
+                 "synthetic": {**cfg.DEFAULT_SYNTHETIC, **data.get("synthetic", {})}},
+        "datasets": {name: _resolved_dataset(config, name) for name in config["datasets"]},
+        "studies": {study: _resolved_study(config, study) for study in config.get("studies") or {}},
+    }
+    return json.loads(json.dumps(resolved))

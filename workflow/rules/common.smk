@@ -10,7 +10,7 @@ from medssl import config as mcfg
 from medssl import cost as medssl_cost
 from medssl import jobs as medssl_jobs
 from medssl.layout import Layout
-from medssl.plan import Plan, resolved_settings
+from medssl.plan import Plan, resolved_config
 from medssl.data.sources import pending_manual_instructions
 from medssl.io import write_text
 from medssl.reports import targets as report_targets
@@ -40,40 +40,43 @@ JOB = (
 ENV = "../../envs/medssl.yaml"
 
 
-def _job_config():
-    """The validated config (schema defaults and --config overrides applied) as the one file jobs read.
+PLAN_CONFIG = resolved_config(
+    config
+)  # the plan: the config with every default written out (medssl.plan)
+
+
+def _plan_file():
+    """The plan as the one file jobs read (``medssl <command> --config <it>``).
 
     It lives under .snakemake/medssl/<experiment>/, so parsing the workflow (-n, --lint, --rulegraph,
-    --report) writes nothing under results/, and is rewritten (atomically) only when its content changes.
-    Its path is constant; rule params hold digests of the settings each job reads (medssl.jobs), so only
-    jobs whose settings changed rerun, and each job checks its digest (--settings) before it runs.
+    --report) writes nothing under results/, and is rewritten (atomically) only when its content changes;
+    after a successful run it is copied to results/<experiment>/plan.yaml for people to read, edit and run
+    (it is a config). Its path is constant; rule params hold digests of the settings each job reads
+    (medssl.jobs), so only jobs whose settings changed rerun, and each job checks its digest (--settings).
     """
-    text = yaml.safe_dump(config, sort_keys=True)
-    path = str(LAYOUT.job_config())
+    text = yaml.safe_dump(PLAN_CONFIG, sort_keys=False)
+    path = str(LAYOUT.job_plan())
     if not os.path.exists(path) or open(path).read() != text:
         write_text(path, text)
     return path
 
 
-CONFIG = _job_config()
-PLAN = Plan.of(config)  # the grid, expanded once (medssl.plan)
-RESOLVED = yaml.safe_dump(
-    resolved_settings(config), sort_keys=False
-)  # every default applied, for people
+PLAN_FILE = _plan_file()
+PLAN = Plan.of(PLAN_CONFIG)  # the grid, expanded once (medssl.plan)
 
 
 def settings_digest(job):
     """params value of a rule: the digest of the settings its job reads (medssl.jobs.settings_of)."""
     return lambda wildcards: medssl_jobs.digest(
-        medssl_jobs.settings_of(config, job, **dict(wildcards.items()))
+        medssl_jobs.settings_of(PLAN_CONFIG, job, **dict(wildcards.items()))
     )
 
 
 onsuccess:
-    # The configuration of the last successful run and its resolved settings, for people to read (jobs read
-    # CONFIG), then where the tables and figures are, with one headline table.
-    write_text(LAYOUT.recorded_config(), open(CONFIG).read())
-    write_text(LAYOUT.recorded_plan(), RESOLVED)
+    # The configuration of the last successful run and its plan (the file its jobs read), for people to
+    # read, then where the tables and figures are, with one headline table.
+    write_text(LAYOUT.recorded_config(), yaml.safe_dump(config, sort_keys=False))
+    write_text(LAYOUT.recorded_plan(), open(PLAN_FILE).read())
     logger.info(closing_summary(report_files()))
 
 

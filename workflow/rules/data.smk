@@ -13,7 +13,7 @@ rule synthesize_dataset:
         mem_mb=2000,
         runtime=15,
     params:
-        config=CONFIG,
+        config=PLAN_FILE,
         settings=settings_digest("synthesize"),
     shell:
         "medssl synthesize --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --out {output:q} > {log:q} 2>&1"
@@ -31,7 +31,7 @@ rule fetch_dataset:
         mem_mb=2000,
         runtime=240,
     params:
-        config=CONFIG,
+        config=PLAN_FILE,
         settings=settings_digest("fetch"),
     shell:
         "medssl fetch --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --out {output:q} > {log:q} 2>&1"
@@ -53,7 +53,7 @@ rule slice_dataset:
         mem_mb=8000,
         runtime=60,
     params:
-        config=CONFIG,
+        config=PLAN_FILE,
         settings=settings_digest("slice"),
     shell:
         "medssl slice --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --out {output:q} > {log:q} 2>&1"
@@ -73,7 +73,7 @@ rule split_dataset:
         mem_mb=1000,
         runtime=10,
     params:
-        config=CONFIG,
+        config=PLAN_FILE,
         settings=settings_digest("split"),
     shell:
         "medssl split --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --store {input.store:q} "

@@ -31,7 +31,7 @@ for _target in REPORTS:
             mem_mb=4000,
             runtime=30,
         params:
-            config=CONFIG,
+            config=PLAN_FILE,
             settings=medssl_jobs.digest(medssl_jobs.report(config, _target)),
             target=_target,
         shell:
@@ -53,7 +53,7 @@ rule tsne_features:
         mem_mb=4000,
         runtime=30,
     params:
-        config=CONFIG,
+        config=PLAN_FILE,
         settings=settings_digest("features"),
     shell:
         "medssl features --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
@@ -85,7 +85,7 @@ rule report_summary:
         mem_mb=4000,
         runtime=30,
     params:
-        config=CONFIG,
+        config=PLAN_FILE,
         settings=settings_digest("summary"),
     shell:
         "medssl summary --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} "

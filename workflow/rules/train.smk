@@ -21,7 +21,7 @@ rule pretrain:
         runtime=stage_resources("pretrain"),
         gpu=1,
     params:
-        config=CONFIG,
+        config=PLAN_FILE,
         settings=settings_digest("pretrain"),
         out=lambda wildcards, output: os.path.dirname(output.model),
     shell:
@@ -48,7 +48,7 @@ rule finetune:
         runtime=stage_resources("finetune"),
         gpu=1,
     params:
-        config=CONFIG,
+        config=PLAN_FILE,
         settings=settings_digest("finetune"),
         out=finetune_dir,
         pretrained=pretrained_arg,
