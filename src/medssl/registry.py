@@ -47,7 +47,7 @@ along its own acquisition axis; listing only those cases keeps the 4 + 10 split 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 Modality = Literal["CT", "MRI"]
 Layout = Literal["msd", "acdc", "mnms", "mmwhs", "oai_zib"]
@@ -115,6 +115,9 @@ class DatasetSpec:
     paper_group: int | None = None  # HSSL Table 1 group id (1-4)
     paper_slices: int | None = None  # slices reported in HSSL Table 1
     release: Release | None = None  # size of the public release (cost estimates before slicing)
+    # how its synthetic phantom twin looks: the fields of medssl.data.phantoms.Twin (real size and spacing, the
+    # view of the anatomy, intensity character); None: a default from modality, ROI and slice axis
+    twin: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
     reference: str = ""
     notes: str = ""
     extra: dict = field(default_factory=dict, compare=False, hash=False)
@@ -168,6 +171,8 @@ for _spec in (
         classes=(("left atrium", (1,)),), source=_msd("Task02_Heart", "06ee59366e1e5124267b774dbd654057"),
         paper_task=1, paper_group=1, paper_slices=1262, reference="Simpson et al. 2019 (MSD)",
         release=Release(20, 2271),
+        twin=dict(anatomy="thorax", shape=(320, 320, 110), spacing=(1.25, 1.25, 1.37), centre="la",
+                  coverage=(200, 200, 140), gain=1200.0, noise=0.035, bias=0.3),
     ),
     DatasetSpec(
         name="msd_liver", title="Liver and tumour (LiTS, MSD Task03_Liver)", modality="CT", roi="liver",
@@ -175,6 +180,8 @@ for _spec in (
         source=_msd("Task03_Liver", "a90ec6c4aa7f6a3d087205e23d4e6397"),
         paper_task=2, paper_group=2, paper_slices=4342, reference="Bilic et al. 2019 (LiTS)",
         release=Release(131, 58638),
+        twin=dict(anatomy="abdomen", shape=(512, 512, 128), spacing=(0.75, 0.75, 2.0), centre=(0, 0, 45),
+                  coverage=(384, 384, 256), noise=14.0),
     ),
     DatasetSpec(
         name="msd_prostate", title="Prostate zones (MSD Task05_Prostate)", modality="MRI", roi="prostate",
@@ -183,6 +190,8 @@ for _spec in (
         source=_msd("Task05_Prostate", "35138f08b1efaef89d7424d2bcc928db"), channel=0,
         paper_task=3, paper_group=3, paper_slices=483, notes="4D images (T2, ADC): channel 0 = T2 is used.",
         release=Release(32, 602),
+        twin=dict(anatomy="pelvis", shape=(320, 320, 20), spacing=(0.625, 0.625, 3.6), contrasts=("t2", "adc"),
+                  gain=900.0, noise=0.03, bias=0.35),
     ),
     DatasetSpec(
         name="msd_pancreas", title="Pancreas and tumour (MSD Task07_Pancreas)", modality="CT", roi="pancreas",
@@ -190,12 +199,18 @@ for _spec in (
         source=_msd("Task07_Pancreas", "4f7080cfca169fa8066d17ce6eb061e4"),
         paper_task=4, paper_group=2, paper_slices=8607,
         release=Release(281, 26719),
+        twin=dict(anatomy="abdomen", shape=(512, 512, 96), spacing=(0.8, 0.8, 2.5), centre=(0, 0, 15),
+                  coverage=(410, 410, 120), noise=9.0,
+                  overrides={"pancreas": 135, "liver": 85, "spleen": 135, "aorta": 260}),
     ),
     DatasetSpec(
         name="msd_spleen", title="Spleen (MSD Task09_Spleen)", modality="CT", roi="spleen",
         classes=(("spleen", (1,)),), source=_msd("Task09_Spleen", "410d4a301da4e5b2f6f86ec3ddba524e"),
         paper_task=5, paper_group=2, paper_slices=1466,
         release=Release(41, 3650),
+        twin=dict(anatomy="abdomen", shape=(512, 512, 48), spacing=(0.79, 0.79, 5.0), centre=(0, 0, 55),
+                  coverage=(400, 400, 240), noise=20.0, overrides={"spleen": 120, "liver": 110},
+                  direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)),
     ),
     DatasetSpec(
         name="oai_zib", title="Knee bones and cartilage (OAI-ZIB)", modality="MRI", roi="knee",
@@ -213,6 +228,8 @@ for _spec in (
         layout="oai_zib", slice_axis="sagittal", paper_task=6, paper_group=4, paper_slices=8187,
         reference="Ambellan et al. 2019",
         release=Release(507, 507 * 160, note="~160 sagittal slices per knee"),
+        twin=dict(anatomy="knee", shape=(160, 384, 384), spacing=(0.7, 0.365, 0.365), gain=700.0, noise=0.03,
+                  bias=0.2),
     ),
     DatasetSpec(
         name="acdc", title="Cardiac cine MRI (ACDC)", modality="MRI", roi="heart",
@@ -227,6 +244,8 @@ for _spec in (
         layout="acdc", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
         paper_task=7, paper_group=1, paper_slices=1891, reference="Bernard et al. 2018",
         release=Release(100, 1902, note="ED + ES, ~9.5 slices per stack"),
+        twin=dict(anatomy="thorax", shape=(232, 256, 10), spacing=(1.45, 1.45, 10.0), centre="lv",
+                  coverage=(300, 330, 110), view="short_axis", gain=300.0, noise=0.04, bias=0.3),
     ),
     DatasetSpec(
         name="mnms", title="Multi-centre, multi-vendor cardiac MRI (M&Ms)", modality="MRI", roi="heart",
@@ -242,6 +261,9 @@ for _spec in (
         layout="mnms", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
         paper_task=8, paper_group=1, paper_slices=3120, reference="Campello et al. 2021",
         release=Release(150, 3120, note="ED + ES, ~10.4 slices per stack"),
+        twin=dict(anatomy="thorax", shape=(256, 256, 12), spacing=(1.25, 1.25, 9.2), centre="lv",
+                  coverage=(340, 340, 120), view="short_axis", view_turn=35.0, gain=1500.0, noise=0.025, bias=0.4,
+                  overrides={"myo": 0.32, "lv": 0.85, "rv": 0.8}),
     ),
     DatasetSpec(
         name="mmwhs_ct", title="Whole heart CT (MM-WHS 2017)", modality="CT", roi="heart",
@@ -255,6 +277,8 @@ for _spec in (
         ),
         layout="mmwhs", slice_axis="axial", reference="Zhuang et al. 2019",
         release=Release(20, 20 * 270, int(20 * 270 * 0.6), "estimate: ~270 axial slices/scan, 60% heart"),
+        twin=dict(anatomy="thorax", shape=(512, 512, 256), spacing=(0.49, 0.49, 0.625), centre="heart",
+                  coverage=(250, 250, 160), noise=12.0),
     ),
     DatasetSpec(
         name="mmwhs_mri", title="Whole heart MRI (MM-WHS 2017)", modality="MRI", roi="heart",
@@ -268,6 +292,8 @@ for _spec in (
         layout="mmwhs", slice_axis="sagittal", acquired_plane="sagittal", reference="Zhuang et al. 2019",
         notes="Only the scans acquired sagittally are used (paper B: 14 of the 20).",
         release=Release(20, 20 * 150, int(20 * 150 * 0.6), "estimate: ~150 sagittal slices/scan, 60% heart"),
+        twin=dict(anatomy="thorax", shape=(120, 288, 288), spacing=(1.6, 1.25, 1.25), centre="heart",
+                  coverage=(180, 280, 280), gain=600.0, noise=0.035, bias=0.3),
     ),
 ):
     register(_spec)

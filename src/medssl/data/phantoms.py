@@ -18,7 +18,8 @@ roles by name (:data:`CLASS_ROLES`; "tumour" -> "<roi>_tumour"); a class without
 generic blob, so *any* registry entry gets a twin. The label written is the class's first source value
 (MM-WHS 500/600/420/550, prostate 2 = TZ / 1 = PZ, ...); structures that are no class write 0.
 
-Each dataset has a **twin** (:data:`TWINS`; defaults for unknown names): the real typical volume size and
+Each dataset has a **twin** (:class:`Twin`, its registry entry's ``twin``; a default from modality, ROI and
+slice axis for a dataset without one): the real typical volume size and
 spacing, the patch of the anatomy the field of view covers (``centre``/``coverage``, a view rotation for
 cardiac short-axis stacks), contrasts, noise, bias field and MRI gain. Datasets of one ROI share the anatomy
 (all heart twins are views of one thorax, the three CT abdomen twins share one body outline) and differ in
@@ -340,38 +341,14 @@ class Twin:
     direction: tuple[int, ...] = IDENTITY  # signed permutation, row-major 3x3 (ITK: columns = index axes)
 
 
-TWINS: dict[str, Twin] = {
-    "msd_heart": Twin("thorax", (320, 320, 110), (1.25, 1.25, 1.37), centre="la", coverage=(200, 200, 140),
-                      gain=1200.0, noise=0.035, bias=0.3),
-    "msd_liver": Twin("abdomen", (512, 512, 128), (0.75, 0.75, 2.0), centre=(0, 0, 45),
-                      coverage=(384, 384, 256), noise=14.0),
-    "msd_prostate": Twin("pelvis", (320, 320, 20), (0.625, 0.625, 3.6), contrasts=("t2", "adc"),
-                         gain=900.0, noise=0.03, bias=0.35),
-    "msd_pancreas": Twin("abdomen", (512, 512, 96), (0.8, 0.8, 2.5), centre=(0, 0, 15),
-                         coverage=(410, 410, 120), noise=9.0,
-                         overrides={"pancreas": 135, "liver": 85, "spleen": 135, "aorta": 260}),
-    "msd_spleen": Twin("abdomen", (512, 512, 48), (0.79, 0.79, 5.0), centre=(0, 0, 55),
-                       coverage=(400, 400, 240), noise=20.0, overrides={"spleen": 120, "liver": 110},
-                       direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)),
-    "oai_zib": Twin("knee", (160, 384, 384), (0.7, 0.365, 0.365), gain=700.0, noise=0.03, bias=0.2),
-    "acdc": Twin("thorax", (232, 256, 10), (1.45, 1.45, 10.0), centre="lv", coverage=(300, 330, 110),
-                 view="short_axis", gain=300.0, noise=0.04, bias=0.3),
-    "mnms": Twin("thorax", (256, 256, 12), (1.25, 1.25, 9.2), centre="lv", coverage=(340, 340, 120),
-                 view="short_axis", view_turn=35.0, gain=1500.0, noise=0.025, bias=0.4,
-                 overrides={"myo": 0.32, "lv": 0.85, "rv": 0.8}),
-    "mmwhs_ct": Twin("thorax", (512, 512, 256), (0.49, 0.49, 0.625), centre="heart",
-                     coverage=(250, 250, 160), noise=12.0),
-    "mmwhs_mri": Twin("thorax", (120, 288, 288), (1.6, 1.25, 1.25), centre="heart",
-                      coverage=(180, 280, 280), gain=600.0, noise=0.035, bias=0.3),
-}
 
 _AXIS = {"axial": 2, "acquisition": 2, "coronal": 1, "sagittal": 0}
 
 
 def twin_for(spec: DatasetSpec) -> Twin:
     """The twin of ``spec``: the table entry, or a default from its modality, ROI and slice axis."""
-    if spec.name in TWINS:
-        return TWINS[spec.name]
+    if spec.twin is not None:
+        return Twin(**spec.twin)
     anatomy = ROI_ANATOMY.get(spec.roi.lower(), "generic")
     ax = _AXIS.get(spec.slice_axis, 2)
     if spec.modality == "CT":
