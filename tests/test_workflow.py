@@ -143,6 +143,11 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     assert "medssl: 3 of 3 tables and figures are in place:" in out and "results/tiny/tables/hssl_table2.md" in out
     assert "| Task | Anno. | TFS | SimCLR | HSSL |" in out.split("Headline", 1)[1]
     res = checkout / "results" / "tiny"
+    # Jobs ran as forks of one job server (medssl.server) once it listened; it is gone with its socket.
+    logs = [p.read_text() for p in (res / "logs").rglob("*.log")]
+    assert any("ran as a fork of the job server" in text for text in logs)
+    listening = re.search(r"listening on (\S+)", (res / "logs" / "server" / "job_server.log").read_text())
+    assert listening and not Path(listening.group(1)).parent.exists()
     for dataset in ("msd_heart", "msd_spleen"):
         split = json.loads((res / "splits" / f"{dataset}.json").read_text())
         train, val, test = (set(split["patients"][k]) for k in ("train", "val", "test"))

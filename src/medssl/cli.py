@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -320,7 +321,14 @@ def _manual_dataset_missing(err: BaseException) -> bool:
     return manual is not None and isinstance(err, manual.ManualDatasetMissing)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, delegate_to_server: bool = True) -> int:
+    """Run one command; as a fork of the workflow's job server when one is running (:mod:`medssl.server`)."""
+    if delegate_to_server and os.environ.get("MEDSSL_SERVER"):
+        from medssl.server import delegate
+
+        code = delegate(sys.argv[1:] if argv is None else list(argv))
+        if code is not None:
+            return code
     exit_on_sigterm()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

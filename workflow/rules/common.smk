@@ -9,6 +9,7 @@ from snakemake.utils import validate
 from medssl import config as mcfg
 from medssl import cost as medssl_cost
 from medssl import jobs as medssl_jobs
+from medssl import server as medssl_server
 from medssl.layout import Layout
 from medssl.plan import Plan, resolved_config
 from medssl.data.sources import pending_manual_instructions
@@ -72,15 +73,29 @@ def settings_digest(job):
     )
 
 
+JOB_SERVER = []  # the job server of this run, if any (medssl.server)
+
+
+onstart:
+    # Jobs on this machine run as forks of one job server that imported torch once (medssl.server); not with
+    # --profile slurm or a conda/apptainer deployment, nor with MEDSSL_SERVER=off.
+    if medssl_server.wanted(
+        workflow.local_exec, bool(workflow.deployment_settings.deployment_method)
+    ):
+        JOB_SERVER.append(medssl_server.start(LAYOUT.log("server", "job_server")))
+
+
 onsuccess:
     # The configuration of the last successful run and its plan (the file its jobs read), for people to
     # read, then where the tables and figures are, with one headline table.
     write_text(LAYOUT.recorded_config(), yaml.safe_dump(config, sort_keys=False))
     write_text(LAYOUT.recorded_plan(), open(PLAN_FILE).read())
+    medssl_server.stop(JOB_SERVER.pop() if JOB_SERVER else None)
     logger.info(closing_summary(report_files()))
 
 
 onerror:
+    medssl_server.stop(JOB_SERVER.pop() if JOB_SERVER else None)
     # A fetch job's message goes to its log; the placement instructions of every manual dataset that is
     # not in place yet are printed here, on the console.
     instructions = pending_manual_instructions(config)
