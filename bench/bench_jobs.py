@@ -11,7 +11,7 @@
    files ``results/<experiment>/benchmarks/<rule>/...tsv``, plus the CPU of job-server forks that the jobs'
    logs report (a benchmark file measures the client process only).
 
-    python bench/bench_jobs.py [--config config/config.yaml] [--dataset msd_spleen] [--steps 8 40]
+    python bench/bench_jobs.py [--config config/config.yaml] [--dataset msd_spleen] [--steps 8 200]
                                [--results results/demo]     # part 2 only: --split-only
 """
 
@@ -183,7 +183,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(REPO / "config" / "config.yaml"))
     p.add_argument("--dataset", default="msd_spleen")
-    p.add_argument("--steps", type=int, nargs=2, default=[8, 40])
+    p.add_argument("--steps", type=int, nargs=2, default=[8, 200])
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--results", default=None, help="results/<experiment> of a finished run (default: the config's)")
     p.add_argument("--split-only", action="store_true")

@@ -29,7 +29,6 @@ import importlib
 import json
 import os
 import selectors
-import shutil
 import signal
 import socket
 import struct
@@ -170,7 +169,7 @@ class Server:
         sel = selectors.DefaultSelector()
         sel.register(listener, selectors.EVENT_READ, "listen")
         sel.register(wake_r, selectors.EVENT_READ, "wake")
-        self.listener, self.selector = listener, sel
+        self.listener, self.selector, self.wake = listener, sel, (wake_r, wake_w)
         while not (self.stopping or self._parent_gone()):
             for key, _ in sel.select(timeout=1.0):
                 if key.data == "listen":
@@ -188,6 +187,7 @@ class Server:
         listener.close()
         for pid in list(self.children):  # the workflow is gone or stopped us: so go its jobs
             self._kill(pid)
+        _remove_socket(self.path)  # also when the workflow died without stop()
 
     def _stop(self, signum, frame) -> None:
         self.stopping = True
@@ -217,10 +217,11 @@ class Server:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
-        if pid == 0:
-            self.listener.close()
-            for other in self.children.values():
-                other.close()
+        if pid == 0:  # the child keeps only the job's three fds of everything the server holds
+            for held in (self.listener, conn, self.selector, *self.children.values()):
+                held.close()
+            for fd in self.wake:
+                os.close(fd)
             _run_child(request, fds)
         for fd in fds:
             os.close(fd)
@@ -309,7 +310,16 @@ def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    shutil.rmtree(Path(path).parent, ignore_errors=True)
+    _remove_socket(path)
+
+
+def _remove_socket(path: str) -> None:
+    """Remove the socket and its folder if that holds nothing else (never anything but the socket)."""
+    for remove, target in ((os.unlink, path), (os.unlink, path + ".part"), (os.rmdir, str(Path(path).parent))):
+        try:
+            remove(target)
+        except OSError:
+            pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", required=True, help="the Unix socket to listen on")
     parser.add_argument("--parent", type=int, help="exit when this process (the workflow) is gone")
     args = parser.parse_args(argv)
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        sys.path.pop(0)  # `python -m` put the working directory first; a job's own process has no such entry
     started = time.perf_counter()
     _preload()
     print(f"medssl job server: {len(PRELOAD)} modules imported in {time.perf_counter() - started:.1f} s; "
