@@ -7,6 +7,9 @@ demo's ``all``). A metric far above the trivial baseline is the evidence that th
   none of them below 40 %; mean over the cells at the smaller label ratios >= 40 %.
 * SSMTL-paper segmentation studies: mean slice-pooled mIoU >= 0.40.
 * Denoising studies: every model's PSNR >= the noisy input's PSNR + 3 dB.
+* Figure 3b's features (t-SNE): leave-one-out 5-nearest-neighbour accuracy of F_task by task >= 0.50 (chance
+  1/8 for the demo's 8 balanced tasks) and of F_group by group >= 0.75 (chance: the largest group's share),
+  in the standardised feature space the t-SNE embeds: the heads keep tasks and groups apart.
 
     python bench/demo_goals.py [--config config/config.yaml] [--check]
 """
@@ -21,6 +24,35 @@ from pathlib import Path
 from medssl import config as cfg
 from medssl.layout import Layout
 from medssl.reports.metrics import read_metrics
+
+
+def knn_accuracy(features, labels, k: int = 5) -> float:
+    """Leave-one-out k-nearest-neighbour accuracy of ``labels`` in standardised ``features`` (ties: lowest)."""
+    import numpy as np
+
+    x = np.asarray(features, dtype=np.float64)
+    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
+    y = np.asarray(labels)
+    d = ((x[:, None] - x[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    near = np.argsort(d, axis=1, kind="stable")[:, :k]
+    votes = np.array([np.bincount(y[i], minlength=y.max() + 1).argmax() for i in near])
+    return float((votes == y).mean())
+
+
+def feature_goals(root: Path) -> list[tuple[str, str, str, bool]]:
+    """The separation goals of every features file (Figure 3b's input) under the experiment's folder."""
+    import numpy as np
+
+    out = []
+    for path in sorted(root.glob("*/features/*.npz")):
+        with np.load(path, allow_pickle=False) as z:
+            for feature, label, bar in (("F_task", "task", 0.50), ("F_group", "group", 0.75)):
+                acc = knn_accuracy(z[feature], z[label])
+                chance = np.bincount(z[label]).max() / len(z[label])
+                out.append((f"t-SNE features {path.parent.parent.name}/{path.stem}: {feature} 5-NN {label} accuracy "
+                            f"(chance {chance:.2f})", f"{acc:.2f}", f">= {bar:.2f}", acc >= bar))
+    return out
 
 
 def goals(config: dict) -> list[tuple[str, float, str, bool]]:
@@ -60,7 +92,7 @@ def goals(config: dict) -> list[tuple[str, float, str, bool]]:
     add(f"Denoising: smallest gain over the noisy input ({len(margins)} models"
         + (f"; {worst[1]})" if worst else ")"), worst and worst[0], ">= 3 dB",
         worst is not None and worst[0] >= 3.0, "{:+.2f} dB")
-    return out
+    return out + (feature_goals(root) or [("t-SNE features", "no features file", "separated", False)])
 
 
 def main(argv=None) -> int:

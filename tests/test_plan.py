@@ -85,7 +85,8 @@ def test_an_own_dataset_and_study_overrides_resolve_into_the_plan(tmp_path):
     config = load_config_text(yaml.safe_dump({
         "experiment": "own", "data": {"image_size": 32, "split": {"seed": 0}},
         "datasets": {"mine": {"path": str(tmp_path), "modality": "MRI", "classes": {"organ": 1}, "slice_axis": "axial",
-                              "split": {"ratios": [0.6, 0.2, 0.2]}}, "msd_heart": {"scans_subset": [2, 3], "split": {"counts": [3, 1, 1]}}},
+                              "split": {"ratios": [0.6, 0.2, 0.2]}},
+                     "msd_heart": {"scans_subset": [2, 3], "split": {"counts": [3, 1, 1]}}},
         "studies": {"s": {"pretrain_datasets": ["mine"], "finetune_datasets": ["mine", "msd_heart"],
                           "finetune": {"lr": 1e-3}, "runs": {"a": {"method": "simclr", "arch": "hssl_net",
                                                                   "params": {"temperature": 0.1}},

@@ -1,4 +1,5 @@
-"""The job server (medssl.server): a fork runs a command as the process itself would, or the process runs it."""
+"""The job server (medssl.server, medssl.server_client): a fork runs a command as the process itself would, or
+the process runs it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import tiny_config
-from medssl import server
+from medssl import server, server_client
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the job server is Linux only")
 MEDSSL = str(Path(sys.executable).with_name("medssl"))
@@ -103,12 +104,12 @@ def test_a_cancelled_job_takes_its_fork_with_it(job_server, tmp_path):
 def test_a_client_the_server_refuses_runs_the_command_itself(job_server, monkeypatch, capsys):
     """A client of another Python or medssl (or no server at all) gets no fork: delegate() returns None and
     medssl.cli.main runs the command in-process."""
-    monkeypatch.setattr(server, "_identity", lambda: {"python": "/another/python", "medssl": "/another/medssl"})
-    assert server.delegate(["--help"]) is None
+    monkeypatch.setattr(server_client, "identity", lambda: {"python": "/another/python", "medssl": "/x/medssl"})
+    assert server_client.delegate(["--help"]) is None
     monkeypatch.setenv(server.ENV, "/nonexistent/server.sock")
-    assert server.delegate(["--help"]) is None
+    assert server_client.delegate(["--help"]) is None
     monkeypatch.setenv(server.ENV, "off")
-    assert server.delegate(["--help"]) is None
+    assert server_client.delegate(["--help"]) is None
     assert capsys.readouterr().err == ""
 
 

@@ -324,7 +324,7 @@ def _manual_dataset_missing(err: BaseException) -> bool:
 def main(argv: list[str] | None = None, *, delegate_to_server: bool = True) -> int:
     """Run one command; as a fork of the workflow's job server when one is running (:mod:`medssl.server`)."""
     if delegate_to_server and os.environ.get("MEDSSL_SERVER"):
-        from medssl.server import delegate
+        from medssl.server_client import delegate
 
         code = delegate(sys.argv[1:] if argv is None else list(argv))
         if code is not None:

@@ -291,14 +291,20 @@ class DatasetSettings:
         return self.spec.name
 
 
+def merged_split(*layers: dict) -> dict:
+    """Split settings, later layers winning; ``counts`` override ``ratios``, wherever either was set."""
+    split = {k: v for layer in layers for k, v in layer.items()}
+    if "counts" in split:
+        split.pop("ratios", None)
+    return split
+
+
 def dataset_settings(config: dict, name: str) -> DatasetSettings:
     spec = registry.get(name, config)
     data = config["data"]
     over = config["datasets"].get(name) or {}
     norm = {**DEFAULT_NORMALISATION, **data.get("normalisation", {})}
-    split = {**DEFAULT_SPLIT, **data.get("split", {}), **over.get("split", {})}
-    if "counts" in split:  # counts override ratios, wherever either was set
-        split.pop("ratios", None)
+    split = merged_split(DEFAULT_SPLIT, data.get("split", {}), over.get("split", {}))
     synth = {**DEFAULT_SYNTHETIC, **data.get("synthetic", {})}
     scans = over.get("scans_subset")
     return DatasetSettings(

@@ -108,13 +108,6 @@ def _no_nulls(mapping: dict) -> dict:
     return {k: v for k, v in mapping.items() if v is not None}
 
 
-def _split(*layers: dict) -> dict:
-    split = {k: v for layer in layers for k, v in layer.items()}
-    if "counts" in split:  # counts override ratios (as for each dataset, medssl.config.dataset_settings)
-        split.pop("ratios", None)
-    return split
-
-
 def _resolved_dataset(config: dict, name: str) -> dict:
     ds = cfg.dataset_settings(config, name)
     synthetic = {"patients": ds.synthetic_patients, "synthetic_scale": ds.synthetic_scale} \
@@ -130,7 +123,8 @@ def _resolved_run(config: dict, study: str, run: str) -> dict:
     stages = {"finetune": cfg.stage_settings(config, study, "finetune", run)}
     if cfg.pretraining_of(config, study, run) == (study, run):  # a run that pretrains itself
         stages = {"pretrain": cfg.stage_settings(config, study, "pretrain", run), **stages}
-    return _no_nulls({**{k: v for k, v in rs.items() if k != "name"}, "params": cfg.run_params(config, study, run), **stages})
+    return _no_nulls({**{k: v for k, v in rs.items() if k != "name"}, "params": cfg.run_params(config, study, run),
+                      **stages})
 
 
 def _resolved_study(config: dict, study: str) -> dict:
@@ -164,7 +158,7 @@ def resolved_config(config: dict) -> dict:
         **config,
         "data": {**data, "label_ratios": cfg.label_ratios(config),
                  "normalisation": {**cfg.DEFAULT_NORMALISATION, **data.get("normalisation", {})},
-                 "split": _split(cfg.DEFAULT_SPLIT, data.get("split", {})),
+                 "split": cfg.merged_split(cfg.DEFAULT_SPLIT, data.get("split", {})),
                  "synthetic": {**cfg.DEFAULT_SYNTHETIC, **data.get("synthetic", {})}},
         "datasets": {name: _resolved_dataset(config, name) for name in config["datasets"]},
         "studies": {study: _resolved_study(config, study) for study in config.get("studies") or {}},

@@ -5,7 +5,7 @@ reads its first input (``python bench/bench_jobs.py``), and the demo runs some 1
 jobs on this machine (its local executor, not ``--profile slurm`` nor a conda deployment), the workflow starts
 one server (``onstart``, :func:`start`); the server imports torch and the job modules (:data:`PRELOAD`) and
 listens on a Unix socket. Each ``medssl <command>`` (:func:`delegate`, the first thing :func:`medssl.cli.main`
-does) hands the server its arguments, working directory, environment and its stdin, stdout and stderr, and
+does, :mod:`medssl.server_client`) hands the server its arguments, working directory, environment and its stdin, stdout and stderr, and
 the server forks a child that runs the command exactly as the process itself would (:func:`medssl.cli.main`),
 writing to the job's own log; the client waits for the child's exit status, ends the log with the child's
 CPU time and peak memory, and exits with that status. SIGTERM, SIGINT and SIGHUP to the client are passed to
@@ -38,7 +38,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV = "MEDSSL_SERVER"  # the socket path, set by start(); "off" disables the server
+from medssl.server_client import ENV, identity
+
 SOCKET_NAME = "server.sock"
 #: modules a job imports; the server imports them once (those that fail to import are left to the jobs)
 PRELOAD = ("torch", "numpy", "jsonschema", "medssl.cli", "medssl.jobs", "medssl.train.pretrain",
@@ -46,59 +47,6 @@ PRELOAD = ("torch", "numpy", "jsonschema", "medssl.cli", "medssl.jobs", "medssl.
            "medssl.data.sources", "medssl.data.phantoms", "medssl.reports.builders", "medssl.reports.extract",
            "medssl.reports.summary", "matplotlib.pyplot")
 _MAX_MESSAGE = 1 << 20
-
-
-def _identity() -> dict:
-    """What a client and the server must share: the Python and the medssl they run."""
-    import medssl
-
-    return {"python": os.path.realpath(sys.executable), "medssl": os.path.realpath(medssl.__file__)}
-
-
-# ---------------------------------------------------------------------------------------------- client
-
-def delegate(argv: list[str]) -> int | None:
-    """Run ``medssl argv`` as a fork of the server named by ``$MEDSSL_SERVER``; its exit status, or None when no
-    child was started (then the caller runs the command itself)."""
-    path = os.environ.get(ENV)
-    if not path or path == "off" or sys.platform != "linux":
-        return None
-    try:
-        fds = [0, 1, 2]
-        for fd in fds:
-            os.fstat(fd)
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        conn.settimeout(10)
-        conn.connect(path)
-        request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ), **_identity()}
-        socket.send_fds(conn, [json.dumps(request).encode()], fds)
-        reply = conn.recv(4096)
-    except OSError:
-        return None
-    if not reply:
-        return None  # refused (another medssl or Python) or the server is stopping
-    child = json.loads(reply)["pid"]
-
-    def forward(signum, frame):
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    conn.settimeout(None)
-    try:
-        message = conn.recv(4096)
-    except OSError:
-        message = b""
-    if not message:
-        print(f"medssl: error: the job server ({path}) went away while it ran this job", file=sys.stderr)
-        return 1
-    result = json.loads(message)
-    print(f"medssl: ran as a fork of the job server (pid {child}): {result['cpu']:.2f} CPU-s, peak memory "
-          f"{result['maxrss_mb']:.0f} MB", file=sys.stderr)
-    return int(result["rc"])
 
 
 # ---------------------------------------------------------------------------------------------- server
@@ -150,7 +98,7 @@ class Server:
 
     def __init__(self, path: str, parent: int | None):
         self.path, self.parent = path, parent
-        self.identity = _identity()
+        self.identity = identity()
         self.children: dict[int, socket.socket] = {}  # child pid -> its client's connection
         self.stopping = False
 

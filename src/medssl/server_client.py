@@ -1,0 +1,67 @@
+"""The client side of the job server (:mod:`medssl.server`): what ``medssl <command>`` does first.
+
+:func:`delegate` hands the command to the server named by ``$MEDSSL_SERVER`` and returns the fork's exit
+status, or None when no fork was started, and the caller runs the command itself. It imports nothing heavy,
+so a command that runs in-process pays nothing for trying.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+
+ENV = "MEDSSL_SERVER"  # the socket path, set by medssl.server.start(); "off" disables the server
+
+
+def identity() -> dict:
+    """What a client and the server must share: the Python and the medssl they run."""
+    import medssl
+
+    return {"python": os.path.realpath(sys.executable), "medssl": os.path.realpath(medssl.__file__)}
+
+
+def delegate(argv: list[str]) -> int | None:
+    """Run ``medssl argv`` as a fork of the server named by ``$MEDSSL_SERVER``; its exit status, or None when no
+    child was started (then the caller runs the command itself)."""
+    path = os.environ.get(ENV)
+    if not path or path == "off" or sys.platform != "linux":
+        return None
+    try:
+        fds = [0, 1, 2]
+        for fd in fds:
+            os.fstat(fd)
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        conn.settimeout(10)
+        conn.connect(path)
+        request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ), **identity()}
+        socket.send_fds(conn, [json.dumps(request).encode()], fds)
+        reply = conn.recv(4096)
+    except OSError:
+        return None
+    if not reply:
+        return None  # refused (another medssl or Python) or the server is stopping
+    child = json.loads(reply)["pid"]
+
+    def forward(signum, frame):
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    conn.settimeout(None)
+    try:
+        message = conn.recv(4096)
+    except OSError:
+        message = b""
+    if not message:
+        print(f"medssl: error: the job server ({path}) went away while it ran this job", file=sys.stderr)
+        return 1
+    result = json.loads(message)
+    print(f"medssl: ran as a fork of the job server (pid {child}): {result['cpu']:.2f} CPU-s, peak memory "
+          f"{result['maxrss_mb']:.0f} MB", file=sys.stderr)
+    return int(result["rc"])
