@@ -81,7 +81,7 @@ def _run_child(request: dict, fds: list[int]) -> None:
 
         code = main(request["argv"], delegate_to_server=False)
     except SystemExit as err:
-        code = err.code if isinstance(err.code, int) else 1
+        code = err.code if isinstance(err.code, int) else int(err.code is not None)  # as the interpreter would
     except BaseException as err:  # noqa: BLE001 - the child must end here, whatever happened
         print(f"medssl: error: {type(err).__name__}: {err}", file=sys.stderr)
         code = 1
