@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import re
 import resource
 import subprocess
 import sys
@@ -31,20 +30,14 @@ from pathlib import Path
 
 import yaml
 
+from medssl.server_client import forked_cpu
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def child_cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
-
-
-FORKED_CPU = re.compile(r"ran as a fork of the job server \(pid \d+\): ([0-9.]+) CPU-s")
-
-
-def forked_cpu(text: str) -> float:
-    """CPU seconds of the server's forks a job's stderr (or log) reports (medssl.server); 0 without any."""
-    return sum(float(m) for m in FORKED_CPU.findall(text))
 
 
 def run(cmd: list[str], cwd: Path) -> tuple[float, float]:

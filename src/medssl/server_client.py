@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sys
 
 ENV = "MEDSSL_SERVER"  # the socket path, set by medssl.server.start(); "off" disables the server
+#: the line a forked job's log ends with (stderr), and how to read its CPU seconds back (bench/bench_jobs.py)
+FORK_REPORT = "medssl: ran as a fork of the job server (pid {pid}): {cpu:.2f} CPU-s, peak memory {mb:.0f} MB"
+_FORK_CPU = re.compile(r"ran as a fork of the job server \(pid \d+\): ([0-9.]+) CPU-s")
+
+
+def forked_cpu(text: str) -> float:
+    """CPU seconds of the job-server forks a job's stderr or log reports; 0 when it ran in its own process."""
+    return sum(float(m) for m in _FORK_CPU.findall(text))
 
 
 def identity() -> dict:
@@ -62,6 +71,5 @@ def delegate(argv: list[str]) -> int | None:
         print(f"medssl: error: the job server ({path}) went away while it ran this job", file=sys.stderr)
         return 1
     result = json.loads(message)
-    print(f"medssl: ran as a fork of the job server (pid {child}): {result['cpu']:.2f} CPU-s, peak memory "
-          f"{result['maxrss_mb']:.0f} MB", file=sys.stderr)
+    print(FORK_REPORT.format(pid=child, cpu=result["cpu"], mb=result["maxrss_mb"]), file=sys.stderr)
     return int(result["rc"])
