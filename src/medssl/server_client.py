@@ -47,11 +47,15 @@ def delegate(argv: list[str]) -> int | None:
         conn.connect(path)
         request = {"argv": list(argv), "cwd": os.getcwd(), "env": dict(os.environ), **identity()}
         socket.send_fds(conn, [json.dumps(request).encode()], fds)
+    except OSError:
+        return None  # no server took the request
+    conn.settimeout(None)  # it has the request now: a fork or a refusal follows, never both a fork and a run here
+    try:
         reply = conn.recv(4096)
     except OSError:
-        return None
+        reply = b""
     if not reply:
-        return None  # refused (another medssl or Python) or the server is stopping
+        return None  # refused (another medssl or Python, another user) or stopping: no fork was started
     child = json.loads(reply)["pid"]
 
     def forward(signum, frame):
@@ -62,7 +66,6 @@ def delegate(argv: list[str]) -> int | None:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
-    conn.settimeout(None)
     try:
         message = conn.recv(4096)
     except OSError:
