@@ -26,10 +26,7 @@ def job_server(tmp_path, monkeypatch):
     monkeypatch.delenv(server.ENV, raising=False)
     proc = server.start(tmp_path / "server.log")
     path = Path(os.environ[server.ENV])
-    deadline = time.monotonic() + 120
-    while not path.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-        time.sleep(0.05)
+    server.wait_until_listening(proc, tmp_path / "server.log")
     yield proc
     server.stop(proc)
     assert proc.poll() is not None and not path.parent.exists()  # stopped, its socket folder removed

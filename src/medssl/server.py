@@ -4,9 +4,9 @@ A ``medssl`` job in a fresh process spends about 1.7 s of CPU starting Python an
 reads its first input (``python bench/bench_jobs.py``), and the demo runs some 170 jobs. When Snakemake runs
 jobs on this machine (its local executor, not ``--profile slurm`` nor a conda deployment), the workflow starts
 one server (``onstart``, :func:`start`); the server imports torch and the job modules (:data:`PRELOAD`) and
-listens on a Unix socket. Each ``medssl <command>`` (:func:`delegate`, the first thing :func:`medssl.cli.main`
-does, :mod:`medssl.server_client`) hands the server its arguments, working directory, environment and its stdin, stdout and stderr, and
-the server forks a child that runs the command exactly as the process itself would (:func:`medssl.cli.main`),
+listens on a Unix socket. Each ``medssl <command>`` (:func:`medssl.server_client.delegate`, the first thing
+:func:`medssl.cli.main` does) hands the server its arguments, working directory, environment and its stdin,
+stdout and stderr, and the server forks a child that runs the command exactly as the process itself would (:func:`medssl.cli.main`),
 writing to the job's own log; the client waits for the child's exit status, ends the log with the child's
 CPU time and peak memory, and exits with that status. SIGTERM, SIGINT and SIGHUP to the client are passed to
 the child (Snakemake cancelling a job), and a client that goes away takes its child with it.
@@ -242,6 +242,17 @@ def start(log: str | os.PathLike) -> subprocess.Popen:
     proc.socket_path = path
     os.environ[ENV] = path
     return proc
+
+
+def wait_until_listening(proc: subprocess.Popen, log: str | os.PathLike, timeout: float = 120.0) -> float:
+    """Seconds until a server :func:`start` started listens; RuntimeError with its log if it exits or times out
+    first (the workflow does not wait: its jobs run in-process until then)."""
+    t0 = time.perf_counter()
+    while not Path(proc.socket_path).exists():
+        if proc.poll() is not None or time.perf_counter() - t0 > timeout:
+            raise RuntimeError(f"the job server did not start: {Path(log).read_text(errors='replace')}")
+        time.sleep(0.05)
+    return time.perf_counter() - t0
 
 
 def stop(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
