@@ -23,7 +23,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,10 +31,12 @@ import SimpleITK as sitk
 import torch
 
 from medssl import registry
-from medssl.config import DatasetSettings
+from medssl.settings import DatasetSettings
 from medssl.data.listers import list_msd_cases
 from medssl.data.slicing import slice_dataset
 from medssl.data.store import SliceStore
+
+from _scratch import scratch_dir  # bench/_scratch.py
 
 DATASET = "msd_heart"  # MRI: exercises the percentile normalisation
 
@@ -127,8 +128,12 @@ def main() -> None:
         rss_child(args.rss_child[0], args.rss_child[1], int(args.rss_child[2]), args.size, args.threads)
         return
 
-    tmp = tempfile.TemporaryDirectory(prefix="bench_data_", dir=args.workdir)
-    work = Path(tmp.name)
+    with scratch_dir("bench_data_", args.workdir) as work:  # removed also on an error, Ctrl-C and SIGTERM
+        measure(args, work)
+
+
+def measure(args, work: Path) -> None:
+    """(a)-(c) of the module docstring, on volumes and stores written under ``work``."""
     root = work / "data"
     t0 = time.perf_counter()
     used = None
@@ -216,7 +221,6 @@ def main() -> None:
           f"(total peak {rss['after_kb'] * mib:.0f} MiB); one volume (int16 image + uint8 label) {one:.1f} MiB, "
           f"whole dataset {whole:.1f} MiB, store {store_mib:.1f} MiB; N-case growth = "
           f"{grows[len(cases)] / one:.1f} x one volume = {grows[len(cases)] / whole:.2f} x the dataset")
-    tmp.cleanup()
 
 
 if __name__ == "__main__":

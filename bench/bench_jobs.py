@@ -3,13 +3,11 @@
 1. Fixed CPU seconds per finetuning job beyond its steps (goal <= 1.5 s): ``medssl finetune`` runs as a
    subprocess (as Snakemake runs it) on a scratch copy of one phantom dataset, with two step budgets; the CPU
    time per step is the slope between them, the fixed cost the intercept (imports, config, model build, data,
-   validation, evaluation, writing). Measured for one process (``--metrics``: finetune + evaluate, no model
-   file) and for two (``finetune`` writing model.pt, then ``evaluate``), each as a fresh process and as a fork
-   of the job server (:mod:`medssl.server`, as the workflow runs local jobs; its CPU is the fork's, which the
-   client reports).
+   validation, evaluation, writing). Measured for one process (finetune + evaluate, no model file) and for
+   two (``finetune`` keeping model.pt, then ``evaluate``); `python -c 'import torch'` alone is printed beside,
+   the share of the fixed cost a long-lived process could save (the reason the demo keeps its jobs few).
 2. Time split by rule of a finished workflow run: wall and CPU seconds summed over the Snakemake benchmark
-   files ``results/<experiment>/benchmarks/<rule>/...tsv``, plus the CPU of job-server forks that the jobs'
-   logs report (a benchmark file measures the client process only).
+   files ``results/<experiment>/benchmarks/<rule>/...tsv``.
 
     python bench/bench_jobs.py [--config config/config.yaml] [--dataset msd_spleen] [--steps 8 200]
                                [--results results/demo]     # part 2 only: --split-only
@@ -23,14 +21,13 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import yaml
 
-from medssl.server_client import forked_cpu
+from _scratch import scratch_dir  # bench/_scratch.py
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,19 +38,16 @@ def child_cpu() -> float:
 
 
 def run(cmd: list[str], cwd: Path) -> tuple[float, float]:
-    """(CPU seconds, wall seconds) of one command, with the CPU of a job-server fork that ran it."""
+    """(CPU seconds, wall seconds) of one command."""
     c0, t0 = child_cpu(), time.perf_counter()
-    proc = subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    return child_cpu() - c0 + forked_cpu(proc.stderr), time.perf_counter() - t0
+    subprocess.run(cmd, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return child_cpu() - c0, time.perf_counter() - t0
 
 
-def start_server(root: Path):
-    """A job server (medssl.server) as the workflow starts one; returns it once it listens, and the seconds
-    that took."""
-    from medssl import server
-
-    proc = server.start(root / "server.log")
-    return proc, server.wait_until_listening(proc, root / "server.log")
+def record(config: Path, job: str, *args: str) -> str:
+    """The settings record of one job of ``config`` (``medssl settings``)."""
+    return subprocess.run([sys.executable, "-m", "medssl.cli", "settings", job, "--config", str(config), *args],
+                          check=True, capture_output=True, text=True).stdout.strip()
 
 
 def scratch(config_path: Path, dataset: str, steps: int, root: Path) -> Path:
@@ -79,49 +73,37 @@ def prepare(config: Path, dataset: str, root: Path) -> None:
     if (exp / "splits" / f"{dataset}.json").exists():
         return
     medssl = [sys.executable, "-m", "medssl.cli"]
-    for cmd in (["synthesize", "--dataset", dataset, "--out", f"resources/synthetic/{dataset}"],
-                ["slice", "--dataset", dataset, "--out", f"{exp}/data/{dataset}"],
-                ["split", "--dataset", dataset, "--store", f"{exp}/data/{dataset}",
-                 "--out", f"{exp}/splits/{dataset}.json"]):
-        subprocess.run(medssl + [cmd[0], "--config", str(config)] + cmd[1:], cwd=root, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    twin = root / "resources" / "synthetic" / dataset
+    for cmd in (["synthesize", "--out", str(twin)],
+                ["slice", "--source", str(twin), "--out", f"{exp}/data/{dataset}"],
+                ["split", "--store", f"{exp}/data/{dataset}", "--out", f"{exp}/splits/{dataset}.json"]):
+        subprocess.run(medssl + [cmd[0], "--settings", record(config, cmd[0], "--dataset", dataset)] + cmd[1:],
+                       cwd=root, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def fixed_cost(config_path: Path, dataset: str, steps: tuple[int, int], repeats: int) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+    with scratch_dir("bench_jobs_") as root:  # removed also on an error, Ctrl-C and SIGTERM
         configs = {s: scratch(config_path, dataset, s, root) for s in steps}
         prepare(configs[steps[0]], dataset, root)
         medssl = [sys.executable, "-m", "medssl.cli"]
         exp = root / "results" / "bench_jobs"
-        base = ["--study", "hssl", "--run", "tfs", "--dataset", dataset, "--ratio", "100", "--seed", "0",
-                "--store", str(exp / "data" / dataset), "--split", str(exp / "splits" / f"{dataset}.json")]
+        which = ["--study", "hssl", "--run", "tfs", "--dataset", dataset, "--ratio", "100", "--seed", "0"]
+        inputs = ["--store", str(exp / "data" / dataset), "--split", str(exp / "splits" / f"{dataset}.json"),
+                  "--device", "cpu", "--threads", "1"]
         results: dict[str, dict[int, float]] = defaultdict(dict)
-
-        def measure(label: str, tag: str) -> None:
-            for s in steps:
-                one, two = [], []
-                for i in range(repeats):
-                    out = root / f"ft_{tag}_{s}_{i}"
-                    m = root / f"metrics_{tag}_{s}_{i}.json"
-                    one.append(run(medssl + ["finetune", "--config", str(configs[s])] + base +
-                                   ["--out", str(out), "--metrics", str(m)], root)[0])
-                    c1, _ = run(medssl + ["finetune", "--config", str(configs[s])] + base +
-                                ["--out", str(out) + "b"], root)
-                    c2, _ = run(medssl + ["evaluate", "--config", str(configs[s])] + base +
-                                ["--model", str(out) + "b/model.pt", "--out", str(m) + "b.json"], root)
-                    two.append(c1 + c2)
-                results[f"one process (finetune --metrics){label}"][s] = min(one)
-                results[f"two processes (finetune, evaluate){label}"][s] = min(two)
-
-        measure("", "fresh")
-        server, ready = start_server(root)
-        try:
-            measure(", forked from the job server", "server")
-        finally:
-            from medssl.server import stop
-
-            stop(server)
+        for s in steps:
+            rec = ["--settings", record(configs[s], "finetune", *which)]
+            one, two = [], []
+            for i in range(repeats):
+                out, m = root / f"ft_{s}_{i}", root / f"metrics_{s}_{i}.json"
+                one.append(run(medssl + ["finetune", *rec, *inputs, "--out", str(out), "--metrics", str(m)], root)[0])
+                c1, _ = run(medssl + ["finetune", *rec, *inputs, "--out", f"{out}b", "--metrics", f"{m}b.json",
+                                      "--model", f"{out}b/model.pt"], root)
+                c2, _ = run(medssl + ["evaluate", *rec, *inputs, "--model", f"{out}b/model.pt",
+                                      "--out", f"{m}c.json"], root)
+                two.append(c1 + c2)
+            results["one process (finetune, tested in the same process)"][s] = min(one)
+            results["two processes (finetune keeping model.pt, then evaluate)"][s] = min(two)
         bare = [sys.executable, "-c", "import torch"]
         torch_cpu = min(run(bare, root)[0] for _ in range(repeats))
         a, b = steps
@@ -134,8 +116,6 @@ def fixed_cost(config_path: Path, dataset: str, steps: tuple[int, int], repeats:
             print(f"  {name:{width}s} fixed {fixed:5.2f} s   {per_step * 1000:6.1f} ms/step   "
                   f"(total {cpu[a]:.2f} s at {a} steps, {cpu[b]:.2f} s at {b})")
         print(f"  of which `python -c 'import torch'` alone: {torch_cpu:.2f} s")
-        print(f"  (a fresh process's fixed cost includes `python -c 'import torch'`; the job server pays that "
-              f"once per workflow run: it listened {ready:.1f} s after it was started)")
 
 
 def time_split(results: Path) -> None:
@@ -153,9 +133,7 @@ def time_split(results: Path) -> None:
         if not rows:
             continue
         wall[rule] += float(rows[-1]["s"])
-        log = results / "logs" / path.relative_to(bench).with_suffix(".log")
-        forked = forked_cpu(log.read_text(errors="replace")) if log.is_file() else 0.0
-        cpu[rule] += float(rows[-1].get("cpu_time") or 0.0) + forked  # a fork's CPU is in the job's log
+        cpu[rule] += float(rows[-1].get("cpu_time") or 0.0)
         jobs[rule] += 1
     total_w, total_c = sum(wall.values()), sum(cpu.values())
     print(f"time split by rule ({bench}; rules with a benchmark: directive):")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 import types
 from pathlib import Path
@@ -36,8 +35,10 @@ from medssl.data.store import SliceStore
 from medssl.train import common
 from medssl.train import device as dev
 from medssl.train import loop as loop_module
-from medssl.train.loop import Loop, build_optimizer, constant_lambda
+from medssl.train.loop import Loop, build_optimizer
 from medssl.train.seeding import seed_everything
+
+from _scratch import scratch_dir  # bench/_scratch.py: removed also on Ctrl-C and SIGTERM
 
 
 def write_store(path: Path, n_cases: int, slices: int, size: int) -> SliceStore:
@@ -108,11 +109,18 @@ def bare_epochs(method, loader, device, epochs, lr, textbook=False) -> list[floa
     return times
 
 
+def _constant(c: int) -> float:
+    return 1.0
+
+
 def medssl_epochs(method, loader, device, epochs, lr, out_dir) -> list[float]:
+    """Seconds per step per epoch through :class:`Loop`. No checkpoint is written (``checkpoint_at_end=False``):
+    a job's checkpoint is written after its epoch is timed, and here it would only fill the disk (269 MB
+    each for the default HSSL network)."""
     opt = build_optimizer([p for p in method.parameters() if p.requires_grad], lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, constant_lambda)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _constant)
     loop = Loop(method, opt, sched, loader, device=device, out_dir=out_dir, epochs=epochs, kind="bench",
-                checkpoint_every=10 ** 9, after_step=method.after_step, desc="bench")
+                checkpoint_every=10 ** 9, after_step=method.after_step, desc="bench", checkpoint_at_end=False)
     rows = loop.run()
     return [r["time"] / len(loader) for r in rows]
 
@@ -186,10 +194,16 @@ def main(argv=None) -> int:
     device = dev.pick_device(args.device)
     dev.configure(device, args.threads)
     seed_everything(0, deterministic=not cuda)
-    tmp = Path(tempfile.mkdtemp(prefix="bench_train_"))
+    with scratch_dir("bench_train_") as tmp:  # stores and loop outputs: removed however the run ends
+        return run(args, device, tmp)
+
+
+def run(args, device, tmp: Path) -> int:
+    """The figures [1]-[3] (module docstring), writing stores and loop outputs under ``tmp``."""
+    cuda = torch.cuda.is_available()
     n_slices = max(args.batch * args.steps, 64)
     store = write_store(tmp / "store", 4, -(-n_slices // 4), args.size)
-    backbone = common.build_model(args.arch, 1)
+    backbone = common.build_model(args.arch, 1, width=1.0)
     method = dev.prepare_module(common.build_method(args.method, backbone, n_tasks=8, n_groups=4,
                                                     image_size=args.size), device)
     ds = SliceDataset(store)

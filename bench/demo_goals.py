@@ -65,7 +65,7 @@ def goals(config: dict) -> list[tuple[str, float, str, bool]]:
     full, small, miou, margins = [], [], [], []
     for study, ms in by_study.items():
         paper = config["studies"][study].get("paper")
-        denoise = cfg.study_options(config, study)["downstream"] == "denoising"
+        denoise = config["studies"][study]["downstream"] == "denoising"
         for m in ms:
             if denoise:
                 margins.append((m["psnr"] - m["noisy_psnr"], f"{m['run']} {m['psnr']:.2f} dB"))

@@ -25,6 +25,11 @@ timeout 90 medssl cost --config config/paper.yaml --measure || echo "cost --meas
 
 echo "== 4. phantom benchmark: HSSL pretrain ($PRE_STEPS steps) + finetune ($FT_STEPS steps) at 192 px, full width"
 WORK=$(mktemp -d)
+# removed however the script ends: a failed step under `set -e`, Ctrl-C, or a scheduler's SIGTERM / SIGHUP
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'exit 129' HUP
 python - "$WORK" "$PRE_STEPS" "$FT_STEPS" <<'PY'
 import sys, yaml
 work, pre, ft = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -59,4 +64,3 @@ for run in tfs hssl; do
     python -c "import json; d=json.load(open('m_$run.json')); print('finetune $run on msd_heart 5%, $FT_STEPS steps: test Dice', round(100*d['slice_pooled']['mean_dice'], 1), '%')" || true
     echo "  ($(( $(date +%s) - t0 )) s)"
 done
-rm -rf "$WORK"

@@ -44,7 +44,7 @@ def _smallest(ratios: list[str]) -> str:
 
 def study_headline(config: dict, root: Path, study: str, ratio: str | None) -> list[str]:
     """One table per run trained from scratch in ``study``: that baseline and every run of its architecture."""
-    runs = {r: cfg.run_settings(config, study, r) for r in config["studies"][study]["runs"]}
+    runs = config["studies"][study]["runs"]
     lines = []
     for base in [r for r, rs in runs.items() if rs["method"] == "tfs"]:
         lines += baseline_table(config, root, study, runs, base, ratio)
@@ -56,9 +56,8 @@ def baseline_table(config: dict, root: Path, study: str, runs: dict, base: str, 
     others = [r for r, rs in runs.items() if r != base and rs["arch"] == runs[base]["arch"]
               and ratio in rs["label_ratios"]]
     datasets = runs[base]["finetune_datasets"]
-    seeds = config["studies"][study].get("seeds", [0])
-    opts = cfg.study_options(config, study)
-    paper, denoising = opts["paper"], opts["downstream"] == "denoising"
+    seeds = config["studies"][study]["seeds"]
+    paper, denoising = config["studies"][study].get("paper"), config["studies"][study]["downstream"] == "denoising"
     unit, digits = ("PSNR dB", 2) if denoising else ("mIoU", 3) if paper == "ssmtl" else ("Dice %", 1)
     layout = Layout(root)
 
@@ -99,7 +98,7 @@ def main() -> None:
     ap.add_argument("--results", help="the experiment's results folder (default: results/<experiment>)")
     ap.add_argument("--ratio", help="label ratio key (default: each study's smallest)")
     args = ap.parse_args()
-    config = cfg.load_config(args.config, registries=False)
+    config = cfg.load_config(args.config)
     root = Path(args.results) if args.results else Layout.of(config).root
     for study in config["studies"]:
         print("\n".join(study_headline(config, root, study, args.ratio)))

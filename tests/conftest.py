@@ -64,6 +64,15 @@ def tiny_ssmtl_config(experiment: str = "tiny_ssmtl") -> dict:
     return copy.deepcopy(config)
 
 
+def job_settings(config: dict, kind: str, **wildcards) -> str:
+    """The settings record (JSON) that the workflow hands job ``kind`` of ``config`` (validated, resolved)."""
+    from medssl import config as mcfg
+    from medssl import jobs
+
+    resolved = mcfg.resolve(mcfg.validate(copy.deepcopy(config)))
+    return jobs.record(resolved, kind, **wildcards).to_json()
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

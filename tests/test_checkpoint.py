@@ -12,12 +12,10 @@ import torch
 from torch import nn
 
 from medssl.train import checkpoint as ckpt
-from medssl.train.evaluate import evaluate
-from medssl.train.finetune import finetune, load_pretrained
+from medssl.train.finetune import load_pretrained
 from medssl.train.loop import Loop
-from medssl.train.pretrain import pretrain
 
-from test_train import world  # noqa: F401  (fixture)
+from test_train import evaluate, finetune, pretrain, world  # noqa: F401  (world: a fixture)
 
 torch.set_num_threads(1)
 
@@ -202,3 +200,153 @@ def test_stale_temporaries_of_a_killed_job_are_removed(tmp_path):
     assert not stale.exists() and not old_untagged.exists()
     assert live.exists() and fresh_untagged.exists() and other_output.exists()
     assert ckpt.load(tmp_path / "checkpoint.pt") == {"a": 1}
+
+
+# ------------------------------------------------------------------ a damaged checkpoint.pt: start afresh
+def _resume_state(loop: Loop) -> dict:
+    """What a resume sets: module, optimiser, scheduler, epoch/step/log and the global torch RNG."""
+    return {"module": {k: v.clone() for k, v in loop.module.state_dict().items()},
+            "optimizer": loop.optimizer.state_dict(), "scheduler": loop.scheduler.state_dict(),
+            "epoch": loop.epoch, "step": loop.step, "rows": list(loop.rows), "rng": torch.get_rng_state()}
+
+
+def _same(a, b) -> bool:
+    if torch.is_tensor(a):
+        return torch.is_tensor(b) and a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.fixture
+def real_checkpoint(tmp_path) -> tuple[bytes, dict]:
+    """The bytes of a real checkpoint.pt (after 1 of 2 epochs) and the state an intact resume gives."""
+    loop = _loop(tmp_path / "made")
+    loop.epochs = 1
+    loop.run()
+    data = (tmp_path / "made" / "checkpoint.pt").read_bytes()
+    again = _loop(tmp_path / "made")
+    assert again.try_resume()
+    return data, _resume_state(again)
+
+
+def _damaged(data: bytes, n: int = 140) -> list[tuple[str, bytes]]:
+    """Truncations at many lengths, single changed bytes all over the file and a few whole-file mishaps."""
+    rng = np.random.default_rng(0)
+    out = [(f"cut at {k}", data[:k]) for k in np.unique(np.linspace(0, len(data) - 1, n // 2).astype(int))]
+    for pos in np.unique(np.concatenate([rng.integers(0, len(data), n // 2), [len(data) // 2, len(data) - 30]])):
+        b = bytearray(data)
+        b[pos] = (b[pos] + 1 + int(rng.integers(0, 255))) % 256
+        out.append((f"byte {pos} changed", bytes(b)))
+    out += [("zeros", bytes(len(data))), ("text", b"hello\n"), ("doubled", data + data),
+            ("tail garbage", data + b"\x00garbage")]
+    return out
+
+
+def test_damaged_checkpoint_resumes_exactly_or_starts_afresh(tmp_path, real_checkpoint, caplog):
+    data, reference = real_checkpoint
+    cases = _damaged(data)
+    assert len(cases) >= 100
+    outcomes = {"resumed": 0, "afresh": 0}
+    for what, blob in cases:
+        out = tmp_path / "run"
+        out.mkdir(exist_ok=True)
+        (out / "checkpoint.pt").write_bytes(blob)
+        loop = _loop(out)
+        before = _resume_state(loop)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="medssl.train"):
+            resumed = loop.try_resume()  # never raises
+        if resumed:
+            assert _same(_resume_state(loop), reference), what
+            outcomes["resumed"] += 1
+        else:
+            assert _same(_resume_state(loop), before), what  # nothing half-restored
+            text = caplog.text
+            assert "checkpoint.pt" in text and "starting afresh" in text, what
+            assert "other than tensors" not in text, what  # damage is not called unsafe
+            outcomes["afresh"] += 1
+    assert outcomes["afresh"] >= 60
+
+
+@pytest.mark.parametrize("change", ["no rng", "no module", "module of another net", "epoch is text",
+                                    "optimizer of another net", "rng garbage", "not a dict", "log not a list",
+                                    "generators garbage", "format 99"])
+def test_checkpoint_of_the_wrong_structure_starts_afresh(tmp_path, real_checkpoint, caplog, change):
+    data, _ = real_checkpoint
+    (tmp_path / "checkpoint.pt").write_bytes(data)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    if change == "no rng":
+        del state["rng"]
+    elif change == "no module":
+        del state["module"]
+    elif change == "module of another net":
+        state["module"] = {"net.weight": torch.zeros(2, 3)}
+    elif change == "epoch is text":
+        state["epoch"] = "one"
+    elif change == "optimizer of another net":
+        state["optimizer"]["param_groups"][0]["params"] = [0, 1, 2, 3]
+    elif change == "rng garbage":
+        state["rng"]["torch"] = torch.zeros(3, dtype=torch.uint8)
+    elif change == "not a dict":
+        state = [1, 2, 3]
+    elif change == "log not a list":
+        state["log"] = 5
+    elif change == "generators garbage":
+        state["generators"] = "x"
+    elif change == "format 99":
+        state["format"] = 99
+    ckpt.save(state, tmp_path / "checkpoint.pt")
+    loop = _loop(tmp_path)
+    before = _resume_state(loop)
+    with caplog.at_level("WARNING", logger="medssl.train"):
+        assert not loop.try_resume()
+    assert _same(_resume_state(loop), before)
+    assert "checkpoint.pt" in caplog.text and "starting afresh" in caplog.text
+
+
+def test_run_over_a_truncated_checkpoint_trains_afresh_and_overwrites_it(tmp_path, real_checkpoint, caplog):
+    data, _ = real_checkpoint
+    straight = _loop(tmp_path / "straight").run()
+    out = tmp_path / "cut"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+    with caplog.at_level("WARNING", logger="medssl.train"):
+        rows = _loop(out).run()
+    assert [{k: v for k, v in r.items() if k != "time"} for r in rows] == \
+        [{k: v for k, v in r.items() if k != "time"} for r in straight]
+    assert ckpt.load(out / "checkpoint.pt")["epoch"] == 2  # overwritten by the new run
+
+
+# ----------------------------------------------------------------- a model file given by the user: one line
+@pytest.mark.parametrize("content", [b"", b"hello, I am a text file\n", b"\x00\x01binary junk" * 10])
+def test_a_text_file_as_model_is_not_a_torch_file(tmp_path, content):
+    path = tmp_path / "model.pt"
+    path.write_bytes(content)
+    for loader in (ckpt.load, ckpt.load_state_dict):
+        with pytest.raises(ckpt.CheckpointError) as err:
+            loader(path)
+        msg = str(err.value)
+        assert not isinstance(err.value, ckpt.UnsafeFileError)
+        assert str(path) in msg and "not a torch file" in msg and "\n" not in msg
+        assert "other than tensors" not in msg
+
+
+def test_a_truncated_model_file_is_one_line(tmp_path):
+    ckpt.save_model(tmp_path / "model.pt", {"w": torch.zeros(100)}, kind="finetune")
+    data = (tmp_path / "model.pt").read_bytes()
+    for k in (1, 3, 10, len(data) // 2, len(data) - 1):
+        (tmp_path / "cut.pt").write_bytes(data[:k])
+        with pytest.raises(ckpt.CheckpointError) as err:
+            ckpt.load_state_dict(tmp_path / "cut.pt")
+        assert "cut.pt" in str(err.value) and "\n" not in str(err.value)
+        assert "other than tensors" not in str(err.value)
+
+
+def test_a_torch_file_that_is_no_model_is_refused(tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(ckpt.CheckpointError, match="list.pt"):
+        ckpt.load_state_dict(path)

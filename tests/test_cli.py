@@ -24,17 +24,15 @@ def _error_lines(capsys) -> list[str]:
     return [line for line in err.splitlines() if line.startswith("medssl: error:")]
 
 
-def _train_args(**over) -> list[str]:
-    args = {"study": "hssl", "run": "tfs", "dataset": "msd_heart", "ratio": "5", "seed": "0", "store": "s",
-            "split": "s.json", "out": "x"}
+def _settings_args(**over) -> list[str]:
+    args = {"study": "hssl", "run": "tfs", "dataset": "msd_heart", "ratio": "5", "seed": "0"}
     args.update(over)
-    return ["finetune", "--config", DEMO] + [a for k, v in args.items() for a in (f"--{k}", v)]
+    return ["settings", "finetune", "--config", DEMO] + [a for k, v in args.items() for a in (f"--{k}", v)]
 
 
 def test_bad_seed_is_one_line(capsys):
-    with pytest.raises(SystemExit) as exc:
-        cli.main(_train_args(seed="abc"))
-    assert exc.value.code != 0
+    rc = cli.main(_settings_args(seed="abc"))
+    assert rc == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("medssl: error:") and "--seed" in err and "'abc'" in err
 
@@ -42,30 +40,51 @@ def test_bad_seed_is_one_line(capsys):
 @pytest.mark.parametrize("key, value", [("study", "nope"), ("run", "nope"), ("dataset", "msd_nope"),
                                         ("ratio", "7")])
 def test_unknown_name_is_one_line(capsys, key, value):
-    rc = cli.main(_train_args(**{key: value}))
+    rc = cli.main(_settings_args(**{key: value}))
     assert rc != 0
     lines = _error_lines(capsys)
     assert len(lines) == 1 and f"'{value}'" in lines[0] and key in lines[0]
 
 
+def test_settings_prints_the_record_the_workflow_hands_the_job(capsys):
+    from medssl import jobs
+    from medssl.config import load_config
+
+    assert cli.main(_settings_args()) == 0
+    printed = capsys.readouterr().out.strip()
+    expected = jobs.record(load_config(DEMO), "finetune", study="hssl", run="tfs", dataset="msd_heart", ratio="5",
+                           seed=0)
+    assert jobs.FinetuneJob.from_json(printed) == expected and printed == expected.to_json()
+
+
 def test_missing_config_file_is_one_line(capsys, tmp_path):
-    rc = cli.main(["fetch", "--config", str(tmp_path / "nope.yaml"), "--dataset", "acdc", "--out", "x"])
+    rc = cli.main(["settings", "fetch", "--config", str(tmp_path / "nope.yaml"), "--dataset", "acdc"])
     assert rc != 0
     lines = _error_lines(capsys)
     assert len(lines) == 1 and "nope.yaml" in lines[0]
 
 
-def _real_config(tmp_path: Path) -> Path:
-    path = tmp_path / "real.yaml"
-    path.write_text(yaml.safe_dump({"experiment": "t", "resources": str(tmp_path / "res"), "synthetic": False,
-                                    "data": {"image_size": 32}, "datasets": {"acdc": {}, "msd_heart": {}}}))
-    return path
+@pytest.mark.parametrize("settings, expect", [("{broken", "not a JSON settings record"),
+                                              ('{"dataset": "x"}', "missing"),
+                                              ("no/such/file.json", "neither a JSON record nor a readable file")])
+def test_a_bad_settings_record_is_one_line(capsys, tmp_path, settings, expect):
+    rc = cli.main(["split", "--settings", settings, "--store", str(tmp_path), "--out", str(tmp_path / "s.json")])
+    assert rc != 0
+    lines = _error_lines(capsys)
+    assert len(lines) == 1 and expect in lines[0]
+
+
+def _real_config(tmp_path: Path) -> dict:
+    return {"experiment": "t", "resources": str(tmp_path / "res"), "synthetic": False,
+            "data": {"image_size": 32}, "datasets": {"acdc": {}, "msd_heart": {}}}
 
 
 def test_manual_instructions_on_the_console(capsys, tmp_path):
-    rc = cli.main(["fetch", "--config", str(_real_config(tmp_path)), "--dataset", "acdc",
+    from conftest import job_settings
+
+    rc = cli.main(["fetch", "--settings", job_settings(_real_config(tmp_path), "fetch", dataset="acdc"),
                    "--out", str(tmp_path / "ready.json")])
-    assert rc != 0
+    assert rc == 3
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.startswith("medssl: error:")
     assert registry.get("acdc").source.register_url in err
@@ -76,7 +95,9 @@ def test_manual_instructions_on_the_console(capsys, tmp_path):
 def test_pending_manual_instructions_for_the_workflow(tmp_path):
     from medssl.data.sources import pending_manual_instructions
 
-    config = yaml.safe_load(_real_config(tmp_path).read_text())
+    from medssl import config as mcfg
+
+    config = mcfg.resolve(mcfg.validate(_real_config(tmp_path)))
     text = pending_manual_instructions(config)
     assert registry.get("acdc").source.register_url in text and "msd_heart" not in text
     assert pending_manual_instructions({**config, "synthetic": True}) == ""
@@ -114,23 +135,28 @@ def _medssl(cwd: Path, *args: str) -> list[str]:
 
 
 def test_job_logs_name_each_case_and_end_with_what_was_written(tmp_path):
-    """Issue 14: synthesis and slicing log one line per case; every job's log ends with the files it wrote,
-    its final figures and its time."""
+    """Issue 14: synthesis and slicing log one line per case; every job's log starts with its settings record,
+    one key a line, and ends with the files it wrote, its final figures and its time."""
+    from conftest import job_settings
+
     config = yaml.safe_load(Path(DEMO).read_text())
     config["data"]["synthetic"]["patients"] = 3
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     raw = "resources/synthetic/msd_spleen"
-    lines = _medssl(tmp_path, "synthesize", "--config", "c.yaml", "--dataset", "msd_spleen", "--out", raw)
+    lines = _medssl(tmp_path, "synthesize", "--settings", job_settings(config, "synthesize", dataset="msd_spleen"),
+                    "--out", raw)
+    assert "synthesize job, settings record" in lines[0] and lines[1:5] == [
+        "dataset: msd_spleen", "declaration: {}", "patients: 3", "scale: 0.25"]
     assert sum(": case msd_spleen_" in line for line in lines) == 3
     assert "wrote resources/synthetic/msd_spleen/dataset.json" in lines[-4]
     assert "imagesTr (3 files" in lines[-3] and "synthesize finished in" in lines[-1]
-    lines = _medssl(tmp_path, "slice", "--config", "c.yaml", "--dataset", "msd_spleen", "--out", "store")
+    lines = _medssl(tmp_path, "slice", "--settings", job_settings(config, "slice", dataset="msd_spleen"),
+                    "--source", raw, "--out", "store")
     cases = [line for line in lines if ": case msd_spleen_" in line]
     assert len(cases) == 3 and all("slices of" in line and "with foreground" in line for line in cases)
     assert [line.split("wrote ")[1].split(" (")[0] for line in lines if "medssl: wrote" in line] == [
         "store/images.npy", "store/index.csv", "store/labels.npy", "store/meta.json"]
-    lines = _medssl(tmp_path, "split", "--config", "c.yaml", "--dataset", "msd_spleen", "--store", "store",
-                    "--out", "split.json")
+    lines = _medssl(tmp_path, "split", "--settings", job_settings(config, "split", dataset="msd_spleen"),
+                    "--store", "store", "--out", "split.json")
     assert "wrote split.json" in lines[-3] and "split: patients train" in lines[-2]
     assert "labelled slices per subset" in lines[-2] and "split finished in" in lines[-1]
 

@@ -11,6 +11,12 @@ import yaml
 from conftest import REPO
 from medssl import config as mcfg
 from medssl import registry
+from medssl import settings as st
+
+
+def load(config: dict) -> dict:
+    """Validate and resolve a config dict, as load_config does a file."""
+    return mcfg.resolve(mcfg.validate(config))
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
@@ -18,8 +24,7 @@ def test_shipped_configs_validate(repo, name):
     config = mcfg.load_config(repo / "config" / name)
     assert config["experiment"]
     for study in config["studies"]:
-        for run in config["studies"][study]["runs"]:
-            r = mcfg.run_settings(config, study, run)
+        for r in config["studies"][study]["runs"].values():
             assert r["domain"] in ("multi", "single")
 
 
@@ -58,19 +63,21 @@ def test_study_dataset_must_be_listed(repo):
 
 def test_dataset_settings_merge_overrides(repo):
     config = mcfg.load_config(repo / "config" / "paper.yaml")
-    ct = mcfg.dataset_settings(config, "mmwhs_ct")
+    ct = st.dataset_settings(config, "mmwhs_ct")
     assert ct.image_size == 256 and ct.split["counts"] == [5, 0, 15] and "ratios" not in ct.split
     assert ct.scans_subset == (5, 20)
-    heart = mcfg.dataset_settings(config, "msd_heart")
+    heart = st.dataset_settings(config, "msd_heart")
     assert heart.image_size == 192 and heart.split["ratios"] == [0.7, 0.1, 0.2]
     assert heart.slice_axis == "axial"
 
 
 def test_stage_settings_precedence(repo):
-    config = copy.deepcopy(mcfg.load_config(repo / "config" / "paper.yaml"))
+    config = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
     config["studies"]["hssl"]["runs"]["hssl"]["finetune"] = {"epochs": 7}
-    s = mcfg.stage_settings(config, "hssl", "finetune", "hssl")
-    assert s["epochs"] == 7 and s["lr"] == 5e-4 and s["poly_power"] == 0.9
+    config["studies"]["hssl"]["finetune"].pop("poly_power")
+    s = st.stage_settings(load(config), "hssl", "finetune", "hssl")
+    assert s.epochs == 7 and s.lr == 5e-4  # run < study
+    assert s.poly_power == mcfg.stage_defaults("finetune")["poly_power"] == 0.9  # the schema's default
 
 
 def test_registry_covers_both_papers():
@@ -122,15 +129,13 @@ def test_runs_name_registered_methods_archs_and_params(repo, name):
 
     config = mcfg.load_config(repo / "config" / name)
     for study, s in config["studies"].items():
-        for run in s["runs"]:
-            r = mcfg.run_settings(config, study, run)
+        for run, r in s["runs"].items():
             assert r["arch"] in MODELS, (study, run)
             if r["method"] == "tfs":
                 assert not r["params"], (study, run)
                 continue
             assert r["method"] in METHODS, (study, run)
-            unknown = set(r["params"]) - set(METHODS[r["method"]].default_params())
-            assert not unknown, (study, run, unknown)
+            assert set(r["params"]) == set(METHODS[r["method"]].default_params()), (study, run)
 
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):
@@ -153,30 +158,29 @@ def _paper(repo):
 
 
 def test_paper_a_pretraining_lr_decays_linearly_from_3e4(repo):
-    from medssl.train.pretrain import lr_lambda
+    from medssl.train.loop import poly_lambda
 
     paper = _paper(repo)
-    for run in paper["studies"]["hssl"]["runs"]:
-        if paper["studies"]["hssl"]["runs"][run]["method"] == "tfs":
+    for run, r in paper["studies"]["hssl"]["runs"].items():
+        if "pretrain" not in r:  # trained from scratch, or finetuned from another run's pretraining
             continue
-        st = mcfg.stage_settings(paper, "hssl", "pretrain", run)
-        assert (st["lr"], st["lr_scaling"], st["lr_schedule"], st["epochs"]) == (3e-4, "none", "linear", 1000)
-    f = lr_lambda(mcfg.stage_settings(paper, "hssl", "pretrain", "hssl"))
+        s = st.stage_settings(paper, "hssl", "pretrain", run)
+        assert (s.lr, s.scaled_lr, s.poly_power, s.epochs) == (3e-4, 3e-4, 1.0, 1000)
+    s = st.stage_settings(paper, "hssl", "pretrain", "hssl")
+    f = poly_lambda(s.epochs, s.poly_power)
     assert (f(0), f(500), f(999), f(1000)) == pytest.approx((1.0, 0.5, 0.001, 0.0))
     # paper B: "a fixed learning rate of 1e-3"; the demo keeps the constant default too
     for study in ("ssmtl_ct", "ssmtl_mri"):
-        assert lr_lambda(mcfg.stage_settings(paper, study, "pretrain", "unet_t5"))(50) == 1.0
-    assert mcfg.stage_settings(mcfg.load_config(repo / "config" / "config.yaml"), "hssl", "pretrain")[
-        "lr_schedule"] == "constant"
-    with pytest.raises(ValueError, match="lr_schedule"):
-        lr_lambda({"lr_schedule": "cosine", "epochs": 3})
+        s = st.stage_settings(paper, study, "pretrain", "unet_t5")
+        assert poly_lambda(s.epochs, s.poly_power)(50) == 1.0
+    assert st.stage_settings(mcfg.load_config(repo / "config" / "config.yaml"), "hssl", "pretrain").poly_power == 0
 
 
 def test_paper_a_moco_queue_is_below_the_pool(repo):
     paper = _paper(repo)
     pool = sum(registry.get(d).paper_slices for d in paper["studies"]["hssl"]["pretrain_datasets"])
     assert pool == 29358  # Table 1
-    k = mcfg.run_settings(paper, "hssl", "moco")["params"]["queue_size"]
+    k = paper["studies"]["hssl"]["runs"]["moco"]["params"]["queue_size"]
     assert k == 4096 and k < pool / 5
     # paper B's MoCo V2 keeps its own K = 1024 (the method's default)
     from medssl.methods.moco import MoCoV2
@@ -186,21 +190,27 @@ def test_paper_a_moco_queue_is_below_the_pool(repo):
 
 
 def test_paper_a_scores_the_slices_it_trains_on(repo):
-    from medssl.config import study_options
-
     paper = _paper(repo)
-    assert study_options(paper, "hssl")["slice_filter"] == "foreground"
-    assert study_options(paper, "ssmtl_ct")["slice_filter"] == "all"
+    assert st.study_options(paper, "hssl").slice_filter == "foreground"
+    assert st.study_options(paper, "ssmtl_ct").slice_filter == "all"
+    # the schema's paper-dependent defaults, with the key left out
+    config = yaml.safe_load((repo / "config" / "paper.yaml").read_text())
+    for s in config["studies"].values():
+        s.pop("slice_filter", None)
+        s.pop("input_norm", None)
+    resolved = load(config)
+    assert [st.study_options(resolved, s).slice_filter for s in ("hssl", "ssmtl_ct")] == ["foreground", "all"]
+    assert [st.study_options(resolved, s).input_norm for s in ("hssl", "ssmtl_ct")] == ["none", "instance"]
 
 
 def test_paper_b_mri_is_the_14_sagittal_scans_and_slices_are_random(repo):
     paper = _paper(repo)
     spec = registry.get("mmwhs_mri")
     assert spec.acquired_plane == "sagittal" and spec.slice_axis == "sagittal"
-    mri = mcfg.dataset_settings(paper, "mmwhs_mri")
+    mri = st.dataset_settings(paper, "mmwhs_mri")
     assert sum(mri.split["counts"]) == 14 and mri.split["counts"][0] == 4 and mri.scans_subset == (4, 25)
     for name in ("mmwhs_ct", "mmwhs_mri"):
-        assert mcfg.dataset_settings(paper, name).split["scans_subset_sampling"] == "random"
+        assert st.dataset_settings(paper, name).split["scans_subset_sampling"] == "random"
     bad = copy.deepcopy(paper)
     bad["datasets"]["mmwhs_ct"]["split"]["scans_subset_sampling"] = "sometimes"
     with pytest.raises(mcfg.ConfigError, match="scans_subset_sampling"):
@@ -217,7 +227,7 @@ def test_paper_figure5_has_its_four_panels(repo):
     assert top.datasets == [("5", "msd_spleen")] and top.ratios == ["10"]
     assert bottom.ratios == ["5", "10", "50", "100"]
     assert [d for _, d in b.datasets] == ["msd_liver", "msd_prostate", "oai_zib", "acdc"] and b.ratios == ["10"]
-    ft = mcfg.run_settings(_paper(repo), "hssl", b.rows[0].run)
+    ft = _paper(repo)["studies"]["hssl"]["runs"][b.rows[0].run]
     assert {"msd_liver", "oai_zib", "acdc"} <= set(ft["finetune_datasets"]) and "10" in ft["label_ratios"]
     assert [r.label for r in c.rows] == ["UNet", "UNet3+", "HSSL"] and c.ratios == ["5", "10"]
 
@@ -240,7 +250,7 @@ def _run_config(repo, **run):
 ])
 def test_run_mistakes_fail_naming_the_key(repo, run, key):
     with pytest.raises(mcfg.ConfigError, match=re.escape(key)):
-        mcfg.validate(_run_config(repo, **run))
+        load(_run_config(repo, **run))
 
 
 def test_tfs_takes_no_method_params(repo):
@@ -252,9 +262,9 @@ def test_study_label_ratio_must_be_in_data_label_ratios(repo):
     config = _demo(repo)
     config["studies"]["hssl"]["label_ratios"] = ["5", "12.5"]
     with pytest.raises(mcfg.ConfigError, match=re.escape("studies/hssl/label_ratios") + ".*12.5"):
-        mcfg.validate(config)
+        load(copy.deepcopy(config))
     config["data"]["label_ratios"] = [5, 10, 12.5, 50, 100]
-    mcfg.validate(config)
+    load(config)
 
 
 @pytest.mark.parametrize("where, bad", [
@@ -292,19 +302,81 @@ def test_ordinary_names_pass(repo, where, good):
     mcfg.validate(config)
 
 
-def test_data_commands_load_the_config_without_torch():
-    """`medssl slice/split/report` jobs skip the registry check (the workflow ran it at parse) and so never
-    import torch; the default load still checks methods against the registry."""
+def test_data_jobs_never_import_torch():
+    """A job reads its record, not a config: reading it and the synthesize, fetch and split jobs import no torch
+    (~2 s a job; slicing resizes with torch); only resolving a config does (the method registry), which the
+    workflow does once, at parse."""
     import subprocess
     import sys
 
-    code = ("import sys; from medssl.config import load_config; "
-            f"load_config({str(REPO / 'config' / 'config.yaml')!r}, registries=False); "
-            "print('torch' in sys.modules)")
+    code = ("import sys; import medssl.cli, medssl.jobs, medssl.settings, "
+            "medssl.data.splits, medssl.data.sources, medssl.data.phantoms; "
+            "medssl.jobs.SliceJob.from_json('{\"dataset\": \"msd_heart\", \"declaration\": {}, "
+            "\"synthetic\": true, \"image_size\": 32, \"slice_axis\": \"axial\", \"ct_window\": [0, 1], "
+            "\"mri_percentiles\": [0, 1]}').spec; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    config["studies"]["hssl"]["runs"]["tfs"]["method"] = "nope"
-    mcfg.validate(copy.deepcopy(config), registries=False)
-    with pytest.raises(mcfg.ConfigError, match="unknown method 'nope'"):
-        mcfg.validate(config)
+
+
+def test_one_source_of_defaults():
+    """No module applies a default of a schema key itself: the library reads resolved configs with [] (a
+    `.get("<schema key>", <default>)` outside medssl/config.py is a second default), and each stage record
+    holds exactly the schema's keys of its stage less the runtime and cost keys."""
+    import ast
+    import dataclasses
+
+    schema = mcfg.load_schema()
+    keys = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            keys.update(node.get("properties", {}))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(schema)
+    keys -= {"reports", "allow_missing", "per_task", "perplexity", "seed", "seeds", "baseline", "max_rows",
+             "metric", "ratio", "features", "dataset", "run", "study", "runs", "datasets", "ratios"}
+
+    def root(node):  # the name a chain like config["studies"][s].get starts from
+        while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+            node = node.func if isinstance(node, ast.Call) else node.value
+        return node.id if isinstance(node, ast.Name) else ""
+
+    found = []
+    for path in sorted((REPO / "src" / "medssl").rglob("*.py")):
+        if path.name in ("config.py",):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+                    and len(node.args) == 2 and isinstance(node.args[0], ast.Constant)
+                    and node.args[0].value in keys and root(node.func.value).endswith("config")):
+                found.append(f"{path.relative_to(REPO)}:{node.lineno} .get({node.args[0].value!r}, ...)")
+    assert not found, found
+    for stage, cls in st.STAGES.items():
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert fields == set(mcfg.stage_defaults(stage)) - set(st.RUNTIME_KEYS) - set(st.COST_KEYS), stage
+
+
+def test_the_study_label_ratios_default_to_the_splits_subsets(repo):
+    config = _demo(repo)
+    del config["studies"]["hssl"]["label_ratios"]
+    for run in config["studies"]["hssl"]["runs"].values():
+        run.pop("label_ratios", None)
+    resolved = load(config)
+    keys = [mcfg.ratio_key(r) for r in config["data"]["label_ratios"]]
+    assert resolved["studies"]["hssl"]["label_ratios"] == keys
+    assert resolved["studies"]["hssl"]["runs"]["tfs"]["label_ratios"] == keys
+    del config["data"]["label_ratios"]
+    assert load(config)["data"]["label_ratios"] == mcfg.defaults("properties", "data")["label_ratios"]
+
+
+def test_a_broken_yaml_config_is_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("experiment: x\ndata: {image_size: 64\n")
+    with pytest.raises(mcfg.ConfigError) as err:
+        mcfg.load_config(path)
+    assert str(path) in str(err.value) and "line" in str(err.value) and "\n" not in str(err.value)

@@ -40,8 +40,8 @@ def test_nested_override_arrives_as_strings_and_is_typed():
 def test_types_follow_the_schema():
     config = cfg.parse_overrides(overridden(
         "synthetic=false", "experiment=2024", "threads=1",
-        "studies={hssl: {label_ratios: [5, 100], seeds: [0, 1], pretrain: {lr: 1e-3, steps_per_epoch: null, "
-        "crop_scale: [0.5, 1]}, runs: {hssl: {params: {temperature: 0.5, views: x}}}}}",
+        "studies={hssl: {label_ratios: [5, 100], seeds: [0, 1], pretrain: {lr: 1e-3, steps_per_epoch: null}, "
+        "finetune: {crop_scale: [0.5, 1]}, runs: {hssl: {params: {temperature: 0.5, views: x}}}}}",
         "data={split: {ratios: [0.6, 0.2, 0.2]}, label_ratios: [5, 12.5, 50, 100]}",
     ))
     study = config["studies"]["hssl"]
@@ -49,7 +49,7 @@ def test_types_follow_the_schema():
     assert study["label_ratios"] == ["5", "100"]  # the schema wants strings: kept
     assert study["seeds"] == [0, 1]
     assert study["pretrain"]["lr"] == pytest.approx(1e-3) and study["pretrain"]["steps_per_epoch"] is None
-    assert study["pretrain"]["crop_scale"] == [0.5, 1]
+    assert study["finetune"]["crop_scale"] == [0.5, 1]
     assert study["runs"]["hssl"]["params"]["temperature"] == 0.5 and study["runs"]["hssl"]["params"]["views"] == "x"
     assert config["data"]["split"]["ratios"] == [0.6, 0.2, 0.2] and config["data"]["label_ratios"] == [5, 12.5, 50, 100]
     cfg.validate(config)

@@ -13,11 +13,20 @@ import yaml
 from conftest import REPO, copy_repo, job_counts, snakemake_cli, tiny_config
 from medssl import config as cfg
 from medssl import cost
+from medssl import settings as st
 from medssl.cli import main
 
 
 def load(name: str) -> dict:
     return cfg.load_config(REPO / "config" / name)
+
+
+def raw(name: str) -> dict:
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+def resolved(config: dict) -> dict:
+    return cfg.resolve(cfg.validate(copy.deepcopy(config)))
 
 
 def snakemake_job_counts(config_path, workdir) -> dict[str, int]:
@@ -67,10 +76,11 @@ def test_reports_pick_the_evaluations_they_read():
     """With a reports block, `all` = splits + tables/figures: only the evaluations they read are jobs."""
     config = load("config.yaml")
     jobs = cost.dag_jobs(config)
-    assert jobs.get("tsne_features") and all(r in jobs for r in ("report_hssl_table2", "report_ssmtl_table2"))
-    no_reports = copy.deepcopy(config)
+    assert jobs.get("tsne_features") and {"target": "hssl_table2"} in jobs["report_table"]
+    assert {"target": "hssl_fig3b_tsne"} in jobs["report_figure"]
+    no_reports = raw("config.yaml")
     no_reports.pop("reports")
-    full = cost.job_counts(no_reports)
+    full = cost.job_counts(resolved(no_reports))
     # Without reports every study gets its generic summary, which reads the study's whole grid.
     assert "tsne_features" not in full and [r for r in full if r.startswith("report_")] == ["report_summary"]
     assert full["report_summary"] == len(config["studies"])
@@ -93,18 +103,19 @@ def test_gpu_hours_scale_with_epochs_and_throughput():
     config = load("paper.yaml")
     base = cost.estimate(config)
     assert base.gpu_hours() == pytest.approx(base.gpu_hours("pretrain") + base.gpu_hours("finetune"))
-    doubled = copy.deepcopy(config)
+    doubled = raw("paper.yaml")
     doubled["studies"]["hssl"]["pretrain"]["epochs"] *= 2
+    doubled = resolved(doubled)
 
     def hssl_pretrain_hours(est):
         jobs = [j for j in est.jobs if j.rule == "pretrain" and j.wildcards["study"] == "hssl"]
         return sum(j.gpu_hours for j in jobs) - len(jobs) * cost.JOB_OVERHEAD_S / 3600
 
     assert hssl_pretrain_hours(cost.estimate(doubled)) == pytest.approx(2 * hssl_pretrain_hours(base))
-    fast = copy.deepcopy(config)
+    fast = raw("paper.yaml")
     for study in fast["studies"].values():
         study.setdefault("finetune", {})["images_per_second"] = 1e9
-    est = cost.estimate(fast)
+    est = cost.estimate(resolved(fast))
     assert est.gpu_hours("finetune") == pytest.approx(est.counts["finetune"] * cost.JOB_OVERHEAD_S / 3600, rel=1e-3)
     assert "config" in est.throughput_sources()
 
@@ -116,9 +127,9 @@ def test_slice_counts_for_real_data():
     assert heart.split_patients == (14, 2, 4)
     ct = cost.dataset_size(config, "mmwhs_ct", "/nonexistent")
     assert ct.slices == 20 * 270 and ct.split_patients == (5, 0, 15)
-    settings = cfg.dataset_settings(config, "mmwhs_ct")
+    settings = st.dataset_settings(config, "mmwhs_ct")
     assert cost.labelled_slices(ct, settings, "scans") == 5 * 20
-    assert cost.labelled_slices(heart, cfg.dataset_settings(config, "msd_heart"), "5") == 45  # ceil(5% of 883)
+    assert cost.labelled_slices(heart, st.dataset_settings(config, "msd_heart"), "5") == 45  # ceil(5% of 883)
 
 
 def test_one_pretraining_job_by_hand():
@@ -146,10 +157,11 @@ def test_store_and_split_give_exact_counts(tmp_path):
     split = {"patients": {"train": ["p0", "p1", "p2"], "val": ["p3"], "test": ["p4"]},
              "label_subsets": {"100": [["p0", 1], ["p0", 2], ["p0", 3], ["p1", 1]]}}
     (res / "splits" / "msd_heart.json").write_text(json.dumps(split))
-    size = cost.dataset_size(cfg.validate(config), "msd_heart", tmp_path)
+    config = resolved(config)
+    size = cost.dataset_size(config, "msd_heart", tmp_path)
     assert (size.patients, size.slices, size.fg_slices) == (5, 20, 15)
     assert size.split_patients == (3, 1, 1) and size.val_slices == 4
-    assert cost.labelled_slices(size, cfg.dataset_settings(config, "msd_heart"), "100") == 4
+    assert cost.labelled_slices(size, st.dataset_settings(config, "msd_heart"), "100") == 4
 
 
 def test_cli_prints_table_and_total(capsys):

@@ -27,7 +27,7 @@ def _write(lay: Layout, study, run, ratio, **fields):
 
 def _results(tmp_path, monkeypatch, dice100, dice5, miou, psnr, separated=True):
     monkeypatch.chdir(tmp_path)
-    config = load_config(REPO / "config" / "config.yaml", registries=False)
+    config = load_config(REPO / "config" / "config.yaml")
     lay = Layout.of(config)
     _write(lay, "hssl", "tfs", "100", slice_pooled={"mean_dice": dice100})
     _write(lay, "hssl", "tfs", "5", slice_pooled={"mean_dice": dice5})

@@ -373,3 +373,141 @@ def test_stale_extraction_folders_are_removed(tmp_path, tar_bytes):
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     extract_archive(archive, raw, root=ROOT)
     assert sorted(p.name for p in raw.iterdir()) == [ROOT]
+
+
+# ------------------------------------------------------------------------------- links inside an archive
+def _tar_with_link(path: Path, root: str, link: str, target: str, after: dict[str, bytes], *,
+                   hard: bool = False) -> Path:
+    """A tar holding ``root/dataset.json``, the link ``link -> target`` and then the members ``after``."""
+    with tarfile.open(path, "w") as tf:
+        info = tarfile.TarInfo(f"{root}/dataset.json")
+        info.size = 2
+        tf.addfile(info, io.BytesIO(b"{}"))
+        info = tarfile.TarInfo(link)
+        info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+        info.linkname = target
+        tf.addfile(info)
+        for name, data in after.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_symlink_to_the_parent_cannot_replace_a_sibling(server, tmp_path):
+    """The measured fault: ``Task02_Heart/up -> ..`` then ``Task02_Heart/up/acdc/...`` replaced the manually
+    placed resources/raw/acdc. Refused with one line naming the archive and the member; nothing is lost."""
+    root = "Task02_Heart"
+    archive = _tar_with_link(tmp_path / f"{root}.tar", root, f"{root}/up", "..",
+                             {f"{root}/up/acdc/training/x.txt": b"not yours"})
+    data = archive.read_bytes()
+    server.files[f"/{root}.tar"] = data
+    spec = DatasetSpec(name="heart", title="Heart", modality="MRI", roi="x", classes=(("a", (1,)),),
+                       source=UrlSource(url=f"{server.base}/{root}.tar", md5=_md5(data), archive=f"{root}.tar",
+                                        root=root))
+    res = tmp_path / "res"
+    mine = _placed_acdc(res / "raw")
+    with pytest.raises(UnsafeArchiveError) as exc:
+        fetch_url_source(spec, res, backoff=0)
+    msg = str(exc.value)
+    assert "\n" not in msg and f"{root}.tar" in msg and f"{root}/up" in msg
+    assert mine.read_text() == "ED: 1\nES: 12\n"
+    assert sorted(p.name for p in (res / "raw").iterdir()) == ["acdc"]
+    assert sorted(p.name for p in (res / "raw" / "acdc").iterdir()) == ["training"]
+
+
+@pytest.mark.parametrize("link, target, hard", [
+    ("R/up", "..", False),                   # the parent of the root
+    ("R/a/b", "../..", False),               # two levels up from a sub-folder
+    ("R/here", ".", False),                  # a link to the root itself, then a chain through it
+    ("R/abs", "/etc", False),
+    ("R/h", "acdc/training/patient001/Info.cfg", True),  # a hard link to a file outside the root
+])
+def test_links_are_refused_and_nothing_outside_the_root_changes(tmp_path, link, target, hard):
+    after = {"R/up/acdc/training/patient001/Info.cfg": b"ED: 9\n"} if target == ".." else {}
+    if target == ".":
+        after = {"R/here/up2/x.txt": b"x"}
+    archive = _tar_with_link(tmp_path / "R.tar", "R", link, target, after, hard=hard)
+    raw = tmp_path / "raw"
+    mine = _placed_acdc(raw)
+    for root in ("R", None):
+        with pytest.raises(UnsafeArchiveError, match=r"R\.tar.*" + link.split("/")[-1]):
+            extract_archive(archive, raw, root=root)
+        assert mine.read_text() == "ED: 1\nES: 12\n"
+        assert sorted(p.name for p in raw.iterdir()) == ["acdc"]
+
+
+def test_only_the_root_folder_is_placed_even_if_extraction_made_more(tmp_path, tar_bytes, monkeypatch):
+    """Defence in depth: whatever else lands in the temporary folder, only ``root`` is moved into place."""
+    from medssl.data import download
+
+    archive = tmp_path / "t.tar"
+    archive.write_bytes(tar_bytes)
+    raw = tmp_path / "raw"
+    mine = _placed_acdc(raw)
+    real = download._extract_into
+
+    def sneaky(archive, kind, tmp, root):
+        out = real(archive, kind, tmp, root)
+        (tmp / "acdc").mkdir()
+        (tmp / "acdc" / "evil.txt").write_text("evil")
+        return out
+
+    monkeypatch.setattr(download, "_extract_into", sneaky)
+    assert extract_archive(archive, raw, root=ROOT) == [raw / ROOT]
+    assert mine.exists() and not (raw / "acdc" / "evil.txt").exists()
+    assert sorted(p.name for p in raw.iterdir()) == [ROOT, "acdc"]
+
+
+def test_zip_symlink_is_refused(tmp_path):
+    path = tmp_path / "link.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("R/ok.txt", "ok")
+        info = zipfile.ZipInfo("R/up")
+        info.external_attr = (0o120777 << 16)  # a Unix symbolic link
+        zf.writestr(info, "..")
+    with pytest.raises(UnsafeArchiveError, match=r"link\.zip.*R/up"):
+        extract_archive(path, tmp_path / "raw", root="R")
+    assert not any((tmp_path / "raw").iterdir())
+
+
+def test_disk_full_while_extracting_names_the_folder_and_leaves_nothing(tmp_path, tar_bytes, monkeypatch):
+    import errno
+
+    archive = tmp_path / "t.tar"
+    archive.write_bytes(tar_bytes)
+    raw = tmp_path / "raw"
+    mine = _placed_acdc(raw)
+
+    def full(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tarfile.TarFile, "extractall", full)
+    with pytest.raises(OSError) as exc:
+        extract_archive(archive, raw, root=ROOT)
+    assert exc.value.errno == errno.ENOSPC and "no space left on device" in str(exc.value)
+    assert str(raw / ROOT) in str(exc.value) and "t.tar" in str(exc.value)
+    assert mine.exists() and sorted(p.name for p in raw.iterdir()) == ["acdc"]
+
+
+def test_disk_full_while_downloading_names_the_file(server, tar_bytes, tmp_path, monkeypatch):
+    import errno
+
+    from medssl.data import download
+
+    real_open = open
+
+    def full_open(path, mode="r", *args, **kwargs):
+        f = real_open(path, mode, *args, **kwargs)
+        if str(path).endswith(".part") and "b" in mode and ("w" in mode or "a" in mode):
+            def write(block):
+                raise OSError(errno.ENOSPC, "No space left on device")
+            f.write = write
+        return f
+
+    monkeypatch.setattr(download, "open", full_open, raising=False)
+    dest = tmp_path / "a.tar"
+    with pytest.raises(OSError) as exc:
+        download_file(f"{server.base}/{ROOT}.tar", dest, _md5(tar_bytes), chunk=CHUNK, backoff=0)
+    assert "no space left on device" in str(exc.value) and str(dest) in str(exc.value)
+    assert len(server.requests) == 1  # not retried

@@ -87,7 +87,7 @@ def test_unsupported_requests_fail_with_one_clear_line(tmp_path):
     with pytest.raises(export.ExportError, match="not found"):
         export.read_model(tmp_path / "missing.pt")
     (tmp_path / "junk.pt").write_text("not a torch file")
-    with pytest.raises(export.ExportError, match=r"junk\.pt: (not a readable torch file|refused to load)"):
+    with pytest.raises(export.ExportError, match=r"junk\.pt: not a torch file"):  # a text file is not "unsafe"
         export.read_model(tmp_path / "junk.pt")
     assert not (tmp_path / "x.pt").exists()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 import pytest
@@ -96,3 +97,85 @@ def test_temp_dir_is_removed_with_what_is_left_in_it_and_keeps_what_was_moved_ou
             (tmp / "half").write_text("x")
             1 / 0
     assert _entries(parent) == ["kept"]
+
+
+# ------------------------------------------------------------------------------------ disk full: one line
+def _full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _assert_disk_full(err: BaseException, target) -> None:
+    msg = str(err)
+    assert isinstance(err, OSError) and err.errno == errno.ENOSPC
+    assert "no space left on device" in msg and str(target) in msg and "\n" not in msg
+
+
+def test_disk_full_while_writing_a_file_names_it_and_leaves_nothing(tmp_path, monkeypatch):
+    out = tmp_path / "sub" / "log.csv"
+    monkeypatch.setattr(mio.Path, "write_text", _full)
+    with pytest.raises(OSError) as err:
+        mio.write_text(out, "a,b\n")
+    _assert_disk_full(err.value, out)
+    assert _entries(out.parent) == []
+    with pytest.raises(OSError) as err:
+        mio.write_json(out.with_name("x.json"), {"a": 1})
+    _assert_disk_full(err.value, out.with_name("x.json"))
+    assert _entries(out.parent) == []
+
+
+def test_disk_full_keeps_the_previous_file(tmp_path, monkeypatch):
+    out = tmp_path / "model.json"
+    mio.write_json(out, {"old": True})
+    monkeypatch.setattr(mio.os, "replace", _full)  # the rename itself can fail for space (a new directory block)
+    with pytest.raises(OSError) as err:
+        mio.write_json(out, {"old": False})
+    _assert_disk_full(err.value, out)
+    assert _entries(tmp_path) == ["model.json"] and mio.read_json(out) == {"old": True}
+
+
+def test_disk_full_while_writing_a_folder_names_it_and_leaves_nothing(tmp_path):
+    out = tmp_path / "store"
+    with pytest.raises(OSError) as err:
+        with mio.atomic_dir(out) as tmp:
+            (tmp / "images.npy").write_bytes(b"x")
+            _full()
+    _assert_disk_full(err.value, out)
+    assert _entries(tmp_path) == []
+
+
+def test_disk_full_while_saving_a_checkpoint(tmp_path, monkeypatch):
+    import torch
+
+    from medssl.train import checkpoint as ckpt
+
+    monkeypatch.setattr(torch, "save", _full)
+    with pytest.raises(OSError) as err:
+        ckpt.save({"a": 1}, tmp_path / "checkpoint.pt")
+    _assert_disk_full(err.value, tmp_path / "checkpoint.pt")
+    assert _entries(tmp_path) == []
+
+
+def test_disk_full_message_through_the_cli_is_one_line(tmp_path, monkeypatch):
+    """cli.main turns an OSError into ``medssl: error: <message>``: the message is the whole story."""
+    monkeypatch.setattr(mio.Path, "write_text", _full)
+    with pytest.raises(OSError) as err:
+        mio.write_text(tmp_path / "a.txt", "x")
+    assert str(err.value).startswith(f"{tmp_path / 'a.txt'}: no space left on device")
+
+
+def test_other_write_errors_pass_through_unchanged(tmp_path, monkeypatch):
+    def denied(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(mio.Path, "write_text", denied)
+    with pytest.raises(PermissionError):
+        mio.write_text(tmp_path / "a.txt", "x")
+    assert _entries(tmp_path) == []
+
+
+def test_read_json_names_a_truncated_file(tmp_path):
+    path = tmp_path / "split.json"
+    path.write_text('{"dataset": "msd_heart", "patients": {"tr')
+    with pytest.raises(ValueError) as err:
+        mio.read_json(path)
+    assert str(path) in str(err.value) and "not valid JSON" in str(err.value)

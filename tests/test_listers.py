@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from medssl import registry
 from medssl.data.listers import LISTERS, list_cases
-from medssl.data.sources import list_source_cases
+from medssl.data.sources import source_root
 
 
 def _nii(path: Path, shape=(3, 4, 4), frames: int | None = None) -> Path:
@@ -60,11 +60,10 @@ def test_acdc(tmp_path):
     assert by_id["patient001_ES"].label.name == "patient001_frame12_gt.nii.gz"
     assert by_id["patient002_ES"].image.name == "patient002_frame09.nii.gz"
     assert all(c.frame is None and c.image.exists() and c.label.exists() for c in cases)
-    # the synthetic flag off: list_source_cases goes through the same lister
-    config = {"synthetic": False, "resources": str(tmp_path / "res")}
+    # placed by hand under <resources>/raw, where the fetch job finds it
     (tmp_path / "res" / "raw").mkdir(parents=True)
     root.rename(tmp_path / "res" / "raw" / "acdc")
-    assert [c.case_id for c in list_source_cases(config, "acdc")] == [c.case_id for c in cases]
+    assert [c.case_id for c in list_cases(spec, source_root(spec, tmp_path / "res"))] == [c.case_id for c in cases]
 
 
 def test_acdc_missing_gt_raises(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 from medssl import registry
 from medssl.data.download import MARKER
 from medssl.data.manual import ManualDatasetMissing, check_manual_source
-from medssl.data.sources import prepare_source, ready_marker, source_layout, source_root
+from medssl.data.sources import prepare_source, source_root
+from medssl.jobs import SliceJob
 
 from test_listers import _acdc, _mnms, _nii
 
@@ -90,52 +91,41 @@ def test_check_manual_rejects_url_source(tmp_path):
 
 
 def test_source_root_and_layout(tmp_path):
-    real = {"synthetic": False, "resources": str(tmp_path)}
-    synth = {"synthetic": True, "resources": str(tmp_path)}
-    assert source_root(real, "msd_heart") == tmp_path / "raw" / "Task02_Heart"
-    assert source_root(real, "acdc") == tmp_path / "raw" / "acdc"
-    assert source_root(synth, "acdc") == tmp_path / "synthetic" / "acdc"
-    assert source_layout(real, "acdc") == "acdc" and source_layout(synth, "acdc") == "msd"
-    assert source_layout(real, "msd_spleen") == "msd"
-    assert ready_marker(real, "acdc") == tmp_path / "raw" / "acdc" / MARKER
-    assert ready_marker(synth, "acdc") == tmp_path / "synthetic" / "acdc" / "dataset.json"
+    assert source_root(registry.get("msd_heart"), tmp_path) == tmp_path / "raw" / "Task02_Heart"
+    assert source_root(registry.get("acdc"), tmp_path) == tmp_path / "raw" / "acdc"
+    job = SliceJob(dataset="acdc", declaration={}, synthetic=False, image_size=32, slice_axis="axial",
+                   ct_window=(0.0, 1.0), mri_percentiles=(0.0, 1.0))
+    assert job.layout == "acdc"
+    assert SliceJob(**{**vars(job), "synthetic": True}).layout == "msd"  # a twin is in MSD layout
+    assert SliceJob(**{**vars(job), "dataset": "msd_spleen"}).layout == "msd"
 
 
-def test_prepare_source_synthetic_and_manual(tmp_path):
-    synth = {"synthetic": True, "resources": str(tmp_path)}
-    with pytest.raises(FileNotFoundError, match="synthetic"):
-        prepare_source(synth, "msd_heart")
-    (tmp_path / "synthetic" / "msd_heart").mkdir(parents=True)
-    (tmp_path / "synthetic" / "msd_heart" / "dataset.json").write_text("{}")
-    assert prepare_source(synth, "msd_heart") == tmp_path / "synthetic" / "msd_heart"
-
-    real = {"synthetic": False, "resources": str(tmp_path)}
+def test_prepare_source_manual(tmp_path):
+    oai = registry.get("oai_zib")
     with pytest.raises(ManualDatasetMissing):
-        prepare_source(real, "oai_zib")
+        prepare_source(oai, tmp_path)
     for sub in ("images", "labels"):
         (tmp_path / "raw" / "oai_zib" / sub).mkdir(parents=True)
     with pytest.raises(ManualDatasetMissing, match="no cases"):  # empty folders are not a dataset
-        prepare_source(real, "oai_zib")
+        prepare_source(oai, tmp_path)
     for sub in ("images", "labels"):
         _nii(tmp_path / "raw" / "oai_zib" / sub / "9001.nii.gz")
-    assert prepare_source(real, "oai_zib") == tmp_path / "raw" / "oai_zib"
+    assert prepare_source(oai, tmp_path) == tmp_path / "raw" / "oai_zib"
     assert (tmp_path / "raw" / "oai_zib" / MARKER).exists()
 
 
 def test_cli_fetch_of_a_missing_manual_dataset_exits_3_with_the_instructions(tmp_path, capsys):
     """The CLI tells a missing manual dataset (exit 3, the placement instructions) from other errors (exit 1)."""
-    import yaml
 
     from medssl import cli
 
-    from conftest import tiny_config
+    from conftest import job_settings, tiny_config
 
     config = tiny_config()
     config.update(synthetic=False, resources=str(tmp_path / "resources"))
     config["datasets"]["acdc"] = {}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    rc = cli.main(["fetch", "--config", str(path), "--dataset", "acdc", "--out", str(tmp_path / "ready.json")])
+    rc = cli.main(["fetch", "--settings", job_settings(config, "fetch", dataset="acdc"),
+                   "--out", str(tmp_path / "ready.json")])
     err = capsys.readouterr().err
     assert rc == 3
     assert "medssl: error:" in err and registry.get("acdc").source.register_url in err

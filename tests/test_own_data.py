@@ -14,8 +14,11 @@ import yaml
 
 from medssl import config as cfg
 from medssl import registry
+from medssl import settings as st
 from medssl.data import sources
 from medssl.data.store import SliceStore
+
+from conftest import job_settings
 
 N_CASES, SHAPE = 6, (8, 40, 40)  # numpy order z, y, x
 
@@ -52,13 +55,13 @@ def own_config(path: Path, **entry) -> dict:
 
 
 def test_spec_from_config_describes_the_dataset(tmp_path):
-    config = cfg.validate(own_config(tmp_path, slice_axis="coronal", group=2, channel=0,
-                                     classes={"kidney": [1, 3], "cyst": 2}))
+    config = cfg.resolve(cfg.validate(own_config(tmp_path, slice_axis="coronal", group=2, channel=0,
+                                                 classes={"kidney": [1, 3], "cyst": 2})))
     spec = registry.get("my_kidney", config)
     assert spec.source == registry.LocalSource(str(tmp_path)) and spec.is_local and spec.layout == "msd"
     assert spec.modality == "CT" and spec.roi == "my_kidney" and spec.paper_group == 2 and spec.channel == 0
     assert spec.label_map() == {1: 1, 3: 1, 2: 2} and spec.class_names == ["kidney", "cyst"]
-    settings = cfg.dataset_settings(config, "my_kidney")
+    settings = st.dataset_settings(config, "my_kidney")
     assert settings.slice_axis == "coronal" and settings.spec == spec
     assert registry.is_user_dataset(config, "my_kidney") and not registry.is_user_dataset(config, "msd_heart")
     with pytest.raises(KeyError, match="declared in the config with a 'path'"):
@@ -71,7 +74,7 @@ def test_registered_dataset_read_from_a_path(tmp_path):
     spec = registry.get("msd_spleen", config)
     assert spec.source == registry.LocalSource(str(tmp_path))
     assert spec.classes == registry.REGISTRY["msd_spleen"].classes
-    assert sources.source_root(config, "msd_spleen") == tmp_path
+    assert sources.source_root(spec, "resources") == tmp_path
     assert registry.get("msd_spleen").source != spec.source  # the registry itself is untouched
 
 
@@ -107,23 +110,26 @@ def test_fetch_slice_split_of_an_own_dataset(tmp_path):
     before = sorted(p.relative_to(data) for p in data.rglob("*"))
     work = tmp_path / "work"
     work.mkdir()
-    (work / "config.yaml").write_text(yaml.safe_dump(own_config(data)))
-    common = ["--config", "config.yaml", "--dataset", "my_kidney"]
+    config = own_config(data)
 
-    _medssl("fetch", *common, "--out", "resources/ready/my_kidney.json", cwd=work)
+    def settings(kind):
+        return ["--settings", job_settings(config, kind, dataset="my_kidney")]
+
+    _medssl("fetch", *settings("fetch"), "--out", "resources/ready/my_kidney.json", cwd=work)
     ready = json.loads((work / "resources/ready/my_kidney.json").read_text())
     assert Path(ready["root"]) == data
     assert not (work / "resources" / "downloads").exists() and not (work / "resources" / "raw").exists()
 
-    _medssl("slice", *common, "--out", "results/own/data/my_kidney", cwd=work)
+    _medssl("slice", *settings("slice"), "--source", "resources/ready/my_kidney.json",
+            "--out", "results/own/data/my_kidney", cwd=work)
     store = SliceStore(work / "results/own/data/my_kidney")
     assert len(store.index) == N_CASES * SHAPE[0]
     assert sorted(set(store.index["patient"].astype(str))) == [f"kid_{i:03d}" for i in range(N_CASES)]
     labels = np.asarray(store.labels)
     assert set(np.unique(labels)) == {0, 1}  # value 2 is not a declared class: background
 
-    _medssl("split", *common, "--store", "results/own/data/my_kidney", "--out", "results/own/splits/my_kidney.json",
-            cwd=work)
+    _medssl("split", *settings("split"), "--store", "results/own/data/my_kidney",
+            "--out", "results/own/splits/my_kidney.json", cwd=work)
     split = json.loads((work / "results/own/splits/my_kidney.json").read_text())
     assert sorted(split["patients"]["train"] + split["patients"]["val"] + split["patients"]["test"]) == \
         [f"kid_{i:03d}" for i in range(N_CASES)]
@@ -135,21 +141,20 @@ def test_fetch_names_a_missing_file(tmp_path):
     (data / "labelsTr" / "kid_001.nii.gz").unlink()
     config = cfg.validate(own_config(data))
     with pytest.raises(FileNotFoundError, match="label of case kid_001"):
-        sources.prepare_source(config, "my_kidney")
+        sources.prepare_source(registry.get("my_kidney", config), "resources")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        sources.prepare_source(cfg.validate(own_config(tmp_path / "nowhere")), "my_kidney")
+        sources.prepare_source(registry.get("my_kidney", cfg.validate(own_config(tmp_path / "nowhere"))),
+                               "resources")
 
 
 def test_own_dataset_joins_the_hssl_group_it_names(tmp_path):
-    from medssl.train import common
-
     config = own_config(tmp_path, group=2)
     config["datasets"]["msd_spleen"] = {}
     config["studies"] = {"s": {"pretrain_datasets": ["msd_heart", "msd_spleen", "my_kidney"]}}
-    _, group_of, _, n_groups = common.task_group_ids(config, "s", [])
+    _, group_of, _, n_groups = st.task_group_ids(config, "s", [])
     assert group_of["my_kidney"] == group_of["msd_spleen"] != group_of["msd_heart"] and n_groups == 2
     config["datasets"]["my_kidney"].pop("group")
-    _, group_of, _, n_groups = common.task_group_ids(config, "s", [])
+    _, group_of, _, n_groups = st.task_group_ids(config, "s", [])
     assert n_groups == 3  # no group given: its own (roi, modality) group
 
 

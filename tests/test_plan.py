@@ -9,20 +9,20 @@ import pytest
 import yaml
 
 from medssl import jobs as medssl_jobs
-from medssl.config import load_config, validate
+from medssl.config import load_config, resolve, validate
 from medssl.layout import Layout
-from medssl.plan import Plan, resolved_config
+from medssl.plan import Plan
 from medssl.reports.targets import required_files
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def load_config_text(text: str) -> dict:
-    return validate(yaml.safe_load(text))
+    return resolve(validate(yaml.safe_load(text)))
 
 
 def test_plan_of_the_demo():
-    config = load_config(REPO / "config" / "config.yaml", registries=False)
+    config = load_config(REPO / "config" / "config.yaml")
     plan = Plan.of(config)
     lay = Layout.of(config)
     for target in plan.reports:  # the files the workflow's report rules read are the library's own list
@@ -45,7 +45,7 @@ def _job_wildcards(config: dict):
     """(job kind, wildcards) of every job of ``config``'s workflow, from its plan."""
     plan = Plan.of(config)
     for dataset in plan.datasets:
-        for job in ("synthesize", "fetch", "slice", "split"):
+        for job in ("synthesize" if config["synthetic"] else "fetch", "slice", "split"):
             yield job, {"dataset": dataset}
     for study, run, pool in plan.pretrains:
         yield "pretrain", {"study": study, "run": run, "pool": pool}
@@ -61,10 +61,12 @@ def _job_wildcards(config: dict):
 
 
 def _assert_jobs_read_the_same(config: dict, plan: dict) -> set[str]:
-    """Each job reads from the plan exactly the settings it would from the config; returns the job kinds."""
+    """Each job of the plan, run as a config, gets the record it gets from the config; returns the job kinds."""
     jobs = list(_job_wildcards(config))
     for job, wildcards in jobs:
-        assert medssl_jobs.settings_of(plan, job, **wildcards) == medssl_jobs.settings_of(config, job, **wildcards)
+        if job == "evaluate":  # reads its finetune job's record
+            continue
+        assert medssl_jobs.record(plan, job, **wildcards) == medssl_jobs.record(config, job, **wildcards)
     return {job for job, _ in jobs}
 
 
@@ -74,11 +76,11 @@ CONFIGS = [REPO / "config" / name for name in ("config.yaml", "paper.yaml", "ben
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_the_plan_is_a_config_that_jobs_read_as_they_would_the_config(path):
     config = load_config(path)
-    plan = resolved_config(config)
-    assert load_config_text(yaml.safe_dump(plan)) == plan  # a valid config: the schema holds every key
-    assert resolved_config(copy.deepcopy(plan)) == plan  # every default is already written out
+    plan = load_config_text(yaml.safe_dump(config))  # the plan file, run as a config
+    assert plan == config  # a valid config (the schema holds every key), every default already written out
     kinds = _assert_jobs_read_the_same(config, plan)
-    assert kinds >= set(medssl_jobs.SETTINGS) - {"summary"}  # no study of these lacks a paper report
+    source = {"fetch"} if config["synthetic"] else {"synthesize"}
+    assert kinds >= set(medssl_jobs.JOBS) - {"summary"} - source  # no study of these lacks a paper report
 
 
 def test_an_own_dataset_and_study_overrides_resolve_into_the_plan(tmp_path):
@@ -93,12 +95,13 @@ def test_an_own_dataset_and_study_overrides_resolve_into_the_plan(tmp_path):
                                                             "b": {"method": "tfs", "arch": "hssl_net",
                                                                   "label_ratios": ["scans"],
                                                                   "finetune_datasets": ["msd_heart"]}}}}}))
-    plan = resolved_config(config)
-    assert resolved_config(copy.deepcopy(plan)) == plan
+    plan = config
+    assert resolve(copy.deepcopy(plan)) == plan
     assert "summary" in _assert_jobs_read_the_same(config, plan)
     mine, heart = plan["datasets"]["mine"], plan["datasets"]["msd_heart"]
-    assert mine["split"] == {"ratios": [0.6, 0.2, 0.2], "seed": 0} and mine["modality"] == "MRI"
-    assert heart["split"] == {"seed": 0, "counts": [3, 1, 1]}  # counts override ratios
+    assert mine["split"] == {"ratios": [0.6, 0.2, 0.2], "seed": 0, "scans_subset_sampling": "random"}
+    assert mine["modality"] == "MRI"
+    assert heart["split"] == {"seed": 0, "counts": [3, 1, 1], "scans_subset_sampling": "random"}  # counts win
     assert heart["scans_subset"] == [2, 3] and "scans_subset" not in mine and "patients" not in mine
     a, b = plan["studies"]["s"]["runs"]["a"], plan["studies"]["s"]["runs"]["b"]
     assert a["params"]["temperature"] == 0.1 and a["params"]["proj_dim"] == 128  # the method's own default
@@ -108,13 +111,13 @@ def test_an_own_dataset_and_study_overrides_resolve_into_the_plan(tmp_path):
 
 
 def test_the_plan_applies_every_default():
-    config = load_config(REPO / "config" / "paper.yaml", registries=False)
-    plan = resolved_config(config)
+    config = load_config(REPO / "config" / "paper.yaml")
+    plan = config
     hssl = plan["studies"]["hssl"]
     assert {k: hssl[k] for k in ("paper", "downstream", "slice_filter", "input_norm")} == {
         "paper": "hssl", "downstream": "segmentation", "slice_filter": "foreground", "input_norm": "none"}
     assert "pretrain_run" not in hssl["runs"]["tfs"] and "pretrain" not in hssl["runs"]["tfs"]
-    assert hssl["runs"]["hssl"]["pretrain"]["lr_schedule"] == "linear"  # paper A's schedule, from the config
+    assert hssl["runs"]["hssl"]["pretrain"]["poly_power"] == 1.0  # paper A's linear decay, from the config
     assert hssl["runs"]["hssl"]["finetune"]["poly_power"] == 0.9  # a schema/library default, written out
     assert hssl["runs"]["hssl"]["params"]["lambda_rec"] == 50.0  # the method's default (paper A's lambda_4)
     assert plan["datasets"]["mmwhs_mri"]["slice_axis"] == "sagittal" and plan["synthetic"] is False

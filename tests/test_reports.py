@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from scipy import stats
 
 from medssl import config as cfg
@@ -64,8 +65,7 @@ def _study(runs: dict, finetune: list[str], ratios=("5", "10", "100"), seeds=(0,
 @pytest.fixture
 def config(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # results_dir(config) is relative: results/<exp>
-    c = cfg.load_config(REPO / "config" / "config.yaml")
-    c = copy.deepcopy(c)
+    c = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     c["experiment"] = "t"
     c["studies"]["hssl"]["seeds"] = [0, 1]
     c["studies"]["hssl"]["runs"]["simclr_single"] = {"method": "simclr", "arch": "hssl_net", "domain": "single"}
@@ -80,7 +80,7 @@ def config(tmp_path, monkeypatch):
                                                                          "fcn_mocov2", "fcn_ssmtl", "fcn_ssmtl_plus")},
                                            ["mmwhs_ct"], ("scans",), downstream="denoising")
     c["reports"] = copy.deepcopy(DEMO_REPORTS)
-    return cfg.validate(c)
+    return cfg.resolve(cfg.validate(c))
 
 
 def write_metrics(root: Path, study, run, ds, ratio, seed, classes, dice, *, patients=None, synthetic=True,
@@ -638,6 +638,7 @@ def test_generic_summary_of_a_study_no_report_names(config, tmp_path):
 
     config["studies"]["extra"] = _study({"tfs": ("tfs", "hssl_net"), "hssl": ("hssl", "hssl_net")},
                                         ["msd_heart"], ("5",))
+    config = cfg.resolve(cfg.validate(config))
     assert "extra" in summary_studies(config) and "hssl" not in summary_studies(config)
     root = tmp_path / "results" / "t"
     pats = [f"p{i}" for i in range(7)]

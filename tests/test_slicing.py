@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from medssl import registry
-from medssl.config import DatasetSettings
+from medssl.settings import DatasetSettings
 from medssl.data.cases import Case
 from medssl.data.intensity import percentiles
 from medssl.data.labels import label_lut, remap_labels, resize_labels
@@ -486,3 +486,44 @@ def test_clean_cases_slice_without_warnings(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="medssl.data"):
         slice_dataset(settings_for("msd_prostate", slice_axis="axial"), [case], tmp_path / "s", synthetic=True)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+# ------------------------------------------------------------------ classes that never appear: loud warning
+def test_warns_when_no_label_holds_any_class(tmp_path, caplog):
+    cases = [write_case(tmp_path, f"p{i}", to_image(mri_volume(i)), to_image(np.zeros((Z, Y, X), np.uint8)))
+             for i in range(2)]
+    with caplog.at_level("WARNING", logger="medssl.data"):
+        slice_dataset(settings_for("msd_prostate", slice_axis="axial"), cases, tmp_path / "s", synthetic=True)
+    loud = [r.getMessage() for r in caplog.records if "never appear" in r.getMessage()]
+    assert len(loud) == 1 and "msd_prostate" in loud[0]
+    names = registry.get("msd_prostate").class_names
+    assert all(n in loud[0] for n in names) and "no foreground" in loud[0]
+    meta = json.loads((tmp_path / "s" / "meta.json").read_text())
+    assert meta["class_slices"] == {n: 0 for n in names}
+
+
+def test_warns_on_a_declared_class_that_never_appears(tmp_path, caplog):
+    only_first = blob_label(values=(1, 1))  # prostate: class 2 never labelled
+    cases = [write_case(tmp_path, f"p{i}", to_image(mri_volume(i)), to_image(only_first)) for i in range(2)]
+    with caplog.at_level("WARNING", logger="medssl.data"):
+        slice_dataset(settings_for("msd_prostate", slice_axis="axial"), cases, tmp_path / "s", synthetic=True)
+    spec = registry.get("msd_prostate")
+    kept = spec.label_map()[1]  # the class that source value 1 stands for
+    names = spec.class_names
+    have, lost = names[kept - 1], names[2 - kept]
+    loud = [r.getMessage() for r in caplog.records if "never appear" in r.getMessage()]
+    assert len(loud) == 1 and "msd_prostate" in loud[0] and lost in loud[0] and have not in loud[0]
+    store = SliceStore(tmp_path / "s")
+    counts = store.meta["class_slices"]
+    assert counts[lost] == 0 and counts[have] == int(store.index[f"c{kept}"].sum()) > 0
+    assert store.classes_present() == [kept]
+
+
+def test_all_classes_present_records_counts_without_warning(tmp_path, caplog):
+    case = write_case(tmp_path, "p", to_image(mri_volume()), to_image(blob_label()))
+    with caplog.at_level("WARNING", logger="medssl.data"):
+        slice_dataset(settings_for("msd_prostate", slice_axis="axial"), [case], tmp_path / "s", synthetic=True)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    store = SliceStore(tmp_path / "s")
+    names = registry.get("msd_prostate").class_names
+    assert store.meta["class_slices"] == {n: int(store.index[f"c{k}"].sum()) for k, n in enumerate(names, 1)}

@@ -8,18 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from medssl import registry
-from medssl.config import DatasetSettings
+from medssl import config as mcfg
 from medssl.data.splits import make_split, split_counts, write_split
+from medssl.jobs import SplitJob
 from medssl.data.store import SliceStore
 
 RATIOS = [5, 10, 50, 100]
 
 
-def settings_for(name="msd_heart", split=None, scans=None) -> DatasetSettings:
-    return DatasetSettings(spec=registry.get(name), image_size=8, slice_axis="axial", ct_window=(-200.0, 300.0),
-                           mri_percentiles=(0.5, 99.5), split=split or {"ratios": [0.7, 0.1, 0.2], "seed": 0},
-                           scans_subset=scans, synthetic_patients=5)
+def settings_for(name="msd_heart", split=None, scans=None) -> SplitJob:
+    """A split job's record: ``split`` over the schema's split defaults (counts win over ratios)."""
+    return SplitJob(dataset=name, split=mcfg.merged_split(mcfg.defaults("$defs", "split"), split or {}),
+                    scans_subset=scans, label_ratios=tuple(float(r) for r in RATIOS))
 
 
 def fake_store(path, cases: dict[str, tuple[str, int, list[int]]]) -> SliceStore:
@@ -217,3 +217,36 @@ def test_patients_with_two_cases_never_split_across(tmp_path):
     assert len(scans) == 6 and len({c for c, _ in scans}) == 6
     assert len({case_patient[c] for c, _ in scans}) == 3
     assert {case_patient[c] for c, _ in scans} <= set(split["patients"]["train"])
+
+
+# ------------------------------------------------------------- a split of another store: one line, not KeyError
+def test_split_of_another_store_names_both(tmp_path):
+    from medssl.data.splits import read_split
+    from medssl.data.store import SplitMismatchError
+
+    made_from = simple_store(tmp_path, 10, n_slices=20, name="store_axial")
+    other = simple_store(tmp_path, 10, n_slices=8, fg=range(2, 6), name="store_coronal")  # same patients
+    path = tmp_path / "splits" / "msd_heart.json"
+    write_split(make_split(settings_for(), made_from, RATIOS), path)
+    split = read_split(path)
+    assert (made_from.rows_of(split["label_subsets"]["100"]) >= 0).all()  # the store it was made from: fine
+    with pytest.raises(SplitMismatchError) as err:
+        other.rows_of(split["label_subsets"]["100"])
+    msg = str(err.value)
+    assert isinstance(err.value, ValueError) and "\n" not in msg
+    assert str(path) in msg and str(other.path) in msg and "another slice store" in msg
+    with pytest.raises(ValueError, match="the split.*store_coronal.*another slice store"):
+        other.rows_of(json.loads(path.read_text())["label_subsets"]["100"])  # plain lists: no file to name
+
+
+@pytest.mark.parametrize("text, expected", [('{"dataset": "msd_heart", "patients": {"tr', "not valid JSON"),
+                                            ('{"dataset": "msd_heart"}', "not a split file"),
+                                            ('{"patients": {}, "label_subsets": {"5": 3}}', "'5'")])
+def test_a_broken_split_file_is_named(tmp_path, text, expected):
+    from medssl.data.splits import read_split
+
+    path = tmp_path / "split.json"
+    path.write_text(text)
+    with pytest.raises(ValueError) as err:
+        read_split(path)
+    assert str(path) in str(err.value) and expected in str(err.value)

@@ -48,3 +48,32 @@ def test_a_failed_write_leaves_nothing(tmp_path, problem):
             if problem != "unfinished":
                 store.finish({"dataset": "toy"})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_classes_present_among_rows(tmp_path):
+    """What a finetuning job asks of its training rows: which classes have any pixel there."""
+    out = tmp_path / "s"
+    with write_store(out, n_slices=5, image_size=4, n_classes=4) as store:
+        store.write_case("a", "p1", [_slab(3, 4, 0.25, [0, 1, 3])])
+        store.write_case("b", "p2", [_slab(2, 4, 0.5, [0, 0])])
+        store.finish({"dataset": "toy", "n_classes": 4, "classes": ["x", "y", "z"]})
+    st = SliceStore(out)
+    assert st.classes_present() == [1, 3]
+    assert st.classes_present([0, 1]) == [1] and st.classes_present(np.array([2])) == [3]
+    assert st.classes_present([3, 4]) == [] and st.classes_present([]) == []
+    assert st.missing_classes([3, 4]) == ["x", "y", "z"] and st.missing_classes() == ["y"]
+    st.index = st.index.drop(columns=["c1", "c2", "c3"])  # an index without class flags: read the labels
+    assert st.classes_present() == [1, 3] and st.classes_present([0, 1]) == [1]
+
+
+def test_rows_of_a_pair_not_in_the_store_is_a_value_error(tmp_path):
+    out = tmp_path / "s"
+    with write_store(out, n_slices=2, image_size=4, n_classes=2) as store:
+        store.write_case("a", "p1", [_slab(2, 4, 0.25, [0, 1])])
+        store.finish({"dataset": "toy", "n_classes": 2, "classes": ["x"]})
+    st = SliceStore(out)
+    assert st.rows_of([["a", 1], ["a", 0]]).tolist() == [1, 0]
+    with pytest.raises(ValueError, match=r"split s\.json: 1 of its 2 slices.*case a slice 5.*another slice store"):
+        st.rows_of([["a", 1], ["a", 5]], split="s.json")
+    with pytest.raises(ValueError, match="not a .case, slice. pair"):
+        st.rows_of([["a"]])

@@ -16,14 +16,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+import copy
+import dataclasses
+from pathlib import Path
+from unittest import mock
+
 from medssl import config as cfg
+from medssl import jobs
+from medssl import settings as st
 from medssl.io import read_json, write_json
+from medssl.layout import Layout
 from medssl.train import checkpoint as ckpt
 from medssl.train import common
-from medssl.train.evaluate import evaluate
-from medssl.train.finetune import finetune, load_pretrained, train_rows
+from medssl.train import evaluate as evaluate_module
+from medssl.train import finetune as finetune_module
+from medssl.train import pretrain as pretrain_module
+from medssl.train.finetune import load_pretrained, train_rows
 from medssl.train.loop import Loop, NonFiniteLossError
-from medssl.train.pretrain import pretrain
 
 from test_loaders import make_store
 
@@ -120,6 +129,78 @@ class StandIn(nn.Module):
 DATASETS = ("msd_heart", "msd_spleen")
 
 
+def resolved(config: dict) -> dict:
+    """``config`` validated and resolved, with the stand-in method and model registered for the while."""
+    from medssl.methods import METHODS
+    from medssl.models import MODELS
+
+    with mock.patch.dict(METHODS, standin=StandIn), mock.patch.dict(MODELS, tiny=TinyNet):
+        return cfg.resolve(cfg.validate(copy.deepcopy(config)))
+
+
+def store_path(config: dict, dataset: str) -> Path:
+    return Layout.of(config).store(dataset)
+
+
+def split_path(config: dict, dataset: str) -> Path:
+    return Layout.of(config).split(dataset)
+
+
+def open_store(config: dict, dataset: str, path=None):
+    return common.open_store(dataset, path if path is not None else store_path(config, dataset))
+
+
+def load_split(config: dict, dataset: str, path=None) -> dict:
+    return common.load_split(dataset, path if path is not None else split_path(config, dataset))
+
+
+# The jobs as the workflow runs them, from a config: the job's settings record, its inputs at the layout's paths
+# (or those given) and where it runs (the config's device, threads and checkpoint interval).
+
+def pretrain(config, study, run, pool, out, *, progress=False, store_dirs=None, split_files=None):
+    c = resolved(config)
+    job = jobs.PretrainJob.of(c, study, run, pool)
+    names = job.ids.datasets
+    return pretrain_module.pretrain(
+        job, out, stores=store_dirs or [store_path(c, d) for d in names],
+        splits=split_files or [split_path(c, d) for d in names],
+        runtime=st.runtime(c, study, "pretrain", run), progress=progress)
+
+
+def _pretrained_from(path) -> jobs.Pretrained | None:
+    """The record's pretraining, as the model file handed to the job says (tests hand files of any pool)."""
+    if path is None:
+        return None
+    _, meta = ckpt.load_state_dict(path)
+    epoch = meta["epochs"] if Path(path).name.startswith("epoch") else None
+    return jobs.Pretrained(study=meta["study"], run=meta["run"], pool=meta["pool"], epoch=epoch)
+
+
+def finetune(config, study, run, dataset, ratio, seed, out, pretrained=None, *, progress=False, metrics=None,
+             save_model=True, store_dir=None, split_file=None, predictions=None):
+    """Finetune (and test); returns the kept model.pt, or the metrics file when no model is kept."""
+    c = resolved(config)
+    job = dataclasses.replace(jobs.FinetuneJob.of(c, study, run, dataset, ratio, seed),
+                              pretrained=_pretrained_from(pretrained))
+    out = Path(out)
+    model = out / "model.pt" if save_model else None
+    metrics = Path(metrics) if metrics is not None else out / "metrics.json"
+    finetune_module.finetune(job, out, store=store_dir or store_path(c, dataset),
+                             split=split_file or split_path(c, dataset), runtime=st.runtime(c, study, "finetune", run),
+                             metrics=metrics, pretrained=pretrained, predictions=predictions, model=model,
+                             progress=progress)
+    return model if model is not None else metrics
+
+
+def evaluate(config, study, run, dataset, ratio, seed, model, out, *, progress=False, store_dir=None,
+             split_file=None, predictions=None):
+    c = resolved(config)
+    job = jobs.FinetuneJob.of(c, study, run, dataset, ratio, seed)
+    return evaluate_module.evaluate(job, model, out, store=store_dir or store_path(c, dataset),
+                                    split=split_file or split_path(c, dataset),
+                                    runtime=st.runtime(c, study, "finetune", run), predictions=predictions)
+
+
 def base_config(downstream="segmentation"):
     study = {
         "paper": "hssl", "downstream": downstream,
@@ -149,7 +230,7 @@ def write_split(config, store, dataset, train, val, test, subsets=None):
     fg = tr[tr["fg"] == 1]
     subsets = subsets or {"100": [[c, int(s)] for c, s in zip(fg["case"], fg["slice"])],
                           "5": [[c, int(s)] for c, s in zip(fg["case"][:2], fg["slice"][:2])]}
-    write_json(common.split_path(config, dataset),
+    write_json(split_path(config, dataset),
                {"dataset": dataset, "seed": 0, "ratios": [0.6, 0.2, 0.2], "counts": None,
                 "patients": {"train": train, "val": val, "test": test}, "label_subsets": subsets,
                 "scans_subset": None})
@@ -163,9 +244,9 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setattr(common, "build_method", lambda name, backbone, **kw: StandIn(backbone, **kw))
     StandIn.calls, StandIn.nan_at = 0, None
     config = base_config()
-    heart = make_store(common.store_path(config, "msd_heart"), [6, 6, 5, 6, 5], n_classes=2,
+    heart = make_store(store_path(config, "msd_heart"), [6, 6, 5, 6, 5], n_classes=2,
                        dataset="msd_heart", classes=["left atrium"], seed=1)
-    spleen = make_store(common.store_path(config, "msd_spleen"), [5, 6, 5], n_classes=2,
+    spleen = make_store(store_path(config, "msd_spleen"), [5, 6, 5], n_classes=2,
                         dataset="msd_spleen", classes=["spleen"], seed=2)
     write_split(config, heart, "msd_heart", ["case0", "case1", "case2"], ["case3"], ["case4"])
     write_split(config, spleen, "msd_spleen", ["case0"], ["case1"], ["case2"])
@@ -203,11 +284,11 @@ def test_task_group_ids():
     config = base_config()
     config["studies"]["s"]["pretrain_datasets"] = ["msd_heart", "msd_liver", "msd_prostate", "msd_spleen"]
     config["datasets"].update({"msd_liver": {}, "msd_prostate": {}})
-    task_of, group_of, n_tasks, n_groups = common.task_group_ids(config, "s", ["msd_spleen"])
+    task_of, group_of, n_tasks, n_groups = st.task_group_ids(config, "s", ["msd_spleen"])
     assert task_of == {"msd_heart": 0, "msd_liver": 1, "msd_prostate": 2, "msd_spleen": 3}
     assert group_of == {"msd_heart": 0, "msd_liver": 1, "msd_prostate": 2, "msd_spleen": 1}
     assert (n_tasks, n_groups) == (4, 3)
-    _, g2, _, n2 = common.task_group_ids(config, "s", ["mmwhs_ct"])  # no paper group: own group
+    _, g2, _, n2 = st.task_group_ids(config, "s", ["mmwhs_ct"])  # no paper group: own group
     assert n2 == 4 and g2["mmwhs_ct"] == 3
 
 
@@ -262,8 +343,8 @@ def test_pretrain_foreground_filter_and_pool_ids(world, tmp_path, monkeypatch):
     monkeypatch.setattr(StandIn, "forward", spy)
     world["studies"]["s"]["pretrain"].update(epochs=1, steps_per_epoch=None)
     pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False)
-    heart = common.open_store(world, "msd_heart")
-    spleen = common.open_store(world, "msd_spleen")
+    heart = open_store(world, "msd_heart")
+    spleen = open_store(world, "msd_spleen")
     fg = {0: set(heart.rows(foreground_only=True)), 1: set(spleen.rows(foreground_only=True))}
     n_used = 0
     for tasks, groups, rows in seen:
@@ -301,7 +382,7 @@ def test_sequence_pretraining_batches(world, tmp_path, monkeypatch):
     monkeypatch.setattr(StandIn, "forward", spy)
     world["studies"]["s"]["pretrain"]["epochs"] = 1
     pretrain(world, "s", "seq", "msd_heart", tmp_path / "Q", progress=False)
-    heart = common.open_store(world, "msd_heart")
+    heart = open_store(world, "msd_heart")
     for b in batches:
         assert {"image", "prev", "next", "pair", "task", "row"} <= set(b)
         rows = b["row"].numpy()
@@ -324,8 +405,8 @@ def test_finetune_uses_only_subset_rows(world, tmp_path, monkeypatch):
     pre = pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False)
     seen.clear()
     path = finetune(world, "s", "stand", "msd_heart", "5", 0, tmp_path / "F", pre, progress=False)
-    store = common.open_store(world, "msd_heart")
-    split = common.load_split(world, "msd_heart")
+    store = open_store(world, "msd_heart")
+    split = load_split(world, "msd_heart")
     allowed = set(store.rows_of(split["label_subsets"]["5"]).tolist())
     assert seen and set(seen) <= allowed
     meta = torch.load(path, weights_only=False)
@@ -399,7 +480,7 @@ def test_finetune_resume_equivalence_and_seeds(world, tmp_path, monkeypatch):
 
 
 def test_finetune_without_val_keeps_last(world, tmp_path, caplog):
-    store = common.open_store(world, "msd_heart")
+    store = open_store(world, "msd_heart")
     write_split(world, store, "msd_heart", ["case0", "case1", "case2", "case3"], [], ["case4"])
     with caplog.at_level("WARNING", logger="medssl.train"):
         path = finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "F", None, progress=False)
@@ -413,7 +494,7 @@ def test_evaluate_writes_contract_json(world, tmp_path):
     res = evaluate(world, "s", "stand", "msd_heart", "100", 0, model, out, progress=False)
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(res))
-    assert set(data) == {"study", "run", "label", "method", "arch", "dataset", "ratio", "seed", "synthetic",
+    assert set(data) == {"study", "run", "method", "arch", "dataset", "ratio", "seed", "synthetic",
                          "downstream", "n_params", "model_width", "classes", "slice_pooled", "per_volume", "volume_mean",
                          "confusion", "psnr", "hd95_units", "slice_filter", "n_slices", "all_slices"}
     assert data["classes"] == ["left atrium"] and data["synthetic"] is True and data["psnr"] is None
@@ -424,7 +505,7 @@ def test_evaluate_writes_contract_json(world, tmp_path):
     sp = data["slice_pooled"]
     assert set(sp) == {"dice", "iou", "mean_dice", "miou"} and set(sp["dice"]) == {"left atrium"}
     conf = np.array(data["confusion"])
-    store = common.open_store(world, "msd_heart")
+    store = open_store(world, "msd_heart")
     fg_slices = sum(int((store.labels[x] > 0).any()) for x in store.rows(["case4"]))
     assert data["n_slices"] == fg_slices < 5  # case4: 5 slices of 32x32, of which only those with foreground
     assert conf.shape == (2, 2) and conf.sum() == data["n_slices"] * 32 * 32
@@ -439,7 +520,7 @@ def test_evaluate_writes_contract_json(world, tmp_path):
     for v in (sp["mean_dice"], sp["miou"]):
         assert v is None or 0 <= v <= 1
     # with the slicer's per-case spacing, HD95 is in mm
-    meta_path = common.store_path(world, "msd_heart") / "meta.json"
+    meta_path = store_path(world, "msd_heart") / "meta.json"
     meta = json.loads(meta_path.read_text())
     meta["spacing"] = {c: [2.0, 1.5, 1.5] for c in store.index["case"].unique()}
     meta_path.write_text(json.dumps(meta))
@@ -456,7 +537,7 @@ def test_denoising_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(common, "build_model", lambda arch, out_channels, **kw: TinyNet(out_channels))
     config = base_config("denoising")
-    heart = make_store(common.store_path(config, "msd_heart"), [6, 6, 5, 6, 5], dataset="msd_heart",
+    heart = make_store(store_path(config, "msd_heart"), [6, 6, 5, 6, 5], dataset="msd_heart",
                        classes=["left atrium"], seed=1)
     write_split(config, heart, "msd_heart", ["case0", "case1", "case2"], ["case3"], ["case4"])
     model = finetune(config, "s", "stand", "msd_heart", "100", 0, tmp_path / "F", None, progress=False)
@@ -483,7 +564,7 @@ def test_end_to_end_real_hssl_net_simclr(tmp_path, monkeypatch):
     study["pretrain"].update(epochs=1, steps_per_epoch=2)
     study["finetune"].update(epochs=1, steps_per_epoch=1)
     for d, n, seed in (("msd_heart", [6, 6, 5, 6, 5], 1), ("msd_spleen", [5, 6, 5], 2)):
-        store = make_store(common.store_path(config, d), n, dataset=d, classes=["x"], seed=seed)
+        store = make_store(store_path(config, d), n, dataset=d, classes=["x"], seed=seed)
         pats = sorted(set(store.index["patient"]))
         write_split(config, store, d, pats[:-2], [pats[-2]], [pats[-1]])
     pre = pretrain(config, "s", "simclr", "all", tmp_path / "P", progress=False)
@@ -500,7 +581,7 @@ def test_end_to_end_real_ssmtl_sequence(tmp_path, monkeypatch):
     study["paper"] = "ssmtl"
     study["runs"] = {"ssmtl": {"method": "ssmtl", "arch": "unet", "params": {"offset": 1}}}
     study["pretrain"].update(epochs=1, steps_per_epoch=1, batch_size=2)
-    store = make_store(common.store_path(config, "msd_heart"), [6, 6, 5, 6, 5], dataset="msd_heart",
+    store = make_store(store_path(config, "msd_heart"), [6, 6, 5, 6, 5], dataset="msd_heart",
                        classes=["x"], seed=1)
     write_split(config, store, "msd_heart", ["case0", "case1", "case2"], ["case3"], ["case4"])
     pre = pretrain(config, "s", "ssmtl", "msd_heart", tmp_path / "P", progress=False)
@@ -558,8 +639,8 @@ def test_finetune_sets_head_bias_from_the_training_prior(world, tmp_path, monkey
     monkeypatch.setattr(common, "build_model", lambda arch, out_channels, **kw: PriorNet(out_channels))
     world["studies"]["s"]["finetune"].update(epochs=1)
     finetune(world, "s", "stand", "msd_heart", "5", 0, tmp_path / "F", None, progress=False)
-    store = common.open_store(world, "msd_heart")
-    rows = train_rows(store, common.load_split(world, "msd_heart"), "5")
+    store = open_store(world, "msd_heart")
+    rows = train_rows(store, load_split(world, "msd_heart"), "5")
     lab = np.asarray(store.labels[np.sort(rows)])
     expect = np.bincount(lab.ravel(), minlength=2) / lab.size
     assert len(PriorNet.priors) == 1 and np.allclose(PriorNet.priors[0], expect)
@@ -581,9 +662,6 @@ def test_finetune_with_metrics_evaluates_in_one_process(world, tmp_path):
     two = evaluate(world, "s", "stand", "msd_heart", "100", 0, model, tmp_path / "E" / "seed0.json", progress=False)
     one = json.loads(out.read_text())
     assert one["slice_pooled"] == two["slice_pooled"] and one["confusion"] == two["confusion"]
-    with pytest.raises(ValueError, match="metrics"):
-        finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "X", None, progress=False,
-                 save_model=False)
 
 
 def test_jobs_read_the_store_and_split_they_are_given(world, tmp_path):
@@ -595,10 +673,10 @@ def test_jobs_read_the_store_and_split_they_are_given(world, tmp_path):
     moved = tmp_path / "elsewhere"
     stores, splits = {}, {}
     for d in ("msd_heart", "msd_spleen"):
-        stores[d] = shutil.move(str(common.store_path(world, d)), str(moved / "stores" / d))
-        splits[d] = shutil.move(str(common.split_path(world, d)), str(moved / f"{d}.json"))
+        stores[d] = shutil.move(str(store_path(world, d)), str(moved / "stores" / d))
+        splits[d] = shutil.move(str(split_path(world, d)), str(moved / f"{d}.json"))
     with pytest.raises(FileNotFoundError):  # nothing left where the layout would look
-        common.open_store(world, "msd_heart")
+        open_store(world, "msd_heart")
     pool = cfg.pool_datasets(world, "s", "all")
     pre = pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False,
                    store_dirs=[stores[d] for d in pool], split_files=[splits[d] for d in pool])
@@ -608,8 +686,8 @@ def test_jobs_read_the_store_and_split_they_are_given(world, tmp_path):
     assert read_json(metrics)["dataset"] == "msd_heart"
     assert set(np.load(pred)) >= {"image", "label", "pred"} and not (tmp_path / "F_pred.npz").exists()
     with pytest.raises(ValueError, match="a slice store of 'msd_spleen', not of 'msd_heart'"):
-        common.open_store(world, "msd_heart", stores["msd_spleen"])
+        open_store(world, "msd_heart", stores["msd_spleen"])
     with pytest.raises(ValueError, match="the split of 'msd_spleen', not of 'msd_heart'"):
-        common.load_split(world, "msd_heart", splits["msd_spleen"])
+        load_split(world, "msd_heart", splits["msd_spleen"])
     with pytest.raises(ValueError, match="1 stores given for the 2 datasets of the pool"):
         pretrain(world, "s", "stand", "all", tmp_path / "P2", progress=False, store_dirs=[stores["msd_heart"]])

@@ -54,27 +54,40 @@ def test_readme_paper_commands_work_from_the_root(checkout):
             assert code == 0, (argv, out[-3000:])
             assert "pretrain" in out and "synthesize_dataset" not in out
         if "hssl_table2.md" in argv[1]:
-            assert [r for r in job_counts(out) if r.startswith("report_")] == ["report_hssl_table2"]
+            assert {r: n for r, n in job_counts(out).items() if r.startswith("report_")} == {"report_table": 1}
     assert results_files(checkout) == []
 
 
-def test_paper_config_has_no_demo_leak(checkout):
-    """With `--configfile config/paper.yaml` the plan every job reads is exactly paper.yaml's (its defaults
-    written out): not one demo key (steps_per_epoch: 4, 32 px, synthetic: true) survives."""
-    from medssl.config import load_config
-    from medssl.plan import resolved_config
+def dry_run_settings(out: str) -> dict[str, list[dict]]:
+    """The settings records that a dry run with --printshellcmds shows each rule's jobs being handed."""
+    import dataclasses
 
-    code, out = snakemake_cli("all", "-n", "--configfile", "config/paper.yaml", cwd=checkout)
+    from medssl.jobs import JOBS
+
+    found: dict[str, list[dict]] = {}
+    for kind, rest in re.findall(r"medssl (\w+) --settings (.*)$", out, re.M):
+        record = json.loads(shlex.split(rest)[0])
+        assert set(record) == {f.name for f in dataclasses.fields(JOBS[kind])}
+        found.setdefault(kind, []).append(record)
+    return found
+
+
+def test_paper_config_has_no_demo_leak(checkout):
+    """With `--configfile config/paper.yaml` every job is handed exactly paper.yaml's settings (its defaults
+    written out): not one demo key (steps, 32/64 px, synthetic, quarter width) survives."""
+    from medssl import jobs
+    from medssl.config import load_config
+
+    target = "results/paper/hssl/metrics/hssl/msd_heart/5/seed0.json"
+    code, out = snakemake_cli(target, "-n", "-p", "--configfile", "config/paper.yaml", cwd=checkout)
     assert code == 0, out[-3000:]
-    seen = load_config(checkout / ".snakemake" / "medssl" / "paper" / "plan.yaml")
-    assert seen == resolved_config(load_config(checkout / "config" / "paper.yaml"))
-    assert seen["synthetic"] is False and seen["data"]["image_size"] == 192
-    assert {ds["image_size"] for ds in seen["datasets"].values()} == {192, 256}  # paper B: 256 px
-    for study in seen["studies"].values():
-        for block in (study, *study["runs"].values()):
-            for stage in ("pretrain", "finetune"):
-                assert block.get(stage, {}).get("steps_per_epoch") is None
-    assert set(seen["datasets"]) == set(yaml.safe_load((checkout / "config" / "paper.yaml").read_text())["datasets"])
+    handed = dry_run_settings(out)
+    paper = load_config(checkout / "config" / "paper.yaml")
+    assert handed["finetune"] == [json.loads(jobs.record(paper, "finetune", study="hssl", run="hssl",
+                                                         dataset="msd_heart", ratio="5", seed=0).to_json())]
+    assert handed["finetune"][0]["width"] == 1.0 and handed["finetune"][0]["stage"]["steps"] is None
+    assert {r["image_size"] for r in handed["slice"]} == {192} and not any(r["synthetic"] for r in handed["slice"])
+    assert len(handed["pretrain"]) == 1 and handed["pretrain"][0]["stage"]["epochs"] == 1000
 
 
 def test_demo_is_the_config_without_configfile(checkout):
@@ -87,14 +100,14 @@ def test_demo_is_the_config_without_configfile(checkout):
 def test_nested_config_override_from_the_command_line(checkout):
     """`--config 'data={image_size: 64}'` (a nested value, which snakemake hands over as strings) reaches the
     jobs typed and merged into the config file's other data keys."""
-    from medssl.config import load_config
-
-    code, out = snakemake_cli("all", "-n", "--configfile", "config/paper.yaml", "--config", "experiment=paper_64",
+    code, out = snakemake_cli("results/paper_64/splits/msd_heart.json", "results/paper_64/splits/mmwhs_ct.json", "-n",
+                              "-p", "--configfile", "config/paper.yaml", "--config", "experiment=paper_64",
                               "data={image_size: 64}", cwd=checkout)
     assert code == 0, out[-3000:]
-    seen = load_config(checkout / ".snakemake" / "medssl" / "paper_64" / "plan.yaml")
-    assert seen["data"]["image_size"] == 64 and seen["data"]["split"] == {"ratios": [0.7, 0.1, 0.2], "seed": 0}
-    assert {ds["image_size"] for ds in seen["datasets"].values()} == {64, 256}  # the 256 px are per dataset
+    handed = dry_run_settings(out)
+    assert sorted(r["image_size"] for r in handed["slice"]) == [64, 256]  # the 256 px are per dataset
+    heart = next(r for r in handed["split"] if r["dataset"] == "msd_heart")
+    assert heart["split"] == {"ratios": [0.7, 0.1, 0.2], "seed": 0, "scans_subset_sampling": "random"}
 
 
 def test_manual_download_instructions_reach_the_console(checkout):
@@ -103,7 +116,7 @@ def test_manual_download_instructions_reach_the_console(checkout):
     config = tiny_config(datasets=("acdc", "msd_heart"))
     config["synthetic"] = False
     path = write_config(checkout, "manual", config)
-    code, out = snakemake_cli("resources/ready/acdc.json", "--cores", "1", "--configfile", path, cwd=checkout)
+    code, out = snakemake_cli("results/tiny/data/acdc", "--cores", "1", "--configfile", path, cwd=checkout)
     assert code != 0
     assert "needs a manual download" in out and f"{checkout}/resources/raw/acdc" in out, out[-3000:]
 
@@ -114,19 +127,35 @@ def test_lint_is_clean(checkout):
     assert "Lints for" not in out, out
 
 
-def test_parsing_writes_nothing_under_results(checkout):
-    """-n, --lint and --rulegraph only read: no results/<exp>/config.yaml or anything else appears."""
-    for args in (["all", "-n"], ["--lint"], ["--rulegraph"], ["all", "-n", "--configfile", "config/paper.yaml"]):
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under ``root`` but Snakemake's own logs and inventory cache."""
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+            if p.is_file() and not str(p.relative_to(root)).startswith((".snakemake/log/", ".snakemake/iocache/"))}
+
+
+def test_looking_changes_nothing(checkout):
+    """-n, --lint, --rulegraph, --report and another experiment's dry run write no file (the jobs' settings
+    travel in their params; no plan file is written at parse): results/ and .snakemake/ stay as they were."""
+    code, out = snakemake_cli("results/demo/splits/msd_heart.json", "--cores", "1", cwd=checkout)
+    assert code == 0, out[-3000:]
+    before = tree_state(checkout)
+    for args in (["all", "-n"], ["--lint"], ["--rulegraph"], ["all", "-n", "--configfile", "config/paper.yaml"],
+                 ["all", "-n", "--config", "device=cuda", "threads=4"], ["all", "-n", "--config", "experiment=b"],
+                 ["--report", "r.html"]):
         code, out = snakemake_cli(*args, cwd=checkout)
-        assert code == 0, (args, out[-2000:])
-        assert results_files(checkout) == [], args
+        assert code == 0 or args[0] == "--report", (args, out[-2000:])
+        assert tree_state(checkout) == {**before, **({"r.html": tree_state(checkout)["r.html"]}
+                                                     if "r.html" in tree_state(checkout) else {})}, args
+    assert not (checkout / "results" / "b").exists()
 
 
 def test_invalid_config_fails_naming_the_key(checkout):
+    """A typo in a config is one line naming the key (not the schema dumped whole)."""
     config = tiny_config()
     config["data"]["image_sise"] = 32
     code, out = snakemake_cli("-n", "--configfile", write_config(checkout, "bad", config), cwd=checkout)
-    assert code != 0 and "image_sise" in out
+    assert code != 0 and "config key 'data': Additional properties are not allowed ('image_sise'" in out
+    assert len(out.splitlines()) < 30 and "additionalProperties" not in out, out
 
 
 # ------------------------------------------------------------------------------------------- real runs
@@ -143,11 +172,6 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     assert "medssl: 3 of 3 tables and figures are in place:" in out and "results/tiny/tables/hssl_table2.md" in out
     assert "| Task | Anno. | TFS | SimCLR | HSSL |" in out.split("Headline", 1)[1]
     res = checkout / "results" / "tiny"
-    # Jobs ran as forks of one job server (medssl.server) once it listened; it is gone with its socket.
-    logs = [p.read_text() for p in (res / "logs").rglob("*.log")]
-    assert any("ran as a fork of the job server" in text for text in logs)
-    listening = re.search(r"listening on (\S+)", (res / "logs" / "server" / "job_server.log").read_text())
-    assert listening and not Path(listening.group(1)).parent.exists()
     for dataset in ("msd_heart", "msd_spleen"):
         split = json.loads((res / "splits" / f"{dataset}.json").read_text())
         train, val, test = (set(split["patients"][k]) for k in ("train", "val", "test"))
@@ -160,24 +184,21 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     assert not (res / "hssl" / "pretrain" / "tfs").exists()
     table = (res / "tables" / "hssl_table2.md").read_text()
     assert "synthetic" in table.lower() and all(name in table for name in ("TFS", "SimCLR", "HSSL"))
-    # The job's log starts with the settings it ran with; the run's config is recorded once it succeeded; a job
-    # handed other settings than those it was scheduled with refuses to run.
+    # The job's log starts with its settings record, one key a line, and where it ran; the run's config and
+    # plan are recorded once it succeeded (for people: no job reads them).
     log = (res / "logs" / "finetune" / "hssl" / "hssl" / "msd_heart" / "100" / "seed0.log").read_text()
-    assert re.search(r"settings [0-9a-f]{16}: \{.*\"lr\": 0\.001", log), log[:2000]
+    assert re.search(r"finetune job, settings record [0-9a-f]{16}:\n", log) and "\n  lr: 0.001\n" in log, log[:2000]
+    assert "runs on: device auto, threads 1, num_workers 0, checkpoint_every 1" in log
     assert yaml.safe_load((res / "config.yaml").read_text())["experiment"] == "tiny"
     resolved = yaml.safe_load((res / "plan.yaml").read_text())  # every default applied, for people to read
     assert resolved["studies"]["hssl"]["runs"]["hssl"]["finetune"]["lr"] == 0.001
-    proc = subprocess.run([str(Path(sys.executable).with_name("medssl")), "split", "--config", ".snakemake/medssl/tiny/plan.yaml", "--settings",
-                           "0123456789abcdef", "--dataset", "msd_heart", "--store", str(res / "data" / "msd_heart"),
-                           "--out", str(res / "splits" / "msd_heart.json")], cwd=checkout, capture_output=True,
-                          text=True)
-    assert proc.returncode == 2 and "not those the workflow scheduled it with" in proc.stderr, proc.stderr
 
     # The README's report command, from the root: the table is in it with its caption.
     code, out = snakemake_cli("--configfile", path, "--report", "report.html", cwd=checkout)
     assert code == 0, out[-3000:]
     html = (checkout / "report.html").read_text()
     assert "hssl_table2.html" in html and "synthetic phantom twins" in html and "{% if" not in html
+    assert "HSSL Table 2: Dice" in html  # listed by its title
     table_html = (res / "tables" / "hssl_table2.html").read_text()
     assert "<table>" in table_html and "<th>HSSL</th>" in table_html and "Synthetic data" in table_html
 
@@ -195,7 +216,7 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     write_config(checkout, "tiny", config)
     code, out = snakemake_cli("all", "-n", "--configfile", path, cwd=checkout)
     assert code == 0, out[-3000:]
-    assert job_counts(out) == {"finetune": 3, "report_hssl_table2": 1, "all": 1}, out[-3000:]
+    assert job_counts(out) == {"finetune": 3, "report_table": 1, "all": 1}, out[-3000:]
     assert (res / "config.yaml").read_text() == recorded  # a dry run claims nothing
 
     # A run's own finetune settings rerun that run only.
@@ -203,7 +224,7 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     config["studies"]["hssl"]["runs"]["tfs"]["finetune"] = {"lr": 5e-4}
     write_config(checkout, "tiny", config)
     code, out = snakemake_cli("all", "-n", "--configfile", path, cwd=checkout)
-    assert job_counts(out) == {"finetune": 1, "report_hssl_table2": 1, "all": 1}, out[-3000:]
+    assert job_counts(out) == {"finetune": 1, "report_table": 1, "all": 1}, out[-3000:]
     assert "logs/finetune/hssl/tfs/msd_heart" in out and "logs/finetune/hssl/hssl/msd_heart" not in out
 
     # The split seed reruns the splits and everything that reads them, but not the phantoms or the slicing.
@@ -215,10 +236,33 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     assert counts["split_dataset"] == 2 and counts["finetune"] == 3 and counts["pretrain"] == 2, out[-3000:]
     assert "synthesize_dataset" not in counts and "slice_dataset" not in counts
 
-    # Where jobs run is no setting of theirs: device and threads rerun nothing.
+    # The networks' width is read by every training job: it reruns them (issue 21: it used to rerun nothing).
+    config = tiny_config()
+    config["model_width"] = 0.125
+    write_config(checkout, "tiny", config)
+    code, out = snakemake_cli("all", "-n", "--configfile", path, cwd=checkout)
+    assert job_counts(out) == {"pretrain": 2, "finetune": 3, "report_table": 1, "all": 1}, out[-3000:]
+
+    # Where jobs run is no setting of theirs: device, threads, loader workers and checkpoints rerun nothing.
     config = tiny_config()
     config["device"], config["threads"] = "cpu", 2
+    config["studies"]["hssl"]["finetune"].update(num_workers=1, checkpoint_every=3)
     write_config(checkout, "tiny", config)
+    code, out = snakemake_cli("all", "-n", "--configfile", path, cwd=checkout)
+    assert code == 0 and "Nothing to be done" in out, out[-3000:]
+
+    # Another experiment in the same folder: with the same dataset settings it shares the phantom twins (no
+    # synthesis of its own); with other twin settings it makes its own; neither invalidates the first.
+    write_config(checkout, "tiny", tiny_config())
+    other = tiny_config(experiment="other")
+    code, out = snakemake_cli("results/other/splits/msd_heart.json", "--cores", "2", "--configfile",
+                              write_config(checkout, "other", other), cwd=checkout)
+    assert code == 0 and "synthesize_dataset" not in job_counts(out), out[-3000:]
+    other["data"]["synthetic"]["patients"] = 6
+    code, out = snakemake_cli("results/other/splits/msd_heart.json", "--cores", "2", "--configfile",
+                              write_config(checkout, "other", other), cwd=checkout)
+    assert code == 0 and job_counts(out)["synthesize_dataset"] == 1, out[-3000:]
+    assert len(list((checkout / "resources" / "synthetic" / "msd_heart").iterdir())) == 2
     code, out = snakemake_cli("all", "-n", "--configfile", path, cwd=checkout)
     assert code == 0 and "Nothing to be done" in out, out[-3000:]
 
@@ -243,6 +287,35 @@ def test_tiny_ssmtl_end_to_end(checkout):
         assert "synthetic" in (res / "tables" / f"{table}.md").read_text().lower()
 
 
+@pytest.mark.slow
+def test_a_second_terminal_cannot_change_a_running_workflow(checkout):
+    """While a run goes on, `snakemake -n --config device=cuda` and a second `snakemake` that the lock refuses,
+    in the same folder, change nothing the running jobs read: the run finishes, on the CPU, every job done (the
+    plan file that every parse rewrote made the next job fail, "no CUDA device")."""
+    import time
+
+    path = write_config(checkout, "tiny", tiny_config())
+    exe = Path(sys.executable).with_name("snakemake")
+    run = subprocess.Popen([str(exe), "all", "--cores", "1", "--configfile", path], cwd=checkout,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 300
+        while not list((checkout / "results" / "tiny" / "logs").rglob("*.log")) and time.time() < deadline:
+            time.sleep(0.5)
+        assert run.poll() is None, "the run ended before the second terminal could act"
+        code, out = snakemake_cli("all", "-n", "--configfile", path, "--config", "device=cuda", cwd=checkout)
+        assert code == 0, out[-2000:]
+        code, out = snakemake_cli("all", "--cores", "1", "--configfile", path, cwd=checkout)
+        assert code != 0 and "cannot be locked" in out, out[-2000:]
+        out, _ = run.communicate(timeout=900)
+    finally:
+        run.kill()
+    assert run.returncode == 0, out[-3000:]
+    assert "medssl: 3 of 3 tables and figures are in place" in out
+    logs = (checkout / "results" / "tiny" / "logs" / "finetune").rglob("*.log")
+    assert all("runs on: device auto" in log.read_text() for log in logs)
+
+
 # ------------------------------------------------------------------------------------------ the demo DAG
 
 def test_one_table_schedules_only_its_ancestors(checkout):
@@ -254,7 +327,7 @@ def test_one_table_schedules_only_its_ancestors(checkout):
     assert counts["finetune"] == 6 * 2 and "evaluate" not in counts
     assert counts["pretrain"] == 5  # hssl_rec, simclr, hssl_img_rec, hssl_img_rec_task, hssl (pool "all")
     assert counts["synthesize_dataset"] == 8  # the multi-domain pool: every paper-A dataset, no MM-WHS
-    assert [r for r in counts if r.startswith("report_")] == ["report_hssl_table4"]
+    assert {r: n for r, n in counts.items() if r.startswith("report_")} == {"report_table": 1}
     assert "tsne_features" not in counts
 
 
@@ -265,7 +338,9 @@ def test_demo_all_schedules_every_table_and_figure(checkout):
     code, out = snakemake_cli("all", "-n", cwd=checkout)
     assert code == 0, out
     counts = job_counts(out)
-    assert sorted(r for r in counts if r.startswith("report_")) == sorted(f"report_{t}" for t in TARGETS)
+    tables = [t for t, info in TARGETS.items() if info.kind == "table"]
+    assert {r: n for r, n in counts.items() if r.startswith("report_")} == {
+        "report_table": len(tables), "report_figure": len(TARGETS) - len(tables)}
     for target, info in TARGETS.items():
         for path in info.outputs:
             assert f"results/demo/{path}" in out, path

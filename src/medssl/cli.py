@@ -1,21 +1,29 @@
-"""Command-line interface: the only entry point the Snakemake rules call.
+"""medssl: the steps of the HSSL and SSMTL studies, one command each.
 
-Every subcommand takes ``--config`` (validated against the schema) and writes its outputs atomically.
-Heavy imports (torch, SimpleITK) happen inside the subcommands so ``medssl --help`` stays fast.
+You normally run the whole study with snakemake (snakemake --cores 2 all); it calls these commands, one
+job each. Call medssl yourself for:
 
-Bad input gets one line on stderr, ``medssl: error: <what, naming the file/key/name>``, and a non-zero exit
-status (2: bad arguments or config, 3: a manual dataset is not in place, with the placement instructions
-after that line, 1: any other refused input, e.g. an unsafe model file or a corrupt archive); ``-v`` adds
-the traceback. SIGTERM (e.g. Slurm or Snakemake cancelling a job) becomes a normal exit (status 143), so
-temporary files are removed on the way out.
+  medssl cost --config config/paper.yaml       jobs and GPU-hours of a config, before you run it
+  medssl plan --config config/paper.yaml       the config with every default written out
+  medssl export MODEL OUT --to monai           a trained model's weights for another library
+  medssl settings finetune --config ...        the settings record of one job, to run that step by hand
+
+A job command (synthesize, fetch, slice, split, pretrain, finetune, evaluate, features, report, summary)
+reads exactly one settings record (--settings: the JSON that `medssl settings` prints, or a file holding
+it), the input paths it is given, and where it runs (--device, --threads, --num-workers,
+--checkpoint-every); it writes its outputs atomically and logs what it read.
+
+Bad input gets one line on stderr, "medssl: error: <what, naming the file or key>", and exit status 2 (bad
+arguments or config), 3 (a dataset that must be downloaded by hand is not in place: the placement
+instructions follow) or 1 (anything else refused, e.g. an unsafe model file or a corrupt archive); -v adds
+the traceback. SIGTERM (SLURM or Snakemake cancelling a job) exits normally with status 143, so temporary
+files are removed on the way out.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import signal
 import sys
 import time
@@ -24,111 +32,137 @@ from pathlib import Path
 from medssl import config as cfg
 
 
-class UsageError(ValueError):
-    """A command-line value the config does not know (study, run, dataset, pool, ratio)."""
+# ------------------------------------------------------------------------------------------ the jobs
 
-
-def _synthesize(args, config):
-    from medssl import registry
+def _synthesize(args, job, runtime):
     from medssl.data.phantoms import write_phantom_dataset
 
-    settings = cfg.dataset_settings(config, args.dataset)
-    write_phantom_dataset(registry.get(args.dataset, config), Path(args.out), n_patients=settings.synthetic_patients,
-                          seed=settings.synthetic_seed, scale=settings.synthetic_scale)
+    write_phantom_dataset(job.spec, Path(args.out), n_patients=job.patients, seed=job.seed, scale=job.scale)
 
 
-def _fetch(args, config):
+def _fetch(args, job, runtime):
     from medssl.data.sources import prepare_source
-
     from medssl.io import write_json
 
-    root = prepare_source(config, args.dataset)
-    logging.info("%s ready at %s", args.dataset, root)
-    write_json(args.out, {"dataset": args.dataset, "root": str(root)})
+    root = prepare_source(job.spec, job.resources)
+    logging.info("%s ready at %s", job.dataset, root)
+    write_json(args.out, {"dataset": job.dataset, "root": str(root)})
 
 
-def _slice(args, config):
+def _slice(args, job, runtime):
+    from medssl.data.listers import list_cases
     from medssl.data.slicing import slice_dataset
-    from medssl.data.sources import list_source_cases
+    from medssl.data.sources import read_source
 
-    settings = cfg.dataset_settings(config, args.dataset)
-    cases = list_source_cases(config, args.dataset)
-    slice_dataset(settings, cases, Path(args.out), synthetic=bool(config.get("synthetic", False)))
+    cases = list_cases(job.spec, read_source(args.source), layout=job.layout)
+    slice_dataset(job, cases, Path(args.out), synthetic=job.synthetic)
 
 
-def _split(args, config):
+def _split(args, job, runtime):
     from medssl.data.splits import make_split, write_split
     from medssl.data.store import SliceStore
 
-    settings = cfg.dataset_settings(config, args.dataset)
-    split = make_split(settings, SliceStore(args.store), cfg.label_ratios(config))
+    split = make_split(job, SliceStore(args.store), job.label_ratios)
     write_split(split, Path(args.out))
     parts = ", ".join(f"{k} {len(v)}" for k, v in split["patients"].items())
     subsets = ", ".join(f"{k}: {len(v)}" for k, v in split["label_subsets"].items())
     return f"patients {parts}; labelled slices per subset {subsets}"
 
 
-def _pretrain(args, config):
+def _pretrain(args, job, runtime):
     from medssl.train.pretrain import pretrain
 
-    patients = config["studies"][args.study].get("pretrain_patients", "all")
-    pretrain(config, args.study, args.run, args.pool, Path(args.out), patients=patients,
-             store_dirs=args.stores, split_files=args.splits)
+    pretrain(job, Path(args.out), stores=args.stores, splits=args.splits, runtime=runtime)
 
 
-def _finetune(args, config):
+def _finetune(args, job, runtime):
     from medssl.train.finetune import finetune
 
-    pretrained = Path(args.pretrained) if args.pretrained else None
-    metrics = Path(args.metrics) if args.metrics else None
-    finetune(config, args.study, args.run, args.dataset, args.ratio, int(args.seed), Path(args.out), pretrained,
-             metrics=metrics, save_model=metrics is None or args.keep_model, store_dir=args.store,
-             split_file=args.split, predictions=args.predictions)
+    finetune(job, Path(args.out), store=args.store, split=args.split, runtime=runtime,
+             pretrained=Path(args.pretrained) if args.pretrained else None, metrics=Path(args.metrics),
+             predictions=Path(args.predictions) if args.predictions else None,
+             model=Path(args.model) if args.model else None)
 
 
-def _evaluate(args, config):
+def _evaluate(args, job, runtime):
     from medssl.train.evaluate import evaluate
 
-    evaluate(config, args.study, args.run, args.dataset, args.ratio, int(args.seed), Path(args.model),
-             Path(args.out), store_dir=args.store, split_file=args.split, predictions=args.predictions)
+    evaluate(job, Path(args.model), Path(args.out), store=args.store, split=args.split, runtime=runtime,
+             predictions=Path(args.predictions) if args.predictions else None)
 
 
-def _cost(args, config):
+def _features(args, job, runtime):
+    from medssl.reports.extract import extract_features
+
+    extract_features(job, Path(args.out), model=args.model, stores=args.stores)
+
+
+def _report(args, job, runtime):
+    from medssl.reports import builders, targets
+
+    inputs = args.inputs[0] if targets.target_info(job.target).kind == "tsne" else args.inputs
+    builders.build(job.target, job.config, inputs, *args.outputs)
+
+
+def _summary(args, job, runtime):
+    from medssl.reports.summary import build_summary
+
+    build_summary(job.config, job.study, args.inputs, *args.outputs)
+
+
+# ------------------------------------------------------------------------------------------ the tools
+
+def _cost(args):
     from medssl import cost
 
+    config = cfg.load_config(args.config)
     measured = None
     if args.measure:
         measured = {}
         for size, archs in sorted(cost.config_archs(config).items()):
-            measured.update(cost.measure_throughput(sorted(archs), size, device=config.get("device", "auto")))
+            measured.update(cost.measure_throughput(sorted(archs), size, device=config["device"]))
         for (arch, size), ips in sorted(measured.items()):
             print(f"measured {arch} at {size} px: {ips:.1f} training images/s")
     est = cost.estimate(config, root=args.directory, config_name=args.config, measured=measured)
     print(cost.format_table(est, by_run=args.by_run))
 
 
-def _features(args, config):
-    from medssl.reports.extract import extract_features
-    from medssl.reports.targets import tsne_spec
+def _plan(args):
+    import yaml
 
-    spec = tsne_spec(config)
-    extract_features(config, args.study, args.run, Path(args.out), per_task=spec.per_task, seed=spec.seed,
-                     model=args.model, store_dirs=args.stores)
+    text = yaml.safe_dump(cfg.load_config(args.config), sort_keys=False)
+    if args.out:
+        from medssl.io import write_text
 
-
-def _report(args, config):
-    from medssl.reports import builders, targets
-
-    inputs = args.inputs
-    if targets.target_info(args.target).kind == "tsne":
-        inputs = inputs[0]
-    builders.build(args.target, config, inputs, *args.outputs)
+        write_text(args.out, text)
+    else:
+        print(text, end="")
 
 
-def _export(args, config):
+def _settings(args):
+    from medssl import jobs
+
+    config = cfg.load_config(args.config)
+    names = jobs.JOBS[args.kind].wildcards()
+    wildcards = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    missing = [k for k in names if k not in wildcards]
+    if missing:
+        raise UsageError(f"the {args.kind} record needs {', '.join('--' + m for m in missing)}")
+    _check_names(config, args.config, wildcards)
+    record = jobs.record(config, args.kind, **wildcards)
+    print(record.readable() if args.yaml else record.to_json())
+
+
+def _export(args):
     from medssl.export import export_model
 
     export_model(args.model, args.out, args.to, args.part)
+
+
+# ------------------------------------------------------------------------------------------ the parser
+
+class UsageError(ValueError):
+    """A command-line value the config does not know (study, run, dataset, pool, ratio)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -139,10 +173,216 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"medssl: error: {where}{message} (see {self.prog} --help)\n")
 
 
-def _summary(args, config):
-    from medssl.reports.summary import build_summary
+#: each job command: (function, one-line description, example)
+JOB_COMMANDS = {
+    "synthesize": (_synthesize, "write a dataset's synthetic phantom twin (MSD layout)",
+                   "medssl synthesize --settings rec.json --out resources/synthetic/msd_heart/<digest>"),
+    "fetch": (_fetch, "download a dataset (md5-checked) or check one placed by hand; write its ready file",
+              "medssl fetch --settings rec.json --out resources/ready/msd_heart/<digest>.json"),
+    "slice": (_slice, "cut a dataset's volumes into its slice store",
+              "medssl slice --settings rec.json --source resources/ready/msd_heart/<digest>.json "
+              "--out results/demo/data/msd_heart"),
+    "split": (_split, "split a dataset's patients into train/val/test and draw the label subsets",
+              "medssl split --settings rec.json --store results/demo/data/msd_heart "
+              "--out results/demo/splits/msd_heart.json"),
+    "pretrain": (_pretrain, "self-supervised pretraining of one run on one pool of datasets",
+                 "medssl pretrain --settings rec.json --stores results/demo/data/msd_heart "
+                 "--splits results/demo/splits/msd_heart.json --out results/demo/hssl/pretrain/hssl/msd_heart"),
+    "finetune": (_finetune, "finetune one run on one dataset, label budget and seed, then test it",
+                 "medssl finetune --settings rec.json --store results/demo/data/msd_heart --split "
+                 "results/demo/splits/msd_heart.json --out ft/ --metrics ft/seed0.json"),
+    "evaluate": (_evaluate, "test a finetuned model file on the test patients",
+                 "medssl evaluate --settings rec.json --store ... --split ... --model ft/model.pt "
+                 "--out ft/seed0.json"),
+    "features": (_features, "features of a pretrained model for the t-SNE figure (HSSL Figure 3b)",
+                 "medssl features --settings rec.json --model .../model.pt --stores ... --out features.npz"),
+    "report": (_report, "build one table or figure from the metrics files it reads",
+               "medssl report --settings rec.json --inputs results/demo/hssl/metrics/... --outputs t.csv t.md t.html"),
+    "summary": (_summary, "the summary table and figure of a study that no paper report names",
+                "medssl summary --settings rec.json --inputs ... --outputs s.csv s.md s.html s.png"),
+}
 
-    build_summary(config, args.study, args.inputs, *args.outputs)
+TRAINING = ("pretrain", "finetune", "evaluate", "features")  # jobs that build a model and take --device
+
+
+def _runtime_options(p, kind: str) -> None:
+    stage = cfg.stage_defaults("finetune")
+    top = cfg.defaults()
+    g = p.add_argument_group("where it runs (changes no result)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default=top["device"],
+                   help="auto: CUDA when present, else the CPU (default: %(default)s)")
+    g.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: torch's choice)")
+    if kind in ("pretrain", "finetune"):
+        g.add_argument("--num-workers", type=int, metavar="N", default=stage["num_workers"],
+                       help="data loader processes (default: %(default)s, the main process)")
+        g.add_argument("--checkpoint-every", type=int, metavar="EPOCHS", default=stage["checkpoint_every"],
+                       help="epochs between resume checkpoints (default: %(default)s)")
+
+
+def _job_parser(sub, kind: str):
+    func, text, example = JOB_COMMANDS[kind]
+    p = sub.add_parser(kind, help=text, description=f"{text}.\n\nexample:\n  {example}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--settings", required=True, metavar="RECORD",
+                   help="the job's settings record: JSON text, or a file holding it "
+                        f"(`medssl settings {'finetune' if kind == 'evaluate' else kind} --config ...` prints it)")
+    if kind in TRAINING:
+        _runtime_options(p, kind)
+    p.set_defaults(func=func, job=kind)
+    return p
+
+
+def _path(p, name: str, text: str, *, required: bool = True, many: bool = False) -> None:
+    p.add_argument(f"--{name}", required=required, metavar="PATH", nargs="+" if many else None, help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="medssl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging; tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _job_parser(sub, "synthesize")
+    _path(p, "out", "the twin's folder to write (MSD layout: dataset.json, imagesTr/, labelsTr/)")
+    p = _job_parser(sub, "fetch")
+    _path(p, "out", "the ready file to write (JSON naming the dataset's root folder)")
+    p = _job_parser(sub, "slice")
+    _path(p, "source", "a synthetic twin's folder, or a fetch job's ready file")
+    _path(p, "out", "the slice store folder to write")
+    p = _job_parser(sub, "split")
+    _path(p, "store", "the dataset's slice store folder")
+    _path(p, "out", "the split JSON file to write")
+    p = _job_parser(sub, "pretrain")
+    _path(p, "stores", "the pool datasets' slice store folders, in the pool's order", many=True)
+    _path(p, "splits", "the pool datasets' split files, in the pool's order", many=True)
+    _path(p, "out", "the folder to write model.pt, log.csv and kept epoch<E>.pt into (resumes from its "
+                    "checkpoint.pt)")
+    for kind in ("finetune", "evaluate"):
+        p = _job_parser(sub, kind)
+        _path(p, "store", "the dataset's slice store folder")
+        _path(p, "split", "the dataset's split file")
+        _path(p, "predictions", "the test predictions' .npz to write (default: beside the metrics JSON, "
+                                "seed0.json -> seed0_pred.npz)", required=False)
+    ft = sub.choices["finetune"]
+    _path(ft, "out", "the folder to write log.csv into (resumes from its checkpoint.pt)")
+    _path(ft, "pretrained", "the pretrained model file to start from (default: random initialisation)",
+          required=False)
+    _path(ft, "metrics", "the test metrics JSON to write")
+    _path(ft, "model", "also write the finetuned model file here (default: not kept)", required=False)
+    ev = sub.choices["evaluate"]
+    _path(ev, "model", "the finetuned model file to test")
+    _path(ev, "out", "the test metrics JSON to write")
+    p = _job_parser(sub, "features")
+    _path(p, "model", "the pretrained model file")
+    _path(p, "stores", "the pool datasets' slice store folders, in the pool's order", many=True)
+    _path(p, "out", "the features .npz to write")
+    p = _job_parser(sub, "report")
+    _path(p, "inputs", "the metrics JSON files (Figure 5: _pred.npz; Figure 3b: the features .npz) it reads",
+          many=True)
+    _path(p, "outputs", "the files to write: a table's CSV, Markdown and HTML, or a figure's PNG", many=True)
+    p = _job_parser(sub, "summary")
+    _path(p, "inputs", "the study's metrics JSON files", many=True)
+    p.add_argument("--outputs", nargs=4, required=True, metavar=("CSV", "MD", "HTML", "PNG"),
+                   help="the summary table's CSV, Markdown and HTML, and its figure's PNG")
+
+    def tool(name, func, text, example):
+        p = sub.add_parser(name, help=text, description=f"{text}.\n\nexample:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func, job=None)
+        return p
+
+    def config_option(p):
+        p.add_argument("--config", required=True, metavar="YAML",
+                       help="a config file (config/config.yaml, config/paper.yaml or your own)")
+
+    p = tool("cost", _cost, "jobs per rule and estimated GPU-hours of a config's workflow",
+             "medssl cost --config config/paper.yaml --by-run")
+    config_option(p)
+    p.add_argument("--by-run", action="store_true", help="also break the GPU-hours down by study/run")
+    p.add_argument("--measure", action="store_true",
+                   help="time the config's architectures on this machine's device and use those numbers")
+    p.add_argument("--directory", default=".", metavar="PATH",
+                   help="workflow directory holding results/, for slice counts (default: %(default)s)")
+    p = tool("plan", _plan, "the config with every default written out (what results/<experiment>/plan.yaml "
+             "holds after a run)", "medssl plan --config config/paper.yaml --out plan.yaml")
+    config_option(p)
+    p.add_argument("--out", metavar="PATH", help="the YAML file to write (default: print it)")
+    p = tool("settings", _settings, "print the settings record of one job of a config, as the workflow hands "
+             "it (JSON), for `medssl <job> --settings`", "medssl settings finetune --config config/config.yaml "
+             "--study hssl --run hssl --dataset msd_heart --ratio 5 --seed 0 > rec.json")
+    p.add_argument("kind", choices=sorted(JOB_COMMANDS.keys() - {"evaluate"}), metavar="JOB",
+                   help="the job kind: " + ", ".join(sorted(JOB_COMMANDS.keys() - {"evaluate"})) +
+                        " (evaluate reads its finetune job's record)")
+    config_option(p)
+    for name, text in (("study", "a study of the config"), ("run", "a run of the study"),
+                       ("pool", "a pretraining pool: 'all' (multi-domain) or a dataset"),
+                       ("dataset", "a dataset of the config"),
+                       ("ratio", "a label ratio key: a percentage of data.label_ratios such as 5, or 'scans'"),
+                       ("seed", "a finetuning seed (an integer)"), ("target", "a report target, e.g. hssl_table2")):
+        p.add_argument(f"--{name}", help=text)
+    p.add_argument("--yaml", action="store_true", help="print it as YAML, one key a line (to read, not to pass)")
+    p = tool("export", _export, "write a model file's weights as a plain state dict for torchvision, MONAI or "
+             "plain PyTorch", "medssl export results/demo/hssl/pretrain/hssl/all/model.pt encoder.pt --to state_dict")
+    p.add_argument("model", help="a medssl model file (model.pt, epoch<E>.pt)")
+    p.add_argument("out", help="the state dict file to write")
+    p.add_argument("--to", required=True, choices=["torchvision", "monai", "state_dict"],
+                   help="the library whose parameter names the file gets")
+    p.add_argument("--part", default="encoder", choices=["encoder", "all"],
+                   help="the encoder alone, or the whole network (default: %(default)s)")
+    return parser
+
+
+# ------------------------------------------------------------------------------------------ running
+
+def _read_record(kind: str, value: str):
+    """The settings record of a ``kind`` job from ``--settings`` (JSON text, or a file holding it)."""
+    from medssl import jobs
+
+    cls = jobs.JOBS["finetune" if kind == "evaluate" else kind]
+    text = value
+    if not value.lstrip().startswith("{"):
+        try:
+            text = Path(value).read_text()
+        except OSError as err:
+            raise UsageError(f"--settings {value}: neither a JSON record nor a readable file "
+                             f"({err.strerror or err})") from None
+    return cls.from_json(text)
+
+
+def _runtime(args):
+    from medssl.settings import Runtime
+
+    return Runtime(device=getattr(args, "device", "auto"), threads=getattr(args, "threads", None),
+                   num_workers=getattr(args, "num_workers", 0), checkpoint_every=getattr(args, "checkpoint_every", 1))
+
+
+def _check_names(config: dict, where: str, wildcards: dict) -> None:
+    """Refuse (:class:`UsageError`) a study, run, dataset, pool, ratio or target the config does not define."""
+    def known(kind, value, names, what):
+        if value not in names:
+            raise UsageError(f"--{kind} {value!r} is not in {what} (known: {', '.join(map(str, names)) or 'none'})")
+
+    studies = config.get("studies") or {}
+    if "study" in wildcards:
+        known("study", wildcards["study"], list(studies), f"the studies of {where}")
+        if "run" in wildcards:
+            known("run", wildcards["run"], list(studies[wildcards["study"]]["runs"]),
+                  f"the runs of study {wildcards['study']}")
+    for kind in ("dataset", "pool"):
+        if kind in wildcards:
+            known(kind, wildcards[kind], list(config["datasets"]) + (["all"] if kind == "pool" else []),
+                  f"the datasets of {where}")
+    if "ratio" in wildcards:
+        keys = [cfg.ratio_key(r) for r in config["data"]["label_ratios"]]
+        if config["datasets"][wildcards["dataset"]].get("scans_subset"):
+            keys.append("scans")
+        known("ratio", wildcards["ratio"], keys, "data.label_ratios" + (" (or 'scans')" if "scans" in keys else ""))
+    if "seed" in wildcards:
+        try:
+            wildcards["seed"] = int(wildcards["seed"])
+        except ValueError:
+            raise UsageError(f"--seed {wildcards['seed']!r} is not an integer") from None
+    if "target" in wildcards:
+        known("target", wildcards["target"], list(config.get("reports") or {}), f"the reports of {where}")
 
 
 def _last_epoch(out: Path) -> str | None:
@@ -162,6 +402,7 @@ def _last_epoch(out: Path) -> str | None:
 def _written(args) -> list[Path]:
     """The paths a command was told to write (``--out``, ``--outputs``, ``--metrics``, ``--predictions``)."""
     paths = [getattr(args, "out", None), getattr(args, "metrics", None), getattr(args, "predictions", None),
+             getattr(args, "model", None) if args.command == "finetune" else None,
              *(getattr(args, "outputs", None) or [])]
     return [Path(p) for p in paths if p]
 
@@ -170,6 +411,8 @@ def log_closing(args, figures: str | None, seconds: float) -> None:
     """End a job's log with what it wrote and its final figures (the progress bar is gone by then)."""
     logger = logging.getLogger("medssl")
     for path in _written(args):
+        if not path.exists():
+            continue
         entries = sorted(q for q in path.iterdir() if not q.name.startswith(".")) if path.is_dir() else [path]
         for q in entries:
             files = [q] if q.is_file() else [f for f in q.rglob("*") if f.is_file()]
@@ -180,122 +423,6 @@ def log_closing(args, figures: str | None, seconds: float) -> None:
     if figures:
         logger.info("%s: %s", args.command, figures)
     logger.info("%s finished in %.1f s", args.command, seconds)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="medssl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging; tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name, func, help_text, *options):
-        p = sub.add_parser(name, help=help_text)
-        p.add_argument("--config", required=True, help="YAML config (validated against the schema)")
-        p.add_argument("--settings", help="digest of the settings the job must run with (medssl.jobs; the "
-                       "workflow passes its rule's params), checked before anything runs")
-        for opt in options:
-            p.add_argument(f"--{opt}", required=opt != "pretrained", type=int if opt == "seed" else str)
-        p.set_defaults(func=func)
-        return p
-
-    def pool_inputs(p, *names):  # a pool job's inputs: one path per pool dataset, in the pool's order
-        for name in names:
-            p.add_argument(f"--{name}", nargs="+", required=True, metavar="PATH",
-                           help=f"the pool datasets' {name}, one per dataset in the pool's order")
-
-    command("synthesize", _synthesize, "write a dataset's synthetic phantom twin (MSD layout)", "dataset", "out")
-    command("fetch", _fetch, "download (md5-checked) or check a manual dataset", "dataset", "out")
-    command("slice", _slice, "slice a dataset's volumes into a slice store", "dataset", "out")
-    command("split", _split, "patient split and nested label subsets", "dataset", "store", "out")
-    pt = command("pretrain", _pretrain, "self-supervised pretraining of one run on one pool",
-                 "study", "run", "pool", "out")
-    pool_inputs(pt, "stores", "splits")
-    ft = command("finetune", _finetune, "finetune one run on one dataset, label ratio and seed",
-                 "study", "run", "dataset", "ratio", "seed", "store", "split", "out", "pretrained")
-    ft.add_argument("--metrics", help="also evaluate the selected model on the test patients in this process "
-                    "(as `medssl evaluate` would): write this metrics JSON and its _pred.npz beside it; the "
-                    "finetuned model.pt is then written only with --keep-model")
-    ft.add_argument("--keep-model", action="store_true", help="with --metrics: write model.pt as well")
-    ev = command("evaluate", _evaluate, "evaluate a finetuned model on the test patients",
-                 "study", "run", "dataset", "ratio", "seed", "store", "split", "model", "out")
-    for p in (ft, ev):
-        p.add_argument("--predictions", help="the test predictions' .npz for the figures (default: beside "
-                       "the metrics JSON, seed0.json -> seed0_pred.npz)")
-    p = command("cost", _cost, "jobs per rule and estimated GPU-hours of a config's workflow")
-    p.add_argument("--by-run", action="store_true", help="also break the GPU-hours down by study/run")
-    p.add_argument("--measure", action="store_true",
-                   help="time the config's architectures on this machine's device and use those numbers")
-    p.add_argument("--directory", default=".", help="workflow directory holding results/ (default: .)")
-    features = command("features", _features, "features of a pretrained model for the t-SNE figure",
-                       "study", "run", "model", "out")
-    pool_inputs(features, "stores")
-    report = command("report", _report, "build one table or figure from its input files", "target")
-    report.add_argument("--inputs", nargs="+", required=True)
-    report.add_argument("--outputs", nargs="+", required=True)
-    summary = command("summary", _summary, "the generic summary table and figure of a study no paper report "
-                      "names", "study")
-    summary.add_argument("--inputs", nargs="+", required=True)
-    summary.add_argument("--outputs", nargs=4, required=True, metavar=("CSV", "MD", "HTML", "PNG"))
-    export = sub.add_parser("export", help="write a model's weights as a plain state dict for torchvision, "
-                            "MONAI or plain PyTorch (no --config)")
-    export.add_argument("model", help="a medssl model file (model.pt, epoch<E>.pt)")
-    export.add_argument("out", help="the state dict file to write")
-    export.add_argument("--to", required=True, choices=["torchvision", "monai", "state_dict"])
-    export.add_argument("--part", default="encoder", choices=["encoder", "all"])
-    export.set_defaults(func=_export)
-    return parser
-
-
-# Commands that build models (they import torch anyway) check the config's methods and architectures against
-# their registries too; the others skip that import (~2 s a job: the workflow checked it all when parsed).
-MODEL_COMMANDS = ("pretrain", "finetune", "evaluate", "features", "cost")
-
-
-def _check_settings(args, config) -> None:
-    """Start a job's log with the settings it runs with (medssl.jobs) and their digest; with ``--settings``
-    (the digest the workflow scheduled the job with, its rule's params), refuse to run on other settings."""
-    import inspect
-
-    from medssl import jobs
-
-    if args.command not in jobs.SETTINGS:
-        return
-    fields = list(inspect.signature(jobs.SETTINGS[args.command]).parameters)[1:]
-    settings = jobs.settings_of(config, args.command, **{k: getattr(args, k) for k in fields})
-    digest = jobs.digest(settings)
-    logging.getLogger("medssl").info("settings %s: %s", digest, json.dumps(settings, sort_keys=True))
-    if args.settings and args.settings != digest:
-        raise cfg.ConfigError(f"{args.config}: the settings of this {args.command} job (digest {digest}) are not "
-                              f"those the workflow scheduled it with ({args.settings}); the config changed while "
-                              "the workflow ran: run snakemake again")
-
-
-def _known(kind: str, value: str, known, where: str) -> None:
-    if value not in known:
-        raise UsageError(f"--{kind} {value!r} is not in {where} (known: {', '.join(map(str, known)) or 'none'})")
-
-
-def check_names(args, config: dict | None) -> None:
-    """Refuse (:class:`UsageError`) a study, run, dataset, pool or ratio the config does not define."""
-    if config is None:
-        return
-    study = getattr(args, "study", None)
-    if study is not None:
-        _known("study", study, list(config.get("studies", {})), f"the studies of {args.config}")
-        run = getattr(args, "run", None)
-        if run is not None:
-            _known("run", run, list(config["studies"][study]["runs"]), f"the runs of study {study}")
-    for kind in ("dataset", "pool"):
-        value = getattr(args, kind, None)
-        if value is not None:
-            known = list(config["datasets"]) + (["all"] if kind == "pool" else [])
-            _known(kind, value, known, f"the datasets of {args.config}")
-    ratio = getattr(args, "ratio", None)
-    if ratio is not None:
-        keys = [cfg.ratio_key(r) for r in cfg.label_ratios(config)]
-        dataset = getattr(args, "dataset", None)
-        if dataset and (config["datasets"].get(dataset) or {}).get("scans_subset"):
-            keys.append("scans")
-        _known("ratio", ratio, keys, "data.label_ratios" + (" (or 'scans')" if "scans" in keys else ""))
 
 
 def _terminate(signum, frame):
@@ -321,27 +448,29 @@ def _manual_dataset_missing(err: BaseException) -> bool:
     return manual is not None and isinstance(err, manual.ManualDatasetMissing)
 
 
-def main(argv: list[str] | None = None, *, delegate_to_server: bool = True) -> int:
-    """Run one command; as a fork of the workflow's job server when one is running (:mod:`medssl.server`)."""
-    if delegate_to_server and os.environ.get("MEDSSL_SERVER"):
-        from medssl.server_client import delegate
+def _run_job(args) -> str | None:
+    """Read the record, log it and where the job runs, then run the job."""
+    record = _read_record(args.job, args.settings)
+    runtime = _runtime(args)
+    log = logging.getLogger("medssl")
+    log.info("%s job, settings record %s:\n%s", args.command, record.digest(), record.readable())
+    if args.job in TRAINING:
+        log.info("runs on: %s", ", ".join(f"{k} {v}" for k, v in vars(runtime).items() if v is not None))
+    return args.func(args, record, runtime)
 
-        code = delegate(sys.argv[1:] if argv is None else list(argv))
-        if code is not None:
-            return code
+
+def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        config = (cfg.load_config(args.config, registries=args.command in MODEL_COMMANDS)
-                  if getattr(args, "config", None) else None)
-        check_names(args, config)
-        _check_settings(args, config)
+        if args.job is None:  # a tool: cost, plan, settings, export
+            args.func(args)
+            return 0
         started = time.perf_counter()
-        figures = args.func(args, config)
-        if args.command != "cost":  # cost prints its table; the others are jobs whose logs end here
-            log_closing(args, figures, time.perf_counter() - started)
+        figures = _run_job(args)
+        log_closing(args, figures, time.perf_counter() - started)
     except (cfg.ConfigError, UsageError) as err:
         print(f"medssl: error: {_one_line(err)}", file=sys.stderr)
         return 2

@@ -1,18 +1,24 @@
-"""Configuration: load, validate against the schema (:data:`SCHEMA_PATH`), and resolve defaults.
+"""Configuration: load, validate against the schema (:data:`SCHEMA_PATH`), and resolve every default once.
 
-The schema is the single definition of what a config may hold; :func:`validate` applies it with the same
-JSON-schema semantics as ``snakemake.utils.validate`` so the library and the workflow agree. It ships inside
-the package (``medssl/package_data/config.schema.yaml``, a link to ``config/schemas/config.schema.yaml`` in
-the repository, copied into wheels), so an installed medssl finds it without the repository; the workflow
-validates with the same file (``SCHEMA_PATH``). Resolution
-helpers merge the global defaults with per-dataset, per-study and per-run overrides, so every consumer
-(slicing, splits, training, reports, the Snakefile) reads one resolved view.
+The schema is the single definition of what a config may hold and of every default value: :func:`validate`
+applies it with the same JSON-schema semantics as ``snakemake.utils.validate``, and :func:`resolve` writes
+out every default the library applies (per dataset, study, run and stage, each method's parameters
+included), so that no other module applies one. Where a default is another key's value, resolve says which
+(a dataset's ``image_size`` is ``data.image_size``; a run's ``finetune`` block is merged over its study's);
+where it depends on the study's paper, the schema says so (``x-paper-default``). The resolved config is the
+plan (nnU-Net's word): a valid config itself, written to ``results/<experiment>/plan.yaml`` after a run, and
+the source of every job's settings record (:mod:`medssl.jobs`); typed views of it: :mod:`medssl.settings`.
+
+The schema ships inside the package (``medssl/package_data/config.schema.yaml``, a link to
+``config/schemas/config.schema.yaml`` in the repository, copied into wheels), so an installed medssl finds it
+without the repository; the workflow validates with the same file.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import functools
+import json
 from importlib.resources import files
 from pathlib import Path
 
@@ -20,40 +26,61 @@ import yaml
 
 from medssl import registry
 
-#: the JSON schema of a config (YAML), package data of medssl; the workflow's ``validate`` reads it too
+#: the JSON schema of a config (YAML), package data of medssl; the workflow validates with it too
 SCHEMA_PATH: Path = files("medssl") / "package_data" / "config.schema.yaml"
-
-DEFAULT_NORMALISATION = {"ct_window": [-200.0, 300.0], "mri_percentiles": [0.5, 99.5]}
-DEFAULT_SPLIT = {"ratios": [0.7, 0.1, 0.2], "seed": 0}
-DEFAULT_SYNTHETIC = {"patients": 10, "seed": 0, "scale": 0.25}
-DEFAULT_LABEL_RATIOS = ["5", "10", "100"]  # a study's finetuning label ratios (split keys)
-DEFAULT_PRETRAIN = {
-    "epochs": 1000, "batch_size": 30, "lr": 3e-4, "lr_scaling": "none", "lr_reference_batch": 256,
-    "lr_schedule": "constant", "weight_decay": 0.0, "checkpoint_every": 10, "keep_epochs": [], "steps_per_epoch": None,
-    "steps": None, "num_workers": 0, "crop_scale": [0.5, 1.0],
-}
-DEFAULT_FINETUNE = {
-    "epochs": 100, "batch_size": 30, "lr": 5e-4, "poly_power": 0.9, "weight_decay": 0.0,
-    "checkpoint_every": 10, "steps_per_epoch": None, "steps": None, "num_workers": 0, "val_every": 1,
-    "crop_scale": [0.7, 1.0], "rotation_degrees": 15.0,
-}
 
 
 class ConfigError(ValueError):
     """An invalid configuration; the message names the offending key."""
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_text() -> str:
+    return SCHEMA_PATH.read_text()
+
+
 def load_schema() -> dict:
-    with open(SCHEMA_PATH) as f:
-        return yaml.safe_load(f)
+    """The schema as a fresh dict (callers may change their copy)."""
+    return yaml.safe_load(_schema_text())
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(*path: str) -> str:
+    node = load_schema()
+    for key in path:
+        node = node[key]
+        while "$ref" in node:
+            node = load_schema()["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return json.dumps({k: v["default"] for k, v in node.get("properties", {}).items() if "default" in v})
+
+
+def defaults(*path: str) -> dict:
+    """``{key: default}`` of the schema node at ``path`` (e.g. ``("$defs", "finetune_stage")``, ``()`` for the
+    top level, ``("properties", "data", "properties", "synthetic")``): the one source of default values."""
+    return json.loads(_defaults(*path))
+
+
+def stage_defaults(stage: str) -> dict:
+    """Every key of a ``pretrain`` or ``finetune`` block with its schema default."""
+    return defaults("$defs", f"{stage}_stage")
+
+
+def _study_defaults(paper: str | None) -> dict:
+    """A study's scalar options with their defaults for ``paper`` (the schema's ``x-paper-default``)."""
+    props = load_schema()["properties"]["studies"]["additionalProperties"]["properties"]
+    out = {}
+    for key, spec in props.items():
+        if "default" in spec and key not in ("pretrain", "finetune", "runs"):
+            out[key] = spec.get("x-paper-default", {}).get(paper, spec["default"])
+    return out
 
 
 def validate(config: dict, *, registries: bool = True) -> dict:
-    """Validate ``config`` against the schema (filling schema defaults); raise :class:`ConfigError`.
+    """Validate ``config`` against the schema (filling the top-level defaults); raise :class:`ConfigError`
+    naming every offending key, one line each.
 
     ``registries=False`` leaves out the check of methods, architectures and method parameters against their
-    registries, which imports torch (~2 s): for commands that build no model, on a config the workflow
-    already checked in full when it was parsed."""
+    registries, which imports torch (~2 s)."""
     import jsonschema
 
     schema = load_schema()
@@ -63,19 +90,24 @@ def validate(config: dict, *, registries: bool = True) -> dict:
         lines = []
         for err in errors:
             where = "/".join(str(p) for p in err.absolute_path) or "<top level>"
-            lines.append(f"config key '{where}': {err.message}")
+            lines.append(f"config key '{where}': {_short(err.message)}")
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
-    for key, spec in schema["properties"].items():
-        if "default" in spec:
-            config.setdefault(key, copy.deepcopy(spec["default"]))
+    for key, value in defaults().items():
+        config.setdefault(key, copy.deepcopy(value))
     check_references(config, registries=registries)
     return config
+
+
+def _short(message: str, limit: int = 300) -> str:
+    """A jsonschema message without the dump of a whole sub-config it may quote."""
+    return message if len(message) <= limit else message[:limit] + " ..."
 
 
 def check_references(config: dict, *, registries: bool = True) -> None:
     """Cross-field checks the JSON schema cannot express (registry names or datasets declared with a
     ``path``, study datasets, runs). The ``reports`` block is checked by
-    :func:`medssl.reports.targets.check_reports`, which resolves the report targets (a layer above this one)."""
+    :func:`medssl.reports.targets.check_reports`, which resolves the report targets (a layer above this one);
+    label ratios and kept epochs, which depend on inherited values, by :func:`resolve`."""
     for name, entry in config["datasets"].items():
         declared = [k for k in registry.DECLARATION_KEYS if k in (entry or {}) and k != "path"]
         if name in registry.REGISTRY and declared and not registry.is_user_dataset(config, name):
@@ -101,23 +133,21 @@ def check_references(config: dict, *, registries: bool = True) -> None:
             where = f"config key 'studies/{sname}/runs/{rname}"
             if run.get("pretrain_run"):
                 src_study, _, src_run = run["pretrain_run"].rpartition("/")
-                src_study = src_study or sname
-                src = config["studies"].get(src_study, {}).get("runs", {}).get(src_run)
+                src = config["studies"].get(src_study or sname, {}).get("runs", {}).get(src_run)
                 if src is None or src["method"] == "tfs" or src.get("pretrain_run"):
                     raise ConfigError(f"{where}/pretrain_run': {run['pretrain_run']!r} is not a run with its "
                                       f"own pretraining")
-                if run.get("pretrain_epoch"):
-                    keep = stage_settings(config, src_study, "pretrain", src_run)["keep_epochs"]
-                    if run["pretrain_epoch"] not in keep:
-                        raise ConfigError(f"{where}/pretrain_epoch': epoch {run['pretrain_epoch']} is not in "
-                                          f"the keep_epochs {keep} of {src_study}/{src_run}")
             elif run.get("pretrain_epoch"):
                 raise ConfigError(f"{where}/pretrain_epoch': needs pretrain_run")
             for ds in run.get("finetune_datasets", []):
                 if ds not in config["datasets"]:
                     raise ConfigError(f"config key 'studies/{sname}/runs/{rname}/finetune_datasets': "
                                       f"dataset {ds!r} is not listed under 'datasets'")
-            _check_run(config, sname, rname, registries=registries)
+            if run["method"] == "tfs" and run.get("params"):
+                raise ConfigError(f"{where}/params': a tfs run (training from scratch) takes no method "
+                                  f"parameters")
+            if registries:
+                _check_registered(run, run["method"], run.get("params") or {}, where)
 
 
 def _check_registered(run: dict, method: str, params: dict, where: str) -> None:
@@ -136,33 +166,6 @@ def _check_registered(run: dict, method: str, params: dict, where: str) -> None:
                 raise ConfigError(f"{where}/params/{name}': not a parameter of method {method!r}; its "
                                   f"parameters: {', '.join(sorted(known)) or 'none'}")
 
-
-def _check_run(config: dict, sname: str, rname: str, *, registries: bool = True) -> None:
-    """A run's method, arch and method parameters are registered (:mod:`medssl.methods`,
-    :mod:`medssl.models`; skipped with ``registries=False``), and each of its label ratios is a key the splits
-    hold: one of ``data.label_ratios`` (as :func:`ratio_key` writes it), or ``scans`` where every finetuning
-    dataset of the run has a ``scans_subset``."""
-    run = config["studies"][sname]["runs"][rname]
-    where = f"config key 'studies/{sname}/runs/{rname}"
-    method = run["method"]
-    params = run.get("params") or {}
-    if method == "tfs" and params:
-        raise ConfigError(f"{where}/params': a tfs run (training from scratch) takes no method parameters")
-    if registries:
-        _check_registered(run, method, params, where)
-    rs = run_settings(config, sname, rname)
-    key = f"{where}/label_ratios'" if "label_ratios" in run else f"config key 'studies/{sname}/label_ratios'"
-    keys = [ratio_key(r) for r in label_ratios(config)]
-    for ratio in rs["label_ratios"]:
-        if ratio == "scans":
-            lacking = [ds for ds in rs["finetune_datasets"]
-                       if not (config["datasets"].get(ds) or {}).get("scans_subset")]
-            if lacking:
-                raise ConfigError(f"{key}: ratio 'scans' needs a scans_subset on every finetuning dataset of "
-                                  f"{sname}/{rname}; missing on {', '.join(lacking)}")
-        elif ratio not in keys:
-            raise ConfigError(f"{key}: label ratio {ratio!r} of {sname}/{rname} is not in data.label_ratios "
-                              f"({', '.join(keys)}), so the splits have no such subset")
 
 
 _JSON_TYPES = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
@@ -259,36 +262,30 @@ def parse_overrides(config: dict, schema: dict | None = None) -> dict:
     return config
 
 
-def load_config(path: str | Path, *, registries: bool = True) -> dict:
-    with open(path) as f:
-        config = yaml.safe_load(f)
+def read_config(path: str | Path) -> dict:
+    """The YAML mapping in ``path``, unvalidated; :class:`ConfigError` (one line, naming the file) when it is
+    missing, not YAML or not a mapping."""
+    try:
+        with open(path) as f:
+            config = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read the config: {err.strerror or err}") from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: a config must be a YAML mapping")
-    return validate(config, registries=registries)
+    return config
+
+
+def load_config(path: str | Path) -> dict:
+    """The config in ``path``, validated and resolved (:func:`resolve`): every default written out."""
+    return resolve(validate(read_config(path)))
 
 
 # --------------------------------------------------------------------------------------------------
-# Resolved views
-
-
-@dataclass(frozen=True)
-class DatasetSettings:
-    """A registry entry merged with the config's global and per-dataset settings."""
-
-    spec: registry.DatasetSpec
-    image_size: int
-    slice_axis: str
-    ct_window: tuple[float, float]
-    mri_percentiles: tuple[float, float]
-    split: dict
-    scans_subset: tuple[int, int] | None
-    synthetic_patients: int = DEFAULT_SYNTHETIC["patients"]
-    synthetic_scale: float = DEFAULT_SYNTHETIC["scale"]
-    synthetic_seed: int = DEFAULT_SYNTHETIC["seed"]
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
+# Resolution: every default written out, once
 
 
 def merged_split(*layers: dict) -> dict:
@@ -299,98 +296,125 @@ def merged_split(*layers: dict) -> dict:
     return split
 
 
-def dataset_settings(config: dict, name: str) -> DatasetSettings:
-    spec = registry.get(name, config)
-    data = config["data"]
-    over = config["datasets"].get(name) or {}
-    norm = {**DEFAULT_NORMALISATION, **data.get("normalisation", {})}
-    split = merged_split(DEFAULT_SPLIT, data.get("split", {}), over.get("split", {}))
-    synth = {**DEFAULT_SYNTHETIC, **data.get("synthetic", {})}
-    scans = over.get("scans_subset")
-    return DatasetSettings(
-        spec=spec,
-        image_size=int(over.get("image_size", data["image_size"])),
-        slice_axis=over.get("slice_axis", spec.slice_axis),
-        ct_window=tuple(over.get("ct_window", norm["ct_window"])),
-        mri_percentiles=tuple(over.get("mri_percentiles", norm["mri_percentiles"])),
-        split=split,
-        scans_subset=tuple(scans) if scans else None,
-        synthetic_patients=int(over.get("patients", synth["patients"])),
-        synthetic_scale=float(over.get("synthetic_scale", synth["scale"])),
-        synthetic_seed=int(synth["seed"]),
-    )
-
-
-def label_ratios(config: dict) -> list[float]:
-    return list(config["data"].get("label_ratios", [5, 10, 50, 100]))
-
-
 def ratio_key(ratio: float) -> str:
     """Canonical wildcard/JSON key for a label ratio in percent: 5 -> '5', 12.5 -> '12.5'."""
     return f"{float(ratio):g}"
 
 
-DEFAULT_NOISE_SIGMA = 0.1  # denoising downstream: Gaussian noise sd on [0, 1] images (paper B is silent)
+def _no_nulls(mapping: dict) -> dict:
+    """``mapping`` less its None values (the schema has no null for an absent reference or subset)."""
+    return {k: v for k, v in mapping.items() if v is not None}
 
 
-def study_options(config: dict, study: str) -> dict:
-    """A study's options with their defaults, which depend on its ``paper``:
-
-    * ``slice_filter``: ``foreground`` (paper A's Table 1 counts only labelled slices) for ``paper: hssl``;
-      ``all`` for ``paper: ssmtl`` and studies without ``paper``.
-    * ``input_norm``: ``instance`` (zero mean, unit variance per image, paper B) for ``paper: ssmtl``; ``none``
-      otherwise.
-    * ``downstream``: ``segmentation`` (default) or ``denoising`` with ``noise_sigma`` (:data:`DEFAULT_NOISE_SIGMA`).
-    """
-    s = config["studies"][study]
-    paper = s.get("paper")
-    return {
-        "paper": paper,
-        "downstream": s.get("downstream", "segmentation"),
-        "slice_filter": s.get("slice_filter", "foreground" if paper == "hssl" else "all"),
-        "input_norm": s.get("input_norm", "instance" if paper == "ssmtl" else "none"),
-        "noise_sigma": float(s.get("noise_sigma", DEFAULT_NOISE_SIGMA)),
-    }
+def _resolve_data(data: dict) -> dict:
+    node = ("properties", "data", "properties")
+    return {**data,
+            "normalisation": {**defaults(*node, "normalisation"), **data.get("normalisation", {})},
+            "split": merged_split(defaults("$defs", "split"), data.get("split", {})),
+            "synthetic": {**defaults(*node, "synthetic"), **data.get("synthetic", {})},
+            "label_ratios": list(data.get("label_ratios", defaults(*node[:2])["label_ratios"]))}
 
 
-def stage_settings(config: dict, study: str, stage: str, run: str | None = None) -> dict:
-    """Hyper-parameters of ``stage`` ('pretrain' or 'finetune'): defaults < study < run."""
-    base = DEFAULT_PRETRAIN if stage == "pretrain" else DEFAULT_FINETUNE
-    s = config["studies"][study]
-    merged = {**base, **s.get(stage, {})}
-    if run is not None:
-        merged.update(s["runs"][run].get(stage, {}))
-    return merged
+def _resolve_dataset(name: str, entry: dict, data: dict, synthetic: bool) -> dict:
+    """A dataset entry with its settings: its own overrides, else ``data``'s (resolved), else the registry's."""
+    entry = entry or {}
+    spec = registry.get(name, {"datasets": {name: entry}})
+    twin = {"patients": entry.get("patients", data["synthetic"]["patients"]),
+            "synthetic_scale": entry.get("synthetic_scale", data["synthetic"]["scale"])} if synthetic else {}
+    return _no_nulls({
+        **entry, "image_size": entry.get("image_size", data["image_size"]),
+        "slice_axis": entry.get("slice_axis", spec.slice_axis),
+        "ct_window": list(entry.get("ct_window", data["normalisation"]["ct_window"])),
+        "mri_percentiles": list(entry.get("mri_percentiles", data["normalisation"]["mri_percentiles"])),
+        "split": merged_split(data["split"], entry.get("split", {})), **twin})
 
 
-def run_params(config: dict, study: str, run: str) -> dict:
-    """A run's method parameters with the method's own defaults filled in (:func:`medssl.methods.method_params`;
-    imports torch); {} for a run trained from scratch."""
-    rs = run_settings(config, study, run)
-    if rs["method"] == "tfs":
+def _method_params(method: str, params: dict) -> dict:
+    """``params`` with the method's own defaults filled in (imports torch); {} for training from scratch."""
+    if method == "tfs":
         return {}
     from medssl.methods import METHODS, method_params
 
-    return {**method_params(METHODS[rs["method"]]), **rs["params"]}
+    return {**method_params(METHODS[method]), **params}
 
 
-def run_settings(config: dict, study: str, run: str) -> dict:
-    """A run entry with its defaults filled: method, arch, domain, params, transfer, datasets, ratios."""
-    s = config["studies"][study]
-    r = s["runs"][run]
-    return {
-        "name": run,
-        "method": r["method"],
-        "arch": r["arch"],
-        "domain": r.get("domain", "multi"),
-        "params": dict(r.get("params", {})),
-        "transfer": r.get("transfer", "all"),
-        "finetune_datasets": list(r.get("finetune_datasets", s["finetune_datasets"])),
-        "label_ratios": [str(x) for x in r.get("label_ratios", s.get("label_ratios", DEFAULT_LABEL_RATIOS))],
-        "label": r.get("label", run),
-        "pretrain_run": r.get("pretrain_run"),
-        "pretrain_epoch": r.get("pretrain_epoch"),
+def _resolve_run(config: dict, study: dict, sname: str, rname: str, ratio_keys: list[str]) -> dict:
+    run = study["runs"][rname]
+    resolved = {**run, "domain": run.get("domain", "multi"), "transfer": run.get("transfer", "all"),
+                "params": _method_params(run["method"], dict(run.get("params", {}))),
+                "finetune_datasets": list(run.get("finetune_datasets", study["finetune_datasets"])),
+                "label_ratios": [str(r) for r in run.get("label_ratios", study["label_ratios"])],
+                "label": run.get("label", rname),
+                "finetune": {**study["finetune"], **run.get("finetune", {})}}
+    if run["method"] != "tfs" and not run.get("pretrain_run"):  # a run that pretrains itself
+        resolved["pretrain"] = {**study["pretrain"], **run.get("pretrain", {})}
+    else:
+        resolved.pop("pretrain", None)
+    where = f"config key 'studies/{sname}/runs/{rname}"
+    key = f"{where}/label_ratios'" if "label_ratios" in run else f"config key 'studies/{sname}/label_ratios'"
+    for ratio in resolved["label_ratios"]:
+        if ratio == "scans":
+            lacking = [ds for ds in resolved["finetune_datasets"]
+                       if not (config["datasets"].get(ds) or {}).get("scans_subset")]
+            if lacking:
+                raise ConfigError(f"{key}: ratio 'scans' needs a scans_subset on every finetuning dataset of "
+                                  f"{sname}/{rname}; missing on {', '.join(lacking)}")
+        elif ratio not in ratio_keys:
+            raise ConfigError(f"{key}: label ratio {ratio!r} of {sname}/{rname} is not in data.label_ratios "
+                              f"({', '.join(ratio_keys)}), so the splits have no such subset")
+    return resolved
+
+
+def _resolve_study(config: dict, sname: str, ratio_keys: list[str]) -> dict:
+    block = config["studies"][sname]
+    options = {**_study_defaults(block.get("paper")), **block}
+    if options["downstream"] != "denoising":
+        options.pop("noise_sigma", None)  # read only by a denoising study
+    study = {**options, "title": block.get("title", sname),
+             "label_ratios": [str(r) for r in block.get("label_ratios", ratio_keys)],
+             "pretrain": {**stage_defaults("pretrain"), **block.get("pretrain", {})},
+             "finetune": {**stage_defaults("finetune"), **block.get("finetune", {})}}
+    study["runs"] = {rname: _resolve_run(config, study, sname, rname, ratio_keys) for rname in block["runs"]}
+    return study
+
+
+def _check_kept_epochs(studies: dict) -> None:
+    for sname, study in studies.items():
+        for rname, run in study["runs"].items():
+            if run.get("pretrain_run") and run.get("pretrain_epoch"):
+                src_study, src_run = pretraining_of({"studies": studies}, sname, rname)
+                keep = studies[src_study]["runs"][src_run]["pretrain"]["keep_epochs"]
+                if run["pretrain_epoch"] not in keep:
+                    raise ConfigError(f"config key 'studies/{sname}/runs/{rname}/pretrain_epoch': epoch "
+                                      f"{run['pretrain_epoch']} is not in the keep_epochs {keep} of "
+                                      f"{src_study}/{src_run}")
+
+
+def resolve(config: dict) -> dict:
+    """The plan: ``config`` (validated) with every default the library applies written out.
+
+    Each dataset entry holds its image size, slice axis, normalisation window, split (and, for a synthetic
+    config, its twin's size); each study its options, seeds, label ratios and stage blocks; each run its
+    method parameters with the method's defaults, datasets, ratios and merged stage blocks. It is itself a
+    valid config and resolving it again changes nothing (``tests/test_plan.py``). Plain values only: no
+    tuples, no YAML anchors. Raises :class:`ConfigError` for label ratios the splits do not hold and kept
+    epochs a run does not keep.
+    """
+    config = {**defaults(), **config}
+    data = _resolve_data(config["data"])
+    ratio_keys = [ratio_key(r) for r in data["label_ratios"]]
+    resolved = {
+        **config, "data": data,
+        "datasets": {name: _resolve_dataset(name, entry, data, bool(config["synthetic"]))
+                     for name, entry in config["datasets"].items()},
+        "studies": {sname: _resolve_study(config, sname, ratio_keys) for sname in config.get("studies") or {}},
     }
+    _check_kept_epochs(resolved["studies"])
+    return json.loads(json.dumps(resolved))
+
+
+# --------------------------------------------------------------------------------------------------
+# The grid: which pretraining a run starts from, and on which pool
 
 
 def pretraining_of(config: dict, study: str, run: str) -> tuple[str, str] | None:
@@ -410,8 +434,9 @@ def pool_datasets(config: dict, study: str, pool: str) -> list[str]:
 
 
 def pretrain_pool(config: dict, study: str, run: str, dataset: str) -> str:
-    """Pool name of a pretraining: 'all' (domain multi: the study's pretrain_datasets) or the dataset."""
-    return "all" if run_settings(config, study, run)["domain"] == "multi" else dataset
+    """Pool name of a pretraining (resolved config): 'all' (domain multi: the study's pretrain_datasets) or the
+    dataset."""
+    return "all" if config["studies"][study]["runs"][run]["domain"] == "multi" else dataset
 
 
 def features_pool(config: dict, study: str, run: str) -> str:

@@ -3,7 +3,7 @@
 ``medssl cost --config C`` prints one row per rule (jobs, GPU-hours) and a total, before anything runs.
 
 Jobs (:func:`dag_jobs`): those of :class:`medssl.plan.Plan` (finetunes, pretrainings, t-SNE features, one
-``report_<target>`` per configured target, one ``report_summary`` per summarised study), the grid the
+``report_table`` or ``report_figure`` per configured target, one ``report_summary`` per summarised study), the grid the
 workflow's input functions read too, plus per dataset one ``synthesize_dataset`` (``synthetic: true``) or
 ``fetch_dataset``, one ``slice_dataset`` and one ``split_dataset``, and one ``all``. ``tests/test_cost.py``
 checks these counts against ``snakemake -n``.
@@ -45,13 +45,14 @@ from fractions import Fraction
 from pathlib import Path
 
 from medssl import config as cfg
+from medssl import settings as st
 from medssl.layout import Layout
 from medssl.plan import Plan
 from medssl.registry import Release
 
 # Rules of the workflow in DAG order; GPU rules declare `gpu=1` (workflow/rules/train.smk).
 RULES = ("synthesize_dataset", "fetch_dataset", "slice_dataset", "split_dataset", "pretrain", "finetune",
-         "tsne_features", "all")   # plus one report_<target> rule per configured report target
+         "tsne_features", "report_table", "report_figure", "report_summary", "all")
 GPU_RULES = ("pretrain", "finetune")
 
 # ASSUMED training throughput (images/s at 192x192, forward + backward + Adam step, bf16 autocast,
@@ -84,7 +85,7 @@ def dag_jobs(config: dict) -> dict[str, list[dict]]:
     """Wildcards of every job of ``snakemake all`` from scratch, per rule (rules without jobs left out)."""
     plan = Plan.of(config)
     jobs: dict[str, list[dict]] = {rule: [] for rule in RULES}
-    source = "synthesize_dataset" if config.get("synthetic", False) else "fetch_dataset"
+    source = "synthesize_dataset" if config["synthetic"] else "fetch_dataset"
     for dataset in plan.datasets:
         for rule in (source, "slice_dataset", "split_dataset"):
             jobs[rule].append({"dataset": dataset})
@@ -92,10 +93,11 @@ def dag_jobs(config: dict) -> dict[str, list[dict]]:
                         for st, r, d, ratio, seed in plan.evaluations]
     jobs["tsne_features"] = [{"study": st, "run": r} for st, r in plan.features]
     jobs["pretrain"] = [{"study": st, "run": r, "pool": p} for st, r, p in plan.pretrains]
+    from medssl.reports.targets import target_info
+
     for target in plan.reports:
-        jobs[f"report_{target}"] = [{}]
-    if plan.summaries:
-        jobs["report_summary"] = [{"study": study} for study in plan.summaries]
+        jobs["report_table" if target_info(target).kind == "table" else "report_figure"].append({"target": target})
+    jobs["report_summary"] = [{"study": study} for study in plan.summaries]
     jobs["all"].append({})
     return {rule: js for rule, js in jobs.items() if js}
 
@@ -127,7 +129,7 @@ class DatasetSize:
         return self.split_patients[part] / max(self.patients, 1)
 
 
-def _split_patients(settings: cfg.DatasetSettings, patients: int) -> tuple[int, int, int]:
+def _split_patients(settings: st.DatasetSettings, patients: int) -> tuple[int, int, int]:
     split = settings.split
     if split.get("counts"):
         c = [int(x) for x in split["counts"]]
@@ -136,7 +138,7 @@ def _split_patients(settings: cfg.DatasetSettings, patients: int) -> tuple[int, 
     from medssl.data.splits import split_counts
 
     try:
-        return tuple(split_counts(patients, split.get("ratios", cfg.DEFAULT_SPLIT["ratios"])))
+        return tuple(split_counts(patients, split["ratios"]))
     except ValueError:
         return (patients, 0, 0)
 
@@ -148,7 +150,7 @@ def _from_store(config: dict, name: str, root: Path) -> DatasetSize | None:
     import pandas as pd
 
     index = pd.read_csv(store / "index.csv", dtype={"case": str, "patient": str})
-    settings = cfg.dataset_settings(config, name)
+    settings = st.dataset_settings(config, name)
     patients = int(index["patient"].nunique())
     size = DatasetSize(name, patients, len(index), int(index["fg"].astype(bool).sum()), "slice store",
                        _split_patients(settings, patients),
@@ -171,13 +173,12 @@ def dataset_size(config: dict, name: str, root: str | Path = ".") -> DatasetSize
     found = _from_store(config, name, Path(root))
     if found is not None:
         return found
-    settings = cfg.dataset_settings(config, name)
+    settings = st.dataset_settings(config, name)
     spec = settings.spec
-    if config.get("synthetic", False):
+    if config["synthetic"]:
         from medssl.data.phantoms import geometry
 
-        synth = {**cfg.DEFAULT_SYNTHETIC, **config["data"].get("synthetic", {})}
-        geo = geometry(spec, float(synth["scale"]))
+        geo = geometry(spec, float(settings.synthetic_scale))
         cases = max(1, len(spec.frames))
         patients = settings.synthetic_patients
         slices = patients * cases * int(geo.size[geo.slice_axis])
@@ -196,7 +197,7 @@ def _n_subset(ratio: str, n: int) -> int:
     return int(min(n, max(1, k)))
 
 
-def labelled_slices(size: DatasetSize, settings: cfg.DatasetSettings, ratio: str) -> int:
+def labelled_slices(size: DatasetSize, settings: st.DatasetSettings, ratio: str) -> int:
     """Slices of the label subset ``ratio`` (exact from the split file when it exists)."""
     if ratio in size.label_subsets:
         return size.label_subsets[ratio]
@@ -227,10 +228,10 @@ def evaluation_slices(size: DatasetSize) -> int:
 def images_per_second(config: dict, study: str, stage: str, run: str, image_size: int,
                       measured: dict | None = None) -> tuple[float, str]:
     """Training images/s of a stage (method passes included) and where the number comes from."""
-    st = cfg.stage_settings(config, study, stage, run)
-    if st.get("images_per_second"):
-        return float(st["images_per_second"]), "config"
-    rs = cfg.run_settings(config, study, run)
+    block = st.stage_block(config, study, stage, run)
+    if block["images_per_second"]:
+        return float(block["images_per_second"]), "config"
+    rs = config["studies"][study]["runs"][run]
     passes = METHOD_PASSES.get(rs["method"], DEFAULT_PASSES) if stage == "pretrain" else 1.0
     if measured and (rs["arch"], image_size) in measured:
         return measured[(rs["arch"], image_size)] / passes, "measured"
@@ -297,33 +298,31 @@ def runtime_minutes(config: dict, rule: str, wildcards, attempt: int = 1, *, roo
 def _job_cost(config: dict, rule: str, w: dict, sizes: dict, measured: dict | None) -> JobCost:
     if rule == "pretrain":
         study, run, pool = w["study"], w["run"], w["pool"]
-        st = cfg.stage_settings(config, study, "pretrain", run)
-        s = config["studies"][study]
-        paper = s.get("paper")
-        slice_filter = s.get("slice_filter", "foreground" if paper == "hssl" else "all")
+        stage = st.stage_settings(config, study, "pretrain", run)
+        slice_filter = config["studies"][study]["slice_filter"]
         names = cfg.pool_datasets(config, study, pool)
         n = 0
         for d in names:
             size = sizes[d]
             n += size.fg_slices if slice_filter == "foreground" and size.fg_slices else size.slices
-        image_size = cfg.dataset_settings(config, names[0]).image_size
-        per_epoch = _epoch_images(n, int(st["batch_size"]), st.get("steps_per_epoch"), drop_last=True)
-        if st.get("steps"):  # a step budget: ceil(steps / epochs) full batches per epoch, whatever n
-            per_epoch = -(-int(st["steps"]) // max(int(st["epochs"]), 1)) * int(st["batch_size"])
-        images = int(st["epochs"]) * per_epoch
+        image_size = config["datasets"][names[0]]["image_size"]
+        per_epoch = _epoch_images(n, stage.batch_size, stage.steps_per_epoch, drop_last=True)
+        if stage.steps:  # a step budget: ceil(steps / epochs) full batches per epoch, whatever n
+            per_epoch = -(-stage.steps // max(stage.epochs, 1)) * stage.batch_size
+        images = stage.epochs * per_epoch
         ips, src = images_per_second(config, study, "pretrain", run, image_size, measured)
         return JobCost("pretrain", w, images, (images / ips + JOB_OVERHEAD_S) / 3600, ips, src)
     if rule == "finetune":
         study, run, dataset, ratio = w["study"], w["run"], w["dataset"], str(w["ratio"])
-        st = cfg.stage_settings(config, study, "finetune", run)
-        settings = cfg.dataset_settings(config, dataset)
+        stage = st.stage_settings(config, study, "finetune", run)
+        settings = st.dataset_settings(config, dataset)
         size = sizes[dataset]
         n = labelled_slices(size, settings, ratio)
-        epochs = int(st["epochs"])
-        per_epoch = _epoch_images(n, int(st["batch_size"]), st.get("steps_per_epoch"), drop_last=False)
-        if st.get("steps"):
-            per_epoch = -(-int(st["steps"]) // max(int(st["epochs"]), 1)) * int(st["batch_size"])
-        val_every = int(st.get("val_every", 1))
+        epochs = stage.epochs
+        per_epoch = _epoch_images(n, stage.batch_size, stage.steps_per_epoch, drop_last=False)
+        if stage.steps:
+            per_epoch = -(-stage.steps // max(stage.epochs, 1)) * stage.batch_size
+        val_every = stage.val_every
         n_val = validation_slices(size)
         validations = epochs // val_every + (1 if epochs % val_every else 0) if n_val else 0
         images = epochs * per_epoch + (validations * n_val + evaluation_slices(size)) * VALIDATION_COST
@@ -336,7 +335,7 @@ def format_table(est: CostEstimate, *, by_run: bool = False) -> str:
     """The printed report: a table (rule, jobs, GPU-hours), the total, and what the numbers assume."""
     lines = [f"Cost estimate for {est.config_name or 'config'} (experiment {est.experiment})", ""]
     rows: dict[str, int] = {}
-    for rule, n in est.counts.items():      # report_<target> rules on one row; `all` last
+    for rule, n in est.counts.items():      # the report rules on one row; `all` last
         key = "report_*" if rule.startswith("report_") else rule
         rows[key] = rows.get(key, 0) + n
     if "all" in rows:
@@ -427,9 +426,8 @@ def measure_throughput(archs, image_size: int, batch_size: int = 16, steps: int 
 def config_archs(config: dict) -> dict[int, set[str]]:
     """Architectures the config trains, per image size of their datasets."""
     out: dict[int, set[str]] = {}
-    for study, s in config.get("studies", {}).items():
-        for run in s["runs"]:
-            rs = cfg.run_settings(config, study, run)
+    for s in config["studies"].values():
+        for rs in s["runs"].values():
             for d in rs["finetune_datasets"] + list(s["pretrain_datasets"]):
-                out.setdefault(cfg.dataset_settings(config, d).image_size, set()).add(rs["arch"])
+                out.setdefault(config["datasets"][d]["image_size"], set()).add(rs["arch"])
     return out

@@ -6,11 +6,15 @@ extract and place archives).
 Temporary files and folders carry their writer's tag (``<host>-<pid>``, :func:`owner_tag`) in their name,
 e.g. ``.model.pt.node1-4711.k2j3.tmp.pt``; the next writer of the same output removes those whose writer is
 gone (:func:`remove_stale`), so a job killed with ``kill -9`` leaves no debris behind for long.
+A full disk (or quota) while writing raises :class:`NoSpaceError`, whose one-line message names the output
+(an ``OSError`` from deep inside numpy or torch names only the temporary file, or nothing), with the
+temporary file or folder removed and any previous output left in place.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -38,6 +42,24 @@ def _current_umask() -> int:
 # permissions an ordinary open() would give them.
 _FILE_MODE = 0o666 & ~_current_umask()
 _DIR_MODE = 0o777 & ~_current_umask()  # mkdtemp makes 0700
+
+
+class NoSpaceError(OSError):
+    """The disk (or the quota) is full while an output is written; the message names the output."""
+
+
+_FULL = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded"}
+
+
+def no_space(err: OSError, target: str | os.PathLike, what: str = "file") -> OSError:
+    """``err`` as a :class:`NoSpaceError` naming ``target`` (the output, not a temporary name) when it says
+    the disk or the quota is full, else ``err`` itself (to be raised as it is)."""
+    if isinstance(err, NoSpaceError) or err.errno not in _FULL:
+        return err
+    new = NoSpaceError(f"{target}: {_FULL[err.errno]} while writing this {what} (nothing was written in its "
+                       f"place; free some space and run again)")
+    new.errno = err.errno  # no strerror: str(new) is the message alone
+    return new
 
 
 def owner_tag() -> str:
@@ -109,6 +131,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         if tmp_path.exists():
             os.chmod(tmp_path, _FILE_MODE)
         os.replace(tmp_path, path)
+    except OSError as err:
+        new = no_space(err, path)
+        if new is err:
+            raise
+        raise new from err
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -168,8 +195,14 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     with temp_dir(path.parent, f".{path.name}.", ".tmp") as tmp:
-        yield tmp
-        replace_dir(tmp, path)  # nothing left in tmp's place after a successful rename
+        try:
+            yield tmp
+            replace_dir(tmp, path)  # nothing left in tmp's place after a successful rename
+        except OSError as err:
+            new = no_space(err, path, "folder")
+            if new is err:
+                raise
+            raise new from err
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -182,5 +215,10 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The JSON value in ``path``; :class:`ValueError` naming the file when it is not valid JSON (e.g. cut
+    short), where ``json`` would name only a line and column."""
     with open(path) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{path}: not valid JSON ({err})") from None

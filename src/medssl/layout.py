@@ -3,9 +3,10 @@
 ``Layout.of(config)`` gives the paths of one experiment, relative to the workflow directory (the folder
 ``snakemake`` runs in)::
 
-    resources/                                   downloads and sources (config ``resources``)
-      synthetic/<dataset>/                       phantom twin, MSD layout
-      ready/<dataset>.json                       a fetched or checked real source
+    resources/                                   downloads and sources (config ``resources``), shared by experiments
+      synthetic/<dataset>/<digest>/              phantom twin, MSD layout
+      ready/<dataset>/<digest>.json              a fetched or checked real source (its root)
+      logs/<rule>/<dataset>/<digest>.log         the log of the job that wrote a source
     results/<experiment>/                        everything the workflow writes (config ``experiment``)
       data/<dataset>/                            slice store
       splits/<dataset>.json                      patient split and label subsets
@@ -19,7 +20,10 @@
 
 The workflow builds its patterns from the same methods with wildcards as arguments
 (``layout.metrics("{study}", "{run}", "{dataset}", "{ratio}", "{seed}")``), so a rule's output and the
-library's reader are the same string.
+library's reader are the same string. What is shared between experiments (the sources under ``resources/``)
+is named by the digest of the settings record of the job that writes it (:meth:`medssl.jobs.Job.digest`):
+two experiments that agree on a twin share it, two that differ get one each, and neither rewrites the
+other's.
 """
 
 from __future__ import annotations
@@ -39,14 +43,20 @@ class Layout:
 
     @classmethod
     def of(cls, config: dict) -> Layout:
-        return cls(Path("results") / config["experiment"], Path(config.get("resources", "resources")))
+        return cls(Path("results") / config["experiment"], Path(config["resources"]))
 
     # ---------------------------------------------------------------- sources (under resources/)
-    def synthetic(self, dataset: str) -> Path:
-        return self.resources / "synthetic" / dataset
+    def synthetic(self, dataset: str, digest: str) -> Path:
+        """The phantom twin of ``dataset`` written with the settings whose record has ``digest``."""
+        return self.resources / "synthetic" / dataset / digest
 
-    def ready(self, dataset: str) -> Path:
-        return self.resources / "ready" / f"{dataset}.json"
+    def ready(self, dataset: str, digest: str) -> Path:
+        """The ready file of a real source put in place with the settings whose record has ``digest``."""
+        return self.resources / "ready" / dataset / f"{digest}.json"
+
+    def source_log(self, rule: str, dataset: str, digest: str) -> Path:
+        """The log of the job that wrote a shared source (beside the sources, not in one experiment's logs)."""
+        return self.resources / "logs" / rule / dataset / f"{digest}.log"
 
     # ---------------------------------------------------------------- data stage
     def store(self, dataset: str) -> Path:
@@ -105,14 +115,10 @@ class Layout:
         return self.root / "benchmarks" / rule / Path(*parts[:-1]) / f"{parts[-1]}.tsv"
 
     def recorded_config(self) -> Path:
-        """The config of the last successful run, for people to read (jobs read the job config)."""
+        """The config of the last successful run, for people to read (no job reads it)."""
         return self.root / "config.yaml"
 
     def recorded_plan(self) -> Path:
-        """The plan of the last successful run (:func:`medssl.plan.resolved_config`), a copy of :meth:`job_plan`."""
+        """The plan of the last successful run (:func:`medssl.config.resolve`), for people to read, edit and
+        run with ``--configfile`` (no job reads it: each reads its own settings record)."""
         return self.root / "plan.yaml"
-
-    def job_plan(self) -> Path:
-        """The one file jobs read (the plan, a config); outside results/ so that parsing the workflow writes
-        nothing there."""
-        return Path(".snakemake") / "medssl" / self.root.name / "plan.yaml"

@@ -11,18 +11,12 @@ gets a generic summary reading its whole grid, :mod:`medssl.reports.summary`) in
   none for ``tfs``, another run's for ``pretrain_run``; pool ``all`` for ``domain: multi``, else the dataset).
 
 The workflow's input functions (``workflow/rules/common.smk``) and the cost estimate (:mod:`medssl.cost`) both
-read this one expansion; ``tests/test_cost.py`` checks its job counts against ``snakemake -n``.
-
-:func:`resolved_config` is the other half of the plan: the config with every default the library applies
-written out (per dataset, study, run and stage, method parameters included). The workflow writes it once per
-experiment as ``.snakemake/medssl/<experiment>/plan.yaml``, the one file every job reads (``--config``), and
-after a successful run copies it to ``results/<experiment>/plan.yaml`` for people to read and edit (as nnU-Net
-writes its plans). It is a valid config, so an edited plan runs with ``snakemake --configfile``.
+read this one expansion of the resolved config (:func:`medssl.config.resolve`); ``tests/test_cost.py``
+checks its job counts against ``snakemake -n``.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +63,7 @@ class Plan:
                                    for k in read)
             keys += read
         for study in summaries:
-            seeds = config["studies"][study].get("seeds", [0])
+            seeds = config["studies"][study]["seeds"]
             read = [(study, run, d, r, int(s)) for run, d, r in report_summary.study_grid(config, study)
                     for s in seeds]
             inputs[f"summary_{study}"] = tuple(layout.metrics(*k) for k in read)
@@ -101,66 +95,3 @@ class Plan:
     def targets(self) -> list[Path]:
         """What ``snakemake all`` asks for: every split, table and figure."""
         return [self.layout.split(d) for d in self.datasets] + self.report_files()
-
-
-def _no_nulls(mapping: dict) -> dict:
-    """``mapping`` less its None values (the schema has no null for an absent reference or subset)."""
-    return {k: v for k, v in mapping.items() if v is not None}
-
-
-def _resolved_dataset(config: dict, name: str) -> dict:
-    ds = cfg.dataset_settings(config, name)
-    synthetic = {"patients": ds.synthetic_patients, "synthetic_scale": ds.synthetic_scale} \
-        if config.get("synthetic") else {}
-    return _no_nulls({**(config["datasets"].get(name) or {}), "image_size": ds.image_size,
-                      "slice_axis": ds.slice_axis, "ct_window": list(ds.ct_window),
-                      "mri_percentiles": list(ds.mri_percentiles), "split": dict(ds.split),
-                      "scans_subset": list(ds.scans_subset) if ds.scans_subset else None, **synthetic})
-
-
-def _resolved_run(config: dict, study: str, run: str) -> dict:
-    rs = cfg.run_settings(config, study, run)
-    stages = {"finetune": cfg.stage_settings(config, study, "finetune", run)}
-    if cfg.pretraining_of(config, study, run) == (study, run):  # a run that pretrains itself
-        stages = {"pretrain": cfg.stage_settings(config, study, "pretrain", run), **stages}
-    return _no_nulls({**{k: v for k, v in rs.items() if k != "name"}, "params": cfg.run_params(config, study, run),
-                      **stages})
-
-
-def _resolved_study(config: dict, study: str) -> dict:
-    block = config["studies"][study]
-    options = cfg.study_options(config, study)
-    if options["downstream"] != "denoising":
-        options.pop("noise_sigma")  # read only by a denoising study
-    return _no_nulls({
-        **block, **options, "seeds": list(block.get("seeds", [0])),
-        "pretrain_patients": block.get("pretrain_patients", "all"),
-        "label_ratios": [str(r) for r in block.get("label_ratios", cfg.DEFAULT_LABEL_RATIOS)],
-        "pretrain": cfg.stage_settings(config, study, "pretrain"),
-        "finetune": cfg.stage_settings(config, study, "finetune"),
-        "runs": {run: _resolved_run(config, study, run) for run in block["runs"]},
-    })
-
-
-def resolved_config(config: dict) -> dict:
-    """The plan file's content: ``config`` (validated) with every default the library applies written out.
-
-    Each dataset entry holds its image size, slice axis, normalisation window, split (and, for a synthetic
-    config, its twin's size); each study its options (:func:`medssl.config.study_options`), seeds and stage
-    blocks; each run its method parameters with the method's defaults, datasets, ratios and merged stage
-    blocks (:func:`medssl.config.run_settings`, :func:`~medssl.config.stage_settings`). It is itself a valid
-    config, and resolving it again changes nothing (``tests/test_plan.py``), so the jobs read it in place of the
-    config (``snakemake --configfile results/<experiment>/plan.yaml`` reruns an experiment from its plan,
-    edited or not). Plain values only: no tuples, no YAML anchors.
-    """
-    data = config["data"]
-    resolved = {
-        **config,
-        "data": {**data, "label_ratios": cfg.label_ratios(config),
-                 "normalisation": {**cfg.DEFAULT_NORMALISATION, **data.get("normalisation", {})},
-                 "split": cfg.merged_split(cfg.DEFAULT_SPLIT, data.get("split", {})),
-                 "synthetic": {**cfg.DEFAULT_SYNTHETIC, **data.get("synthetic", {})}},
-        "datasets": {name: _resolved_dataset(config, name) for name in config["datasets"]},
-        "studies": {study: _resolved_study(config, study) for study in config.get("studies") or {}},
-    }
-    return json.loads(json.dumps(resolved))

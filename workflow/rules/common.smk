@@ -1,104 +1,91 @@
-# Shared wiring: config validation, paths, and the input functions that expand the experiment grid.
-# All logic lives in the medssl package; this file only maps config entries to file names.
+# Shared wiring: the config validated and resolved once, paths, settings records, and the input functions that
+# expand the experiment grid. All logic lives in the medssl package; this file only maps it to rules.
+import dataclasses
 import os
 
 import yaml
+from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
-from snakemake.utils import validate
 
 from medssl import config as mcfg
 from medssl import cost as medssl_cost
 from medssl import jobs as medssl_jobs
-from medssl import server as medssl_server
-from medssl.layout import Layout
-from medssl.plan import Plan, resolved_config
+from medssl import settings as medssl_settings
 from medssl.data.sources import pending_manual_instructions
 from medssl.io import write_text
-from medssl.reports import targets as report_targets
+from medssl.layout import Layout
+from medssl.plan import Plan
 from medssl.reports import summary as report_summary
+from medssl.reports import targets as report_targets
 from medssl.reports.headline import closing_summary
 
-# --config 'data={"image_size": 64}' arrives as strings: type them by the schema, then validate.
-mcfg.parse_overrides(config)
-validate(
-    config, schema=str(mcfg.SCHEMA_PATH)
-)  # the schema the library validates with (package data)
-mcfg.check_references(config)
-report_targets.check_reports(config)
+
+def _resolved(config):
+    """The plan: --config values typed by the schema, validated (one line naming each bad key), every default
+    written out (medssl.config.resolve). Parsing writes nothing: each job's settings travel in its params.
+    """
+    mcfg.parse_overrides(config)
+    try:
+        resolved = mcfg.resolve(mcfg.validate(config))
+        report_targets.check_reports(resolved)
+    except mcfg.ConfigError as err:
+        raise WorkflowError(str(err)) from None
+    return resolved
+
+
+PLAN_CONFIG = _resolved(config)
+# every path, called with wildcards where a rule has them
+LAYOUT = Layout.of(PLAN_CONFIG)
+# the grid, expanded once (medssl.plan)
+PLAN = Plan.of(PLAN_CONFIG)
+# the wildcards of a finetuning job
+JOB = ("{study}", "{run}", "{dataset}", "{ratio}", "{seed}")
+ENV = "../../envs/medssl.yaml"
 
 # envs/medssl.post-deploy.sh installs medssl from here into a conda env (--software-deployment-method conda)
 os.environ.setdefault("MEDSSL_WORKFLOW_DIR", workflow.basedir)
 
-# Every path comes from the layout (medssl.layout), called with wildcards where a rule has them.
-LAYOUT = Layout.of(config)
-JOB = (
-    "{study}",
-    "{run}",
-    "{dataset}",
-    "{ratio}",
-    "{seed}",
-)  # the wildcards of a finetuning job
-ENV = "../../envs/medssl.yaml"
+
+def record(kind, **wildcards):
+    """The settings record of one job (medssl.jobs), from the plan."""
+    return medssl_jobs.record(PLAN_CONFIG, kind, **wildcards)
 
 
-PLAN_CONFIG = resolved_config(
-    config
-)  # the plan: the config with every default written out (medssl.plan)
+def settings(kind):
+    """params of a rule: its job's settings record as JSON, the one thing the job reads. Snakemake's params
+    trigger reruns the job exactly when the record changes."""
+    names = medssl_jobs.JOBS[kind].wildcards()
+    return lambda wildcards: record(
+        kind, **{k: getattr(wildcards, k) for k in names}
+    ).to_json()
 
 
-def _plan_file():
-    """The plan as the one file jobs read (``medssl <command> --config <it>``).
+def runtime(stage=None):
+    """params of a training rule: where its job runs (device, threads, loader workers, checkpoint interval).
+    A params function that takes `threads` is derived from the job's threads, and Snakemake does not count
+    derived params as a change: editing these reruns nothing."""
 
-    It lives under .snakemake/medssl/<experiment>/, so parsing the workflow (-n, --lint, --rulegraph,
-    --report) writes nothing under results/, and is rewritten (atomically) only when its content changes;
-    after a successful run it is copied to results/<experiment>/plan.yaml for people to read, edit and run
-    (it is a config). Its path is constant; rule params hold digests of the settings each job reads
-    (medssl.jobs), so only jobs whose settings changed rerun, and each job checks its digest (--settings).
-    """
-    text = yaml.safe_dump(PLAN_CONFIG, sort_keys=False)
-    path = str(LAYOUT.job_plan())
-    if not os.path.exists(path) or open(path).read() != text:
-        write_text(path, text)
-    return path
+    def args(wildcards, threads):
+        rt = medssl_settings.runtime(
+            PLAN_CONFIG, wildcards.study, stage, wildcards.run if stage else None
+        )
+        return dataclasses.replace(rt, threads=threads).args(stage is not None)
 
-
-PLAN_FILE = _plan_file()
-PLAN = Plan.of(PLAN_CONFIG)  # the grid, expanded once (medssl.plan)
-
-
-def settings_digest(job):
-    """params value of a rule: the digest of the settings its job reads (medssl.jobs.settings_of)."""
-    return lambda wildcards: medssl_jobs.digest(
-        medssl_jobs.settings_of(PLAN_CONFIG, job, **dict(wildcards.items()))
-    )
-
-
-JOB_SERVER = []  # the job server of this run, if any (medssl.server)
-
-
-onstart:
-    # Jobs on this machine run as forks of one job server that imported torch once (medssl.server); not with
-    # --profile slurm or a conda/apptainer deployment, nor with MEDSSL_SERVER=off.
-    if medssl_server.wanted(
-        workflow.local_exec, bool(workflow.deployment_settings.deployment_method)
-    ):
-        JOB_SERVER.append(medssl_server.start(LAYOUT.log("server", "job_server")))
+    return args
 
 
 onsuccess:
-    # The configuration of the last successful run and its plan (the file its jobs read), for people to
-    # read, then where the tables and figures are, with one headline table.
+    # The configuration of the last successful run and its plan, for people to read (no job reads them), then
+    # where the tables and figures are, with one headline table.
     write_text(LAYOUT.recorded_config(), yaml.safe_dump(config, sort_keys=False))
-    write_text(LAYOUT.recorded_plan(), open(PLAN_FILE).read())
-    medssl_server.stop(JOB_SERVER.pop() if JOB_SERVER else None)
+    write_text(LAYOUT.recorded_plan(), yaml.safe_dump(PLAN_CONFIG, sort_keys=False))
     logger.info(closing_summary(report_files()))
 
 
 onerror:
-    medssl_server.stop(JOB_SERVER.pop() if JOB_SERVER else None)
     # A fetch job's message goes to its log; the placement instructions of every manual dataset that is
     # not in place yet are printed here, on the console.
-    instructions = pending_manual_instructions(config)
+    instructions = pending_manual_instructions(PLAN_CONFIG)
     if instructions:
         logger.error(instructions)
 
@@ -129,7 +116,6 @@ if PLACEHOLDERS:
     )
 
 DATASETS = list(PLAN.datasets)
-REPORTS = list(PLAN.reports)
 SUMMARY_OUTPUTS = report_summary.summary_outputs("{study}")  # csv, md, html, png
 
 
@@ -140,17 +126,38 @@ wildcard_constraints:
     pool="[A-Za-z0-9_]+",
     ratio="[A-Za-z0-9.]+",
     seed=r"\d+",
+    digest="[0-9a-f]{16}",
+    target="|".join(report_targets.TARGETS),
 
 
 # ---------------------------------------------------------------------------------------------
 # Data stage
 
 
-def source_marker(wildcards):
-    """Synthetic twin (written by rule synthesize_dataset) or the fetched/checked real source."""
-    if config.get("synthetic", False):
-        return str(LAYOUT.synthetic(wildcards.dataset))
-    return str(LAYOUT.ready(wildcards.dataset))
+def source_of(wildcards):
+    """Slicing's source: the synthetic twin, or the ready file of the fetched/checked real source, each named
+    by the digest of the settings record of the job that writes it."""
+    kind = "synthesize" if PLAN_CONFIG["synthetic"] else "fetch"
+    digest = record(kind, dataset=wildcards.dataset).digest()
+    if PLAN_CONFIG["synthetic"]:
+        return str(LAYOUT.synthetic(wildcards.dataset, digest))
+    return str(LAYOUT.ready(wildcards.dataset, digest))
+
+
+def shared_settings(kind):
+    """params of the job writing a shared source: its record as JSON, refused when the path's digest is
+    another record's (that source belongs to other settings)."""
+
+    def settings_json(wildcards):
+        job = record(kind, dataset=wildcards.dataset)
+        if job.digest() != wildcards.digest:
+            raise WorkflowError(
+                f"{kind} {wildcards.dataset}: the folder named {wildcards.digest} holds another settings "
+                f"record's source; this config's is {job.digest()}"
+            )
+        return job.to_json()
+
+    return settings_json
 
 
 def store_dir(dataset):
@@ -166,7 +173,7 @@ def split_file(dataset):
 
 
 def pretrain_inputs(wildcards):
-    names = mcfg.pool_datasets(config, wildcards.study, wildcards.pool)
+    names = mcfg.pool_datasets(PLAN_CONFIG, wildcards.study, wildcards.pool)
     return {
         "stores": [store_dir(d) for d in names],
         "splits": [split_file(d) for d in names],
@@ -175,10 +182,10 @@ def pretrain_inputs(wildcards):
 
 def _pretrained(wildcards, epoch=None):
     """The pretrained model file a finetuning job starts from (None for runs trained from scratch)."""
-    source = mcfg.pretraining_of(config, wildcards.study, wildcards.run)
+    source = mcfg.pretraining_of(PLAN_CONFIG, wildcards.study, wildcards.run)
     if source is None:
         return None
-    pool = mcfg.pretrain_pool(config, *source, wildcards.dataset)
+    pool = mcfg.pretrain_pool(PLAN_CONFIG, *source, wildcards.dataset)
     return str(LAYOUT.pretrained_model(*source, pool, epoch))
 
 
@@ -187,22 +194,25 @@ def pretrained_model(wildcards):
     return _pretrained(wildcards) or []
 
 
+def pretrained_arg(wildcards, input):
+    """--pretrained: the final model (the job's input), or the checkpoint kept at `pretrain_epoch` beside it
+    (Figure 7), which the pretraining writes with it; [] for runs trained from scratch (a list, so that the
+    shell command quotes each argument)."""
+    if not input.pretrained:
+        return []
+    epoch = PLAN_CONFIG["studies"][wildcards.study]["runs"][wildcards.run].get(
+        "pretrain_epoch"
+    )
+    return ["--pretrained", _pretrained(wildcards, epoch)]
+
+
 def features_inputs(wildcards):
     """Figure 3b's features: the pretrained model (its pool as medssl.config.features_pool says) and that
     pool's stores, in the pool's order."""
-    pool = mcfg.features_pool(config, wildcards.study, wildcards.run)
-    names = mcfg.pool_datasets(config, wildcards.study, pool)
+    pool = mcfg.features_pool(PLAN_CONFIG, wildcards.study, wildcards.run)
+    names = mcfg.pool_datasets(PLAN_CONFIG, wildcards.study, pool)
     model = LAYOUT.pretrained_model(wildcards.study, wildcards.run, pool)
     return {"pretrained": str(model), "stores": [store_dir(d) for d in names]}
-
-
-def pretrained_arg(wildcards):
-    """--pretrained: the final model, or the checkpoint kept at `pretrain_epoch` beside it (Figure 7); a list
-    of arguments ([] for runs trained from scratch) so that the shell command can quote each one.
-    """
-    epoch = mcfg.run_settings(config, wildcards.study, wildcards.run)["pretrain_epoch"]
-    path = _pretrained(wildcards, epoch)
-    return ["--pretrained", path] if path else []
 
 
 def finetune_outputs():
@@ -210,19 +220,19 @@ def finetune_outputs():
     keep_finetuned_models is set (otherwise the job never writes it)."""
     metrics = LAYOUT.metrics(*JOB)
     outputs = {"metrics": str(metrics), "pred": str(LAYOUT.predictions(metrics))}
-    if config.get("keep_finetuned_models", False):
+    if PLAN_CONFIG["keep_finetuned_models"]:
         outputs["model"] = str(LAYOUT.finetune_dir(*JOB) / "model.pt")
     return outputs
 
 
 def finetune_dir(wildcards):
-    """--out of a finetuning job: its log.csv (and model.pt when kept)."""
+    """--out of a finetuning job: its log.csv (and checkpoint.pt while it runs)."""
     w = wildcards
     return str(LAYOUT.finetune_dir(w.study, w.run, w.dataset, w.ratio, w.seed))
 
 
-def keep_model_arg(wildcards):
-    return ["--keep-model"] if config.get("keep_finetuned_models", False) else []
+def keep_model_arg(wildcards, output):
+    return ["--model", output.model] if "model" in output.keys() else []
 
 
 def stage_resources(rule):
@@ -230,34 +240,24 @@ def stage_resources(rule):
     the job's slice counts and images/s) x 2 safety x attempt, so a retried job asks for more.
     """
 
-    def runtime(wildcards, attempt):
-        return medssl_cost.runtime_minutes(config, rule, wildcards, attempt)
+    def runtime_minutes(wildcards, attempt):
+        return medssl_cost.runtime_minutes(PLAN_CONFIG, rule, wildcards, attempt)
 
-    return runtime
-
-
-def report_outputs(target):
-    return [str(p) for p in PLAN.outputs_of(target)]
+    return runtime_minutes
 
 
-def shown_in_report(path):
-    """--report shows the HTML tables inline and the figures with their captions; CSV and Markdown twins
-    stay plain outputs (the report viewer would only offer them for download)."""
-    return path.endswith((".html", ".png"))
+# ---------------------------------------------------------------------------------------------
+# Reports
 
 
-def report_category(target):
-    return "Paper A (HSSL)" if target.startswith("hssl") else "Paper B (SSMTL)"
+def report_inputs(wildcards):
+    """The files a report target reads (medssl.plan)."""
+    return [str(p) for p in PLAN.inputs[wildcards.target]]
 
 
-def report_inputs_of(target):
-    """Input function of a report rule (binds `target` now, not when the loop has moved on)."""
-    return lambda wildcards: [str(p) for p in PLAN.inputs[target]]
-
-
-def summary_inputs(study):
+def summary_inputs(wildcards):
     """The metrics files of a study's generic summary (medssl.reports.summary)."""
-    return [str(p) for p in PLAN.inputs.get(f"summary_{study}", ())]
+    return [str(p) for p in PLAN.inputs.get(f"summary_{wildcards.study}", ())]
 
 
 def report_files():
@@ -269,3 +269,22 @@ def report_files():
 def all_targets():
     """Every split, table and figure."""
     return [str(p) for p in PLAN.targets()]
+
+
+TABLE_TARGETS = [
+    t for t in PLAN.reports if report_targets.target_info(t).kind == "table"
+]
+FIGURE_TARGETS = [t for t in PLAN.reports if t not in TABLE_TARGETS]
+
+
+def report_category(wildcards):
+    return (
+        "Paper A (HSSL)" if wildcards.target.startswith("hssl") else "Paper B (SSMTL)"
+    )
+
+
+def report_labels(wildcards):
+    """What the report lists an item by: its title (medssl.reports.targets)."""
+    return {
+        "title": report_targets.target_info(wildcards.target).title or wildcards.target
+    }

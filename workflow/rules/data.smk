@@ -1,11 +1,13 @@
 # Data stage: source (synthetic twin | download | manual check) -> slice store -> patient split.
+# Sources are shared by experiments: each is named by the digest of its settings record (medssl.jobs), so two
+# experiments that agree share it and two that differ never rewrite each other's.
 
 
 rule synthesize_dataset:
     output:
-        directory(str(LAYOUT.synthetic("{dataset}"))),
+        directory(str(LAYOUT.synthetic("{dataset}", "{digest}"))),
     log:
-        str(LAYOUT.log("synthesize", "{dataset}")),
+        str(LAYOUT.source_log("synthesize", "{dataset}", "{digest}")),
     conda:
         ENV
     threads: 1
@@ -13,17 +15,16 @@ rule synthesize_dataset:
         mem_mb=2000,
         runtime=15,
     params:
-        config=PLAN_FILE,
-        settings=settings_digest("synthesize"),
+        settings=shared_settings("synthesize"),
     shell:
-        "medssl synthesize --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --out {output:q} > {log:q} 2>&1"
+        "medssl synthesize --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule fetch_dataset:
     output:
-        str(LAYOUT.ready("{dataset}")),
+        str(LAYOUT.ready("{dataset}", "{digest}")),
     log:
-        str(LAYOUT.log("fetch", "{dataset}")),
+        str(LAYOUT.source_log("fetch", "{dataset}", "{digest}")),
     conda:
         ENV
     threads: 1
@@ -31,15 +32,14 @@ rule fetch_dataset:
         mem_mb=2000,
         runtime=240,
     params:
-        config=PLAN_FILE,
-        settings=settings_digest("fetch"),
+        settings=shared_settings("fetch"),
     shell:
-        "medssl fetch --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --out {output:q} > {log:q} 2>&1"
+        "medssl fetch --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule slice_dataset:
     input:
-        source_marker,
+        source=source_of,
     output:
         directory(str(LAYOUT.store("{dataset}"))),
     log:
@@ -53,10 +53,9 @@ rule slice_dataset:
         mem_mb=8000,
         runtime=60,
     params:
-        config=PLAN_FILE,
-        settings=settings_digest("slice"),
+        settings=settings("slice"),
     shell:
-        "medssl slice --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --out {output:q} > {log:q} 2>&1"
+        "medssl slice --settings {params.settings:q} --source {input.source:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule split_dataset:
@@ -73,8 +72,6 @@ rule split_dataset:
         mem_mb=1000,
         runtime=10,
     params:
-        config=PLAN_FILE,
-        settings=settings_digest("split"),
+        settings=settings("split"),
     shell:
-        "medssl split --config {params.config:q} --settings {params.settings:q} --dataset {wildcards.dataset:q} --store {input.store:q} "
-        "--out {output:q} > {log:q} 2>&1"
+        "medssl split --settings {params.settings:q} --store {input.store:q} --out {output:q} > {log:q} 2>&1"

@@ -1,42 +1,62 @@
 # Reports: every table and figure of both papers as a file target (config `reports:` block).
 #   snakemake results/<exp>/tables/hssl_table2.md    runs only the jobs that table needs.
+# One rule for the tables (CSV, Markdown, HTML) and one for the figures (PNG); the target's name is the
+# wildcard, its inputs come from the plan (medssl.plan), its caption from workflow/report/{tables,figures}.rst.
 
 
-for _target in REPORTS:
+rule report_table:
+    input:
+        report_inputs,
+    output:
+        csv=str(LAYOUT.output("tables/{target}.csv")),
+        md=str(LAYOUT.output("tables/{target}.md")),
+        html=report(
+            str(LAYOUT.output("tables/{target}.html")),
+            caption="../report/tables.rst",
+            category=report_category,
+            labels=report_labels,
+        ),
+    log:
+        str(LAYOUT.log("reports", "{target}")),
+    wildcard_constraints:
+        target="|".join(TABLE_TARGETS) or "NONE",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        settings=settings("report"),
+    shell:
+        "medssl report --settings {params.settings:q} --inputs {input:q} "
+        "--outputs {output.csv:q} {output.md:q} {output.html:q} > {log:q} 2>&1"
 
-    rule:
-        name:
-            f"report_{_target}"
-        input:
-            report_inputs_of(_target),
-        output:
-            [
-                (
-                    report(
-                        path,
-                        caption=f"../report/{_target}.rst",
-                        category=report_category(_target),
-                    )
-                    if shown_in_report(path)
-                    else path
-                )
-                for path in report_outputs(_target)
-            ],
-        log:
-            str(LAYOUT.log("reports", _target)),
-        conda:
-            ENV
-        threads: 1
-        resources:
-            mem_mb=4000,
-            runtime=30,
-        params:
-            config=PLAN_FILE,
-            settings=medssl_jobs.digest(medssl_jobs.report(config, _target)),
-            target=_target,
-        shell:
-            "medssl report --config {params.config:q} --settings {params.settings:q} --target {params.target:q} --inputs {input:q} "
-            "--outputs {output:q} > {log:q} 2>&1"
+
+rule report_figure:
+    input:
+        report_inputs,
+    output:
+        png=report(
+            str(LAYOUT.output("figures/{target}.png")),
+            caption="../report/figures.rst",
+            category=report_category,
+            labels=report_labels,
+        ),
+    log:
+        str(LAYOUT.log("reports", "{target}")),
+    wildcard_constraints:
+        target="|".join(FIGURE_TARGETS) or "NONE",
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        settings=settings("report"),
+    shell:
+        "medssl report --settings {params.settings:q} --inputs {input:q} --outputs {output.png:q} > {log:q} 2>&1"
 
 
 rule tsne_features:
@@ -53,16 +73,16 @@ rule tsne_features:
         mem_mb=4000,
         runtime=30,
     params:
-        config=PLAN_FILE,
-        settings=settings_digest("features"),
+        settings=settings("features"),
+        runtime=runtime(),
     shell:
-        "medssl features --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
-        "--model {input.pretrained:q} --stores {input.stores:q} --out {output:q} > {log:q} 2>&1"
+        "medssl features --settings {params.settings:q} {params.runtime:q} --model {input.pretrained:q} "
+        "--stores {input.stores:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_summary:
     input:
-        lambda wildcards: summary_inputs(wildcards.study),
+        summary_inputs,
     output:
         csv=str(LAYOUT.output(SUMMARY_OUTPUTS[0])),
         md=str(LAYOUT.output(SUMMARY_OUTPUTS[1])),
@@ -70,11 +90,15 @@ rule report_summary:
             str(LAYOUT.output(SUMMARY_OUTPUTS[2])),
             caption="../report/summary.rst",
             category="Studies without a paper report",
+            labels=lambda wildcards: {"title": f"Summary of study {wildcards.study}"},
         ),
         png=report(
             str(LAYOUT.output(SUMMARY_OUTPUTS[3])),
             caption="../report/summary.rst",
             category="Studies without a paper report",
+            labels=lambda wildcards: {
+                "title": f"Summary of study {wildcards.study} (figure)"
+            },
         ),
     log:
         str(LAYOUT.log("reports", "summary_{study}")),
@@ -85,8 +109,7 @@ rule report_summary:
         mem_mb=4000,
         runtime=30,
     params:
-        config=PLAN_FILE,
-        settings=settings_digest("summary"),
+        settings=settings("summary"),
     shell:
-        "medssl summary --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} "
-        "--inputs {input:q} --outputs {output.csv:q} {output.md:q} {output.html:q} {output.png:q} > {log:q} 2>&1"
+        "medssl summary --settings {params.settings:q} --inputs {input:q} "
+        "--outputs {output.csv:q} {output.md:q} {output.html:q} {output.png:q} > {log:q} 2>&1"

@@ -1,7 +1,9 @@
-# Training stage: pretrain (once per run and pool) -> finetune (per dataset, label ratio, seed), which also
+# Training stage: pretrain (once per run and pool) -> finetune (per dataset, label ratio and seed), which also
 # evaluates the selected model on the test patients in the same process (one model load, no model file unless
 # keep_finetuned_models).
-# Training rules declare a GPU; locally they run on whatever device is there (config `device: auto`).
+# Each job reads its settings record (params.settings) and where it runs (params.runtime: device, threads,
+# loader workers, checkpoint interval; changing these reruns nothing). Training rules declare a GPU; locally
+# they run on whatever device is there (config `device: auto`).
 
 
 rule pretrain:
@@ -15,18 +17,18 @@ rule pretrain:
         str(LAYOUT.benchmark("pretrain", "{study}", "{run}", "{pool}"))
     conda:
         ENV
-    threads: config.get("threads", 2)
+    threads: PLAN_CONFIG["threads"]
     resources:
         mem_mb=16000,
         runtime=stage_resources("pretrain"),
         gpu=1,
     params:
-        config=PLAN_FILE,
-        settings=settings_digest("pretrain"),
+        settings=settings("pretrain"),
+        runtime=runtime("pretrain"),
         out=lambda wildcards, output: os.path.dirname(output.model),
     shell:
-        "medssl pretrain --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
-        "--pool {wildcards.pool:q} --stores {input.stores:q} --splits {input.splits:q} --out {params.out:q} > {log:q} 2>&1"
+        "medssl pretrain --settings {params.settings:q} {params.runtime:q} --stores {input.stores:q} "
+        "--splits {input.splits:q} --out {params.out:q} > {log:q} 2>&1"
 
 
 rule finetune:
@@ -42,20 +44,18 @@ rule finetune:
         str(LAYOUT.benchmark("finetune", *JOB[:4], "seed{seed}"))
     conda:
         ENV
-    threads: config.get("threads", 2)
+    threads: PLAN_CONFIG["threads"]
     resources:
         mem_mb=16000,
         runtime=stage_resources("finetune"),
         gpu=1,
     params:
-        config=PLAN_FILE,
-        settings=settings_digest("finetune"),
+        settings=settings("finetune"),
+        runtime=runtime("finetune"),
         out=finetune_dir,
         pretrained=pretrained_arg,
-        keep=keep_model_arg,
+        model=keep_model_arg,
     shell:
-        "medssl finetune --config {params.config:q} --settings {params.settings:q} --study {wildcards.study:q} --run {wildcards.run:q} "
-        "--dataset {wildcards.dataset:q} --ratio {wildcards.ratio:q} --seed {wildcards.seed:q} "
-        "--store {input.store:q} --split {input.split:q} "
-        "--out {params.out:q} {params.pretrained:q} --metrics {output.metrics:q} --predictions {output.pred:q} "
-        "{params.keep:q} > {log:q} 2>&1"
+        "medssl finetune --settings {params.settings:q} {params.runtime:q} --store {input.store:q} "
+        "--split {input.split:q} --out {params.out:q} {params.pretrained:q} --metrics {output.metrics:q} "
+        "--predictions {output.pred:q} {params.model:q} > {log:q} 2>&1"

@@ -7,12 +7,12 @@ Only the standard library is used for HTTP (``urllib``). The flow for a :class:`
    restarts from zero). Connection errors, truncated bodies and 5xx answers are retried with exponential
    backoff. The md5 is checked *before* the ``.part`` is renamed to ``dest``; a mismatch deletes the file
    and raises :class:`ChecksumError`.
-2. :func:`extract_archive` checks every member (no absolute paths, no ``..``, no links leaving the tree, no
+2. :func:`extract_archive` checks every member (no absolute paths, no ``..``, no links at all, no
    devices) and that the archive's top-level folder is the source's ``root`` *before* extracting anything,
-   extracts only that root into a hidden temporary folder inside ``dest_dir`` and renames it into place,
-   so a failure never leaves partial data behind and no sibling of the root (e.g. manually placed data under
-   ``resources/raw/``) is ever replaced. A damaged or truncated archive (even one whose md5 matched) raises
-   :class:`CorruptArchiveError` naming it. Hidden ``.extract-*`` folders of killed jobs are removed at the
+   extracts only that root into a hidden temporary folder inside ``dest_dir`` and renames that folder alone
+   into place, so a failure never leaves partial data behind and no sibling of the root (e.g. manually
+   placed data under ``resources/raw/``) is ever written, replaced or deleted. A damaged or truncated
+   archive (even one whose md5 matched) raises :class:`CorruptArchiveError` naming it. Hidden ``.extract-*`` folders of killed jobs are removed at the
    next extraction (:func:`medssl.io.temp_dir`).
 3. :func:`fetch_url_source` ties both together for a registry entry and writes the ready marker
    ``resources/raw/<root>/.medssl_ready`` (see :data:`MARKER`).
@@ -39,7 +39,7 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from medssl.io import read_json, replace_dir, temp_dir, write_json
+from medssl.io import no_space, read_json, replace_dir, temp_dir, write_json
 
 MARKER = ".medssl_ready"
 USER_AGENT = "medssl/0.1 (python-urllib)"
@@ -216,6 +216,11 @@ def download_file(
             if failures > retries:
                 raise DownloadError(f"{url}: {err!r} after {retries} retries") from err
             last = err
+        except OSError as err:  # writing the .part: a full disk names the download (the .part is kept)
+            full = no_space(err, dest)
+            if full is err:
+                raise
+            raise full from err
         else:
             if actual == md5:
                 os.replace(part, dest)
@@ -247,17 +252,35 @@ def _check_name(name: str, archive: Path) -> PurePosixPath:
 
 
 def _check_tar(tf: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
+    """Every member of ``tf``, each checked (:func:`_check_name`, no link, no device).
+
+    Links are refused whatever their target: a link that stays inside the tree by its name can still lead
+    out of it once other links are followed (``R/here -> .`` then ``R/here/up -> ..``; ``R/up -> ..`` then
+    members ``R/up/<sibling>/...`` wrote next to the root and replaced a manually placed dataset). The
+    archives medssl fetches (MSD) hold no links, so refusing them all is the simple rule that cannot be
+    outwitted.
+    """
     members = tf.getmembers()
     for m in members:
-        p = _check_name(m.name, archive)
+        _check_name(m.name, archive)
         if m.issym() or m.islnk():
-            target = m.linkname.replace("\\", "/")
-            joined = PurePosixPath(target) if m.islnk() else p.parent / target
-            if target.startswith("/") or ".." in PurePosixPath(os.path.normpath(str(joined))).parts:
-                raise UnsafeArchiveError(f"{archive}: link {m.name!r} -> {m.linkname!r} leaves the archive")
-        elif not (m.isfile() or m.isdir()):
+            raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a {'symbolic' if m.issym() else 'hard'} "
+                                     f"link (-> {m.linkname!r}); medssl extracts no links, they could write "
+                                     f"outside the archive's folder")
+        if not (m.isfile() or m.isdir()):
             raise UnsafeArchiveError(f"{archive}: member {m.name!r} is a device or fifo")
     return members
+
+
+def _check_zip(zf: zipfile.ZipFile, archive: Path) -> list[zipfile.ZipInfo]:
+    """Every member of ``zf``, each checked (:func:`_check_name`, no symbolic link: see :func:`_check_tar`)."""
+    infos = zf.infolist()
+    for info in infos:
+        _check_name(info.filename, archive)
+        if (info.external_attr >> 16) & 0o170000 == 0o120000:  # S_IFLNK in the Unix mode bits
+            raise UnsafeArchiveError(f"{archive}: member {info.filename!r} is a symbolic link; medssl extracts "
+                                     f"no links, they could write outside the archive's folder")
+    return infos
 
 
 def _archive_kind(archive: Path) -> str:
@@ -293,9 +316,7 @@ def _extract_into(archive: Path, kind: str, tmp: Path, root: str | None) -> list
                 tf.extractall(tmp, members=chosen)
     else:
         with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            for info in infos:
-                _check_name(info.filename, archive)
+            infos = _check_zip(zf, archive)
             tops = sorted({t for i in infos if (t := _top(i.filename))})
             _check_root(archive, root, tops)
             zf.extractall(tmp, members=[i for i in infos if root is None or _top(i.filename) == root])
@@ -313,10 +334,11 @@ def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike, *, 
                     ) -> list[Path]:
     """Extract a tar (plain/gz/bz2/xz) or zip ``archive`` into ``dest_dir``; return the paths placed.
 
-    Every member is checked first (:class:`UnsafeArchiveError` for absolute paths, ``..``, links leaving
-    the tree, devices). With ``root``, the archive must hold the top-level folder ``root`` (else
-    :class:`FileNotFoundError` naming what it holds, before anything is written) and only that folder is
-    extracted and placed, replacing an older ``dest_dir/root``; other top-level entries are ignored. Without
+    Every member is checked first (:class:`UnsafeArchiveError`, naming the archive and the member, for
+    absolute paths, ``..``, symbolic or hard links, devices). With ``root``, the archive must hold the
+    top-level folder ``root`` (else :class:`FileNotFoundError` naming what it holds, before anything is
+    written) and only that folder is extracted and placed, replacing an older ``dest_dir/root``; other
+    top-level entries are ignored. Without
     ``root``, every top-level entry is placed, and one that already exists in ``dest_dir`` is an error
     (:class:`FileExistsError`, nothing placed): existing data are never replaced. Extraction goes to a hidden
     temporary folder inside ``dest_dir`` (same file system); only when it has fully succeeded is anything
@@ -329,11 +351,22 @@ def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike, *, 
     kind = _archive_kind(archive)
     with temp_dir(dest_dir, f".extract-{archive.name}-") as tmp:
         try:
-            _extract_into(archive, kind, tmp, root)
+            tops = _extract_into(archive, kind, tmp, root)
         except _DAMAGED as err:
             raise CorruptArchiveError(f"{archive}: damaged or truncated archive ({type(err).__name__}: {err}); "
                                       f"delete it and fetch it again") from err
-        entries = sorted(tmp.iterdir())
+        except OSError as err:
+            full = no_space(err, dest_dir / root if root else dest_dir, f"folder (extracting {archive})")
+            if full is err:
+                raise
+            raise full from err
+        # Only the archive's own top-level folders are placed (with ``root``: that folder alone), whatever
+        # else the extraction might have made in ``tmp``; a top that is not a real folder or file is refused.
+        wanted = [root] if root is not None else tops
+        entries = [tmp / name for name in wanted if (tmp / name).exists() or (tmp / name).is_symlink()]
+        for entry in entries:
+            if entry.is_symlink() or not (entry.is_dir() or entry.is_file()):
+                raise UnsafeArchiveError(f"{archive}: {entry.name} is not a plain folder or file")
         if root is None:
             taken = [dest_dir / e.name for e in entries if (dest_dir / e.name).exists()
                      or (dest_dir / e.name).is_symlink()]

@@ -90,16 +90,29 @@ def list_msd_cases(spec: DatasetSpec, root: Path) -> list[Case]:
     """Cases of an MSD-layout folder, read from ``dataset.json``'s ``training`` list.
 
     Listing from dataset.json (never from a directory glob) skips the macOS ``._*`` files some MSD tars
-    carry. Paths in dataset.json are relative to ``root`` ("./imagesTr/x.nii.gz").
+    carry. Paths in dataset.json are relative to ``root`` ("./imagesTr/x.nii.gz"). A dataset.json that is
+    not valid JSON (e.g. cut short), has no ``training`` list or an entry without ``image`` and ``label``
+    raises :class:`ValueError` naming the file.
     """
     root = Path(root)
     meta_path = root / "dataset.json"
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path} not found: {spec.name} is not in MSD layout at {root}")
-    with open(meta_path) as f:
-        meta = json.load(f)
+    try:
+        with open(meta_path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+        raise ValueError(f"{meta_path}: not valid JSON ({err}); is the file complete? ({spec.name})") from None
+    training = meta.get("training") if isinstance(meta, dict) else None
+    if not isinstance(training, list):
+        raise ValueError(f"{meta_path}: no 'training' list of image/label pairs, as an MSD dataset.json has "
+                         f"({spec.name})")
     cases = []
-    for entry in meta["training"]:
+    for i, entry in enumerate(training):
+        if not (isinstance(entry, dict) and isinstance(entry.get("image"), str)
+                and isinstance(entry.get("label"), str)):
+            raise ValueError(f"{meta_path}: training entry {i} ({str(entry)[:80]}) lacks 'image' and 'label' "
+                             f"paths")
         image = root / entry["image"]
         label = root / entry["label"]
         case_id = strip_nii(Path(entry["image"]).name)

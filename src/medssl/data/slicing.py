@@ -15,7 +15,10 @@ index; slices of a case are contiguous):
 5. write images, labels and index rows, then ``meta.json``: :func:`medssl.data.store.write_store` (atomic).
 
 Warnings (logger ``medssl.data``; slicing goes on): label values outside the class map (one message per
-dataset naming the values and the cases holding them), a case whose label holds no voxel of any class, and
+dataset naming the values and the cases holding them), a case whose label holds no voxel of any class, a
+declared class that no label of the dataset holds (one loud message naming the dataset and the classes; a
+store where no class appears at all would otherwise train and report a null Dice with exit status 0; the
+per-class slice counts go to ``meta.json``'s ``class_slices`` for later jobs to check), and
 an image holding NaN/Inf voxels (counted; NaN become 0, Inf are clipped like any value outside the range;
 ITK's NIfTI reader already reads NaN/Inf as 0, so this concerns MetaImage/NRRD sources).
 
@@ -34,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from medssl.config import DatasetSettings
 from medssl.data.cases import Case
 from medssl.data.intensity import count_nonfinite, intensity_range, normalise, resize_images, to_float16
 from medssl.data.labels import label_lut, label_values, remap_labels, resize_labels
@@ -67,7 +69,25 @@ def _check_values(case: Case, image: np.ndarray, labels: np.ndarray, label_map: 
                     "are clipped to the intensity range", case.case_id, case.image, n_nan + n_inf, n_nan, n_inf)
 
 
-def _slice_case(case: Case, img_h: Header, lab_h: Header, n: int, settings: DatasetSettings,
+def _check_classes(spec, counts: np.ndarray, total: int) -> dict[str, int]:
+    """``{class name: slices holding it}``; a loud warning naming the dataset and every declared class that
+    no slice holds (none at all: the dataset has no foreground, nothing can be learnt from it)."""
+    names = list(spec.class_names)
+    class_slices = {names[k] if k < len(names) else f"class {k + 1}": int(n) for k, n in enumerate(counts)}
+    missing = [name for name, n in class_slices.items() if n == 0]
+    if missing:
+        none = len(missing) == len(class_slices)
+        log.warning("%s: WARNING: the declared class%s %s never appear%s in any label (0 of %d slices)%s; a "
+                    "model cannot learn %s and %s Dice will be null. Check the label files and the class map "
+                    "(%s)", spec.name, "es" if len(missing) > 1 else "", ", ".join(missing),
+                    "" if len(missing) > 1 else "s", total,
+                    ": the dataset has no foreground at all" if none else "",
+                    "them" if len(missing) > 1 else "it", "their" if len(missing) > 1 else "its",
+                    ", ".join(f"{k}->{v}" for k, v in sorted(spec.label_map().items())))
+    return class_slices
+
+
+def _slice_case(case: Case, img_h: Header, lab_h: Header, n: int, settings,
                 lut: np.ndarray, store: StoreWriter, unmapped: dict | None = None
                 ) -> tuple[np.ndarray, tuple[int, int], tuple[float, float]]:
     """Read one case and append its slices to the store, a slab of slices at a time (so the float32 working
@@ -98,7 +118,7 @@ def _slice_case(case: Case, img_h: Header, lab_h: Header, n: int, settings: Data
     return fg, (h, w), (lo, hi)
 
 
-def slice_dataset(settings: DatasetSettings, cases: list[Case], out_dir: Path, *, synthetic: bool) -> None:
+def slice_dataset(settings, cases: list[Case], out_dir: Path, *, synthetic: bool) -> None:
     """Write the slice store of ``cases`` to ``out_dir`` (atomically; see the module docstring)."""
     spec = settings.spec
     out_dir = Path(out_dir)
@@ -150,6 +170,8 @@ def slice_dataset(settings: DatasetSettings, cases: list[Case], out_dir: Path, *
                         ", ".join(f"{k}->{v}" for k, v in sorted(spec.label_map().items())), len(where),
                         ", ".join(where[:10]) + (", ..." if len(where) > 10 else ""))
 
+        class_slices = _check_classes(spec, store.class_slices, total)
+
         if settings.spec.modality == "CT":
             norm = {"method": "ct_window", "window": [float(v) for v in settings.ct_window]}
         else:
@@ -161,7 +183,7 @@ def slice_dataset(settings: DatasetSettings, cases: list[Case], out_dir: Path, *
             "slice_axis": axis, "orientation": CANONICAL_ORIENTATION if axis != "acquisition" else "acquisition",
             "synthetic": bool(synthetic), "task": spec.paper_task, "group": spec.paper_group,
             "n_cases": len(cases), "n_patients": len({c.patient_id for c in cases}), "n_slices": total,
-            "normalisation": norm, "spacing": spacing_meta, "cases": cases_meta,
+            "normalisation": norm, "class_slices": class_slices, "spacing": spacing_meta, "cases": cases_meta,
         })
     log.info("%s: %d cases, %d slices (%d with foreground) of %dx%d written to %s", spec.name, len(cases), total,
              n_fg_slices, size, size, out_dir)

@@ -1,7 +1,7 @@
 """Where a dataset's volumes live and how to get them there, for real data and synthetic twins alike.
 
-- ``config["synthetic"]`` true: every dataset is its phantom twin in MSD layout under
-  ``<resources>/synthetic/<name>/`` (written by a separate workflow rule).
+- A synthetic config: every dataset is its phantom twin in MSD layout, written by its own workflow rule under
+  ``<resources>/synthetic/<name>/<digest>/`` (:meth:`medssl.layout.Layout.synthetic`); slicing reads it there.
 - URL sources (MSD tasks): ``<resources>/raw/<root>/`` after :func:`~medssl.data.download.fetch_url_source`.
 - Manual sources (ACDC, M&Ms, OAI-ZIB, MM-WHS): ``<resources>/raw/<root>/`` placed by the user, checked by
   :func:`~medssl.data.manual.check_manual_source`.
@@ -16,68 +16,31 @@ from pathlib import Path
 from medssl import registry
 from medssl.data.cases import Case
 from medssl.data.listers import list_cases
-from medssl.data.download import MARKER, fetch_url_source
+from medssl.data.download import fetch_url_source
 from medssl.data.manual import check_manual_source, manual_problem
 
-__all__ = ["resources_dir", "source_root", "source_layout", "ready_marker", "prepare_source",
-           "list_source_cases", "check_local_source", "pending_manual_instructions"]
+__all__ = ["source_root", "prepare_source", "read_source", "check_local_source", "pending_manual_instructions"]
 
 
-def resources_dir(config: dict) -> Path:
-    return Path(config.get("resources", "resources"))
-
-
-def _synthetic(config: dict) -> bool:
-    return bool(config.get("synthetic", False))
-
-
-def source_root(config: dict, name: str) -> Path:
-    """Folder holding dataset ``name``'s volumes (synthetic twin or real source)."""
-    if _synthetic(config):
-        return resources_dir(config) / "synthetic" / name
-    spec = registry.get(name, config)
+def source_root(spec: registry.DatasetSpec, resources: str | Path) -> Path:
+    """Folder holding a real dataset's volumes: its declared ``path``, else ``<resources>/raw/<root>``."""
     if isinstance(spec.source, registry.LocalSource):
         return Path(spec.source.path).expanduser()
-    return resources_dir(config) / "raw" / spec.source.root
+    return Path(resources) / "raw" / spec.source.root
 
 
-def source_layout(config: dict, name: str) -> str:
-    """Case-lister layout: ``"msd"`` for synthetic twins, else the registry entry's layout."""
-    return "msd" if _synthetic(config) else registry.get(name, config).layout
-
-
-def ready_marker(config: dict, name: str) -> Path:
-    """The file proving the source is in place: ``dataset.json`` of a twin or of a dataset declared with a
-    ``path`` in MSD layout (the folder itself in another layout), else ``<root>/.medssl_ready``."""
-    root = source_root(config, name)
-    if _synthetic(config):
-        return root / "dataset.json"
-    if registry.is_user_dataset(config, name):
-        return root / "dataset.json" if source_layout(config, name) == "msd" else root
-    return root / MARKER
-
-
-def prepare_source(config: dict, name: str, **download_kw) -> Path:
-    """Make sure dataset ``name`` is on disk and return its root.
+def prepare_source(spec: registry.DatasetSpec, resources: str | Path, **download_kw) -> Path:
+    """Make sure a real dataset is on disk and return its root.
 
     URL sources are downloaded and extracted (idempotent), manual sources are checked
-    (:class:`~medssl.data.manual.ManualDatasetMissing` with instructions when absent); a synthetic twin
-    must already exist (another workflow rule writes it), else :class:`FileNotFoundError`.
+    (:class:`~medssl.data.manual.ManualDatasetMissing` with instructions when absent), datasets declared with
+    a ``path`` are checked in place (:func:`check_local_source`).
     """
-    spec = registry.get(name, config)
-    if _synthetic(config):
-        root = source_root(config, name)
-        if not (root / "dataset.json").exists():
-            raise FileNotFoundError(
-                f"synthetic twin of {name} not found at {root.resolve()} (no dataset.json); it is written "
-                f"by the workflow's synthetic-data rule"
-            )
-        return root
     if isinstance(spec.source, registry.LocalSource):
         return check_local_source(spec)
     if isinstance(spec.source, registry.UrlSource):
-        return fetch_url_source(spec, resources_dir(config), **download_kw)
-    return check_manual_source(spec, resources_dir(config))
+        return fetch_url_source(spec, resources, **download_kw)
+    return check_manual_source(spec, resources)
 
 
 def check_local_source(spec: registry.DatasetSpec) -> Path:
@@ -95,23 +58,31 @@ def check_local_source(spec: registry.DatasetSpec) -> Path:
     return root
 
 
-def list_source_cases(config: dict, name: str) -> list[Case]:
-    """Cases of dataset ``name`` from its source root, with the right lister."""
-    spec = registry.get(name, config)
-    return list_cases(spec, source_root(config, name), layout=source_layout(config, name))
+def read_source(source: str | Path) -> Path:
+    """The root of a slicing job's source: a synthetic twin's folder itself, or the root a fetch job recorded
+    in its ready file (``{"dataset": ..., "root": ...}``)."""
+    source = Path(source)
+    if source.is_dir():
+        return source
+    from medssl.io import read_json
+
+    root = read_json(source).get("root")
+    if not isinstance(root, str):
+        raise ValueError(f"{source}: not a ready file of a fetched dataset (no 'root')")
+    return Path(root)
 
 
 def pending_manual_instructions(config: dict) -> str:
-    """Placement instructions of every manual dataset of ``config`` that is not (completely) in place, or ""
-    (also for synthetic configs). Writes nothing; for the workflow to print on the console, since a fetch
-    job's own message goes to its log file."""
-    if _synthetic(config):
+    """Placement instructions of every manual dataset of the resolved ``config`` that is not (completely) in
+    place, or "" (also for synthetic configs). Writes nothing; for the workflow to print on the console, since
+    a fetch job's own message goes to its log file."""
+    if config["synthetic"]:
         return ""
     texts = []
     for name in config["datasets"]:
         spec = registry.get(name, config)
         if isinstance(spec.source, registry.ManualSource):
-            err = manual_problem(spec, resources_dir(config))
+            err = manual_problem(spec, config["resources"])
             if err is not None:
                 texts.append(str(err))
     return "\n\n".join(texts)

@@ -45,11 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from medssl.config import DatasetSettings, ratio_key
+from medssl.config import ratio_key
 from medssl.data.store import SliceStore
-from medssl.io import write_json
+from medssl.io import read_json, write_json
 
-__all__ = ["make_split", "write_split", "split_counts", "SCANS_SUBSET_SAMPLING"]
+__all__ = ["make_split", "read_split", "write_split", "split_counts", "SCANS_SUBSET_SAMPLING", "SplitSlices"]
 
 SCANS_SUBSET_SAMPLING = ("random", "even")  # the first is the default
 
@@ -94,10 +94,11 @@ def _evenly_spaced(m: int, k: int) -> np.ndarray:
     return (2 * i * (m - 1) + (k - 1)) // (2 * (k - 1))  # round(i * (m-1) / (k-1)), exact integers
 
 
-def make_split(settings: DatasetSettings, store: SliceStore, label_ratios: list[float]) -> dict:
-    """Split ``store``'s patients into train/val/test and draw the label subsets (module docstring)."""
+def make_split(settings, store: SliceStore, label_ratios: list[float]) -> dict:
+    """Split ``store``'s patients into train/val/test and draw the label subsets (module docstring).
+    ``settings``: a split job's record (:class:`medssl.jobs.SplitJob`: ``name``, ``split``, ``scans_subset``)."""
     conf = settings.split
-    seed = int(conf.get("seed", 0))
+    seed = int(conf["seed"])
     index = store.index
     patients = sorted(set(index["patient"].astype(str)))
     n = len(patients)
@@ -112,7 +113,7 @@ def make_split(settings: DatasetSettings, store: SliceStore, label_ratios: list[
                              f"has {n}")
         ratios = None
     else:
-        ratios = [float(r) for r in conf.get("ratios", [0.7, 0.1, 0.2])]
+        ratios = [float(r) for r in conf["ratios"]]
         try:
             counts = split_counts(n, ratios)
         except ValueError as err:
@@ -144,7 +145,7 @@ def make_split(settings: DatasetSettings, store: SliceStore, label_ratios: list[
             subsets[ratio_key(r)] = []
 
     scans = settings.scans_subset
-    sampling = str(conf.get("scans_subset_sampling", SCANS_SUBSET_SAMPLING[0]))
+    sampling = str(conf["scans_subset_sampling"])
     if sampling not in SCANS_SUBSET_SAMPLING:
         raise ValueError(f"{settings.name}: split scans_subset_sampling must be one of "
                          f"{', '.join(SCANS_SUBSET_SAMPLING)}, got {sampling!r}")
@@ -193,3 +194,29 @@ def make_split(settings: DatasetSettings, store: SliceStore, label_ratios: list[
 def write_split(split: dict, path: str | Path) -> None:
     """Write ``split`` as JSON atomically (``medssl.io.write_json``)."""
     write_json(path, split)
+
+
+class SplitSlices(list):
+    """A label subset's ``[case, slice]`` pairs that remember the split file they come from (``source``), so
+    :meth:`~medssl.data.store.SliceStore.rows_of` can name it when they do not fit a store."""
+
+    source: str | None = None
+
+
+def read_split(path: str | Path) -> dict:
+    """A split file (format: module docstring), checked to be one; each label subset is a :class:`SplitSlices`
+    naming ``path``. A file that is not valid JSON or has no ``patients`` / ``label_subsets`` raises
+    :class:`ValueError` naming it."""
+    path = Path(path)
+    split = read_json(path)
+    if not (isinstance(split, dict) and isinstance(split.get("patients"), dict)
+            and isinstance(split.get("label_subsets"), dict)):
+        raise ValueError(f"{path}: not a split file (no 'patients' and 'label_subsets'); make it with medssl "
+                         f"split")
+    for key, pairs in split["label_subsets"].items():
+        if not isinstance(pairs, list):
+            raise ValueError(f"{path}: label subset {key!r} is not a list of [case, slice] pairs")
+        tagged = SplitSlices(pairs)
+        tagged.source = str(path)
+        split["label_subsets"][key] = tagged
+    return split

@@ -9,6 +9,7 @@ Layout of ``results/<experiment>/data/<dataset>/``::
                  the stored labels)
     meta.json    dataset, title, modality, classes, n_classes, image_size, slice_axis, orientation,
                  synthetic, task, group, n_cases, n_patients, n_slices, normalisation,
+                 class_slices (per class name: how many slices hold it; 0 = never labelled),
                  spacing (per case: [between slices, row, column] in mm of the stored 2D pixels, e.g. for
                  HD95 computed on the store), cases (per case: patient, first row, slice count, source size
                  and spacing, slice shape before resizing, intensity range used, channel/frame if picked)
@@ -38,12 +39,17 @@ import pandas as pd
 
 from medssl.io import atomic_dir
 
-__all__ = ["IMAGES", "INDEX", "LABELS", "META", "SliceStore", "StoreWriter", "write_store"]
+__all__ = ["IMAGES", "INDEX", "LABELS", "META", "SliceStore", "SplitMismatchError", "StoreWriter",
+           "write_store"]
 
 IMAGES = "images.npy"
 LABELS = "labels.npy"
 INDEX = "index.csv"
 META = "meta.json"
+
+
+class SplitMismatchError(ValueError):
+    """A split's slices are not in the store it is used with: it was made from another slice store."""
 
 
 class SliceStore:
@@ -86,13 +92,66 @@ class SliceStore:
             mask &= self.index["fg"].astype(bool).to_numpy()
         return np.flatnonzero(mask)
 
-    def rows_of(self, pairs) -> np.ndarray:
-        """Row ids of ``[case, slice]`` pairs (as written in split files)."""
+    def rows_of(self, pairs, split: str | Path | None = None) -> np.ndarray:
+        """Row ids of ``[case, slice]`` pairs (as written in split files).
+
+        ``split`` names the split file the pairs come from in messages (default: ``pairs.source``, which
+        :func:`medssl.data.splits.read_split` sets). A pair that is not in this store means the split was
+        made from another slice store of the dataset (sliced with other settings): :class:`SplitMismatchError`
+        naming both, never a ``KeyError``.
+        """
+        source = split if split is not None else getattr(pairs, "source", None)
+        where = f"split {source}" if source is not None else "the split"
         lookup = self.row_lookup
-        try:
-            return np.array([lookup[(str(c), int(s))] for c, s in pairs], dtype=np.int64)
-        except KeyError as err:
-            raise KeyError(f"slice {err.args[0]} not in store {self.path}") from None
+        rows, missing, n = [], [], 0
+        for pair in pairs:
+            n += 1
+            try:
+                case, slice_ = pair
+                key = (str(case), int(slice_))
+            except (TypeError, ValueError):
+                raise SplitMismatchError(f"{where}: {pair!r} is not a [case, slice] pair") from None
+            row = lookup.get(key)
+            if row is None:
+                missing.append(key)
+            else:
+                rows.append(row)
+        if missing:
+            cases = sorted({c for c, _ in missing})
+            raise SplitMismatchError(
+                f"{where}: {len(missing)} of its {n} slices are not in the slice store {self.path} (e.g. case "
+                f"{missing[0][0]} slice {missing[0][1]}; cases {', '.join(cases[:5])}"
+                f"{', ...' if len(cases) > 5 else ''}): the split was made from another slice store of "
+                f"{self.meta.get('dataset', 'this dataset')}; make the split again from this store, or give "
+                f"the store it was made from")
+        return np.array(rows, dtype=np.int64)
+
+    def classes_present(self, rows=None) -> list[int]:
+        """Class ids (1..K, background excluded) with at least one pixel in the slices ``rows`` (all if None).
+
+        Read from ``index.csv``'s per-slice class flags ``c1..cK`` (computed on the stored labels), so no
+        label is read. A finetuning job calls it on its training rows: a class missing there cannot be
+        learnt, and no class at all means nothing to learn (the job should fail rather than report a Dice of
+        null at the end).
+        """
+        k = self.n_classes - 1
+        cols = [f"c{c}" for c in range(1, k + 1)]
+        if all(col in self.index.columns for col in cols):
+            flags = self.index[cols].to_numpy()
+            if rows is not None:
+                flags = flags[np.asarray(rows, dtype=np.int64)]
+            present = flags.astype(bool).any(axis=0)
+            return [c for c in range(1, k + 1) if present[c - 1]]
+        labels = self.labels if rows is None else self.labels[np.sort(np.asarray(rows, dtype=np.int64))]
+        values = set(np.unique(np.asarray(labels)).tolist())
+        return [c for c in range(1, k + 1) if c in values]
+
+    def missing_classes(self, rows=None) -> list[str]:
+        """Names of the classes with no pixel in ``rows`` (all slices if None): see :meth:`classes_present`."""
+        present = set(self.classes_present(rows))
+        names = self.class_names
+        return [names[c - 1] if c - 1 < len(names) else f"class {c}" for c in range(1, self.n_classes)
+                if c not in present]
 
     @cached_property
     def row_lookup(self) -> dict[tuple[str, int], int]:
@@ -130,6 +189,8 @@ class StoreWriter:
         self.n_slices, self.image_size, self.n_fg = int(n_slices), int(image_size), int(n_classes) - 1
         self._rows: list[pd.DataFrame] = []
         self.rows_written = 0
+        #: per class 1..K, how many slices written so far hold it (``meta.json``'s ``class_slices``)
+        self.class_slices = np.zeros(self.n_fg, dtype=np.int64)
         self.finished = False
         _npy_header(fi, np.float16, (self.n_slices, self.image_size, self.image_size))
         _npy_header(fl, np.uint8, (self.n_slices, self.image_size, self.image_size))
@@ -155,6 +216,7 @@ class StoreWriter:
             del images, labels  # a slab's arrays are not kept while the next one is computed
         n = self.rows_written - first
         present = np.concatenate(parts) if parts else np.zeros((0, self.n_fg), dtype=bool)
+        self.class_slices += present.sum(axis=0)
         fg = present.any(axis=1)
         part = {"row": np.arange(first, first + n), "case": case, "patient": patient, "slice": np.arange(n),
                 "n_slices": n, "fg": fg.astype(np.uint8)}

@@ -35,11 +35,6 @@ PAPER_PARAMS: dict[str, int | None] = {
 }
 
 
-def config_width(config: dict) -> float:
-    """The config's ``model_width`` (demo only; the schema's default 1.0 = the papers' networks)."""
-    return float(config.get("model_width", 1.0))
-
-
 def build(arch: str, out_channels: int, **kw) -> SegNet:
     """Build architecture ``arch`` with ``out_channels`` output channels (1 for reconstruction, C classes
     for segmentation); ``kw`` go to the constructor (see each class). Every architecture takes ``width``
@@ -62,7 +57,6 @@ __all__ = [
     "UNet",
     "UNet3Plus",
     "build",
-    "config_width",
     "n_params",
     "transferable_state",
 ]

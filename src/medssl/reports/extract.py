@@ -18,23 +18,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medssl import config as cfg
-from medssl import registry
+from medssl.jobs import FeaturesJob
 from medssl.reports.features import compute_features, generic_extractor, save_features
 from medssl.train import checkpoint as ckpt
 from medssl.train import common
-from medssl.layout import Layout
 
 HEAD_NAMES = {"image": "F_image", "task": "F_task", "group": "F_group"}
 
 
-def sample_pool(config: dict, datasets: list[str], per_task: int, seed: int, store_dirs: list | None = None):
-    """``per_task`` foreground slices per dataset: images (N, H, W), dataset index (N,). ``store_dirs``: one
-    store per dataset (default: the experiment's layout)."""
+def sample_pool(datasets: list[str], stores: list, per_task: int, seed: int):
+    """``per_task`` foreground slices per dataset: images (N, H, W), dataset index (N,). ``stores``: one store
+    folder per dataset."""
     rng = np.random.default_rng(seed)
     images, task = [], []
-    for i, (name, path) in enumerate(zip(datasets, common.pool_inputs(datasets, store_dirs, "stores"))):
-        store = common.open_store(config, name, path)
+    for i, (name, path) in enumerate(zip(datasets, common.pool_inputs(datasets, stores, "stores"))):
+        store = common.open_store(name, path)
         rows = store.rows(foreground_only=True)
         rows = np.sort(rng.choice(rows, size=min(per_task, len(rows)), replace=False))
         images.append(np.asarray(store.images[rows], dtype=np.float32))
@@ -42,24 +40,19 @@ def sample_pool(config: dict, datasets: list[str], per_task: int, seed: int, sto
     return np.concatenate(images), np.concatenate(task)
 
 
-def extract_features(config: dict, study: str, run: str, out: str | Path, *, per_task: int = 100,
-                     seed: int = 0, model: str | Path | None = None, store_dirs: list | None = None) -> Path:
+def extract_features(job: FeaturesJob, out: str | Path, *, model: str | Path, stores: list) -> Path:
     """Write the features .npz that :func:`medssl.reports.figures` turns into Figure 3b. ``model`` (the
-    pretrained model file) and ``store_dirs`` (the pool's stores, in its order) are the job's inputs
-    (default: the experiment's layout)."""
-    pool = cfg.features_pool(config, study, run)
-    state = ckpt.load(model if model is not None else Layout.of(config).pretrained_model(study, run, pool))
-    datasets = cfg.pool_datasets(config, study, pool)
-    store_dirs = common.pool_inputs(datasets, store_dirs, "stores")
-    images, index = sample_pool(config, datasets, per_task, seed, store_dirs)
-    task_of, group_of, n_tasks, n_groups = common.task_group_ids(config, study, datasets)
-    task = np.array([task_of[datasets[i]] for i in index])
-    group = np.array([group_of[datasets[i]] for i in index])
+    pretrained model file) and ``stores`` (the pool's stores, in its order) are the job's inputs."""
+    state = ckpt.load(model)
+    ids = job.ids
+    datasets = list(ids.datasets)
+    images, index = sample_pool(datasets, stores, job.per_task, job.seed)
+    task = np.array([ids.tasks[datasets[i]] for i in index])
+    group = np.array([ids.groups[datasets[i]] for i in index])
 
-    rs = cfg.run_settings(config, study, run)
-    backbone = common.build_model(rs["arch"], 1, width=state.get("width", 1.0))
-    method = common.build_method(rs["method"], backbone, n_tasks=n_tasks, n_groups=n_groups,
-                                 image_size=images.shape[-1], **rs["params"])
+    backbone = common.build_model(job.run.arch, 1, width=state["width"])
+    method = common.build_method(job.run.method, backbone, n_tasks=ids.n_tasks, n_groups=ids.n_groups,
+                                 image_size=images.shape[-1], **job.run.params)
     backbone.load_state_dict(state["state_dict"])
     method.load_state_dict({**{f"backbone.{k}": v for k, v in state["state_dict"].items()},
                             **state["method_state"]})
@@ -76,17 +69,7 @@ def extract_features(config: dict, study: str, run: str, out: str | Path, *, per
     extractors = {generic_name: generic}
     extractors.update({name: head_output(key) for key, name in HEAD_NAMES.items() if key in probe})
     features = compute_features(images[:, None], extractors)
-    task_labels, group_labels = [""] * n_tasks, [""] * n_groups
-    members: dict[int, list] = {}  # group id -> its datasets' specs: a group is named by what it holds
-    for d in datasets:
-        spec = registry.get(d, config)
-        task_labels[task_of[d]] = f"T{spec.paper_task or task_of[d] + 1} {spec.roi} {spec.modality}"
-        members.setdefault(group_of[d], []).append(spec)
-    for g, specs in members.items():
-        rois = ", ".join(dict.fromkeys(s.roi for s in specs))
-        modalities = "/".join(dict.fromkeys(s.modality for s in specs))
-        group_labels[g] = f"G{specs[0].paper_group or g + 1} {rois} {modalities}"
-    synthetic = bool(common.open_store(config, datasets[0], store_dirs[0]).meta.get("synthetic", False))
-    save_features(out, features, task, group, task_labels=task_labels, group_labels=group_labels,
-                  synthetic=synthetic)
+    synthetic = bool(common.open_store(datasets[0], stores[0]).meta.get("synthetic", False))
+    save_features(out, features, task, group, task_labels=list(ids.task_labels),
+                  group_labels=list(ids.group_labels), synthetic=synthetic)
     return Path(out)

@@ -14,7 +14,6 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from medssl import config as cfg
 from medssl.io import write_text
 from medssl.reports.metrics import MetricsSource, MissingInputError, metrics_path, read_metrics
 from medssl.reports.stats import (
@@ -57,14 +56,13 @@ class SummaryCell:
 def study_grid(config: dict, study: str) -> list[tuple[str, str, str]]:
     """(run, dataset, ratio) of every evaluation the study's runs make, in config order."""
     grid = []
-    for run in config["studies"][study]["runs"]:
-        rs = cfg.run_settings(config, study, run)
+    for run, rs in config["studies"][study]["runs"].items():
         grid += [(run, d, r) for d in rs["finetune_datasets"] for r in rs["label_ratios"]]
     return grid
 
 
 def summary_inputs(config: dict, study: str) -> list[Path]:
-    seeds = config["studies"][study].get("seeds", [0])
+    seeds = config["studies"][study]["seeds"]
     return [metrics_path(config, (study, run, d, r, s)) for run, d, r in study_grid(config, study) for s in seeds]
 
 
@@ -80,8 +78,8 @@ def _patient_scores(m: dict, denoising: bool) -> dict[str, float]:
 
 def collect(config: dict, study: str, metrics) -> dict[tuple[str, str, str], SummaryCell]:
     source = MetricsSource.from_inputs(config, metrics)
-    seeds = config["studies"][study].get("seeds", [0])
-    denoising = config["studies"][study].get("downstream", "segmentation") == "denoising"
+    seeds = config["studies"][study]["seeds"]
+    denoising = config["studies"][study]["downstream"] == "denoising"
     cells, missing = {}, []
     for run, dataset, ratio in study_grid(config, study):
         found = []
@@ -93,7 +91,7 @@ def collect(config: dict, study: str, metrics) -> dict[tuple[str, str, str], Sum
                 missing.append(str(source.path(key)))
         sp = [m.get("slice_pooled") or {} for m in found]
         cells[(run, dataset, ratio)] = SummaryCell(
-            run=run, label=cfg.run_settings(config, study, run)["label"], dataset=dataset, ratio=ratio,
+            run=run, label=config["studies"][study]["runs"][run]["label"], dataset=dataset, ratio=ratio,
             score=summarise([m.get("psnr") for m in found] if denoising
                             else [None if s.get("mean_dice") is None else 100 * s["mean_dice"] for s in sp]),
             miou=summarise([] if denoising else [None if s.get("miou") is None else 100 * s["miou"] for s in sp]),
@@ -132,7 +130,7 @@ def _p(c: SummaryCell) -> str:
 
 def render_markdown(config: dict, study: str, cells: dict) -> str:
     s = config["studies"][study]
-    denoising = s.get("downstream", "segmentation") == "denoising"
+    denoising = s["downstream"] == "denoising"
     synthetic = any(c.synthetic for c in cells.values())
     score = "PSNR (dB)" if denoising else "Dice (%)"
     title = f"Summary of study `{study}`" + (f": {s['title']}" if s.get("title") else "")
@@ -142,7 +140,7 @@ def render_markdown(config: dict, study: str, cells: dict) -> str:
                   "pipeline and are not results on real images.", ""]
     base = baseline_run(config, study)
     lines += [f"Slice-pooled {'PSNR' if denoising else 'mean foreground Dice and mIoU'} on each dataset's test "
-              f"patients, mean ± sd over seeds {s.get('seeds', [0])} (sd omitted for one seed)."]
+              f"patients, mean ± sd over seeds {s['seeds']} (sd omitted for one seed)."]
     if base is not None:
         lines += [f"p: each run against **{cells_label(cells, base)}**, {TEST_DESCRIPTION}; * adjusted p < 0.05, "
                   "** adjusted p < 0.01."]
@@ -200,7 +198,7 @@ def plot(config: dict, study: str, cells: dict, png_out) -> None:
 
     datasets = list(dict.fromkeys(d for _, d, _ in cells))
     runs = list(dict.fromkeys(r for r, _, _ in cells))
-    denoising = config["studies"][study].get("downstream", "segmentation") == "denoising"
+    denoising = config["studies"][study]["downstream"] == "denoising"
     fig, axes = plt.subplots(1, len(datasets), figsize=(max(6.5, 4.5 * len(datasets)), 3.8), squeeze=False)
     width = 0.8 / max(len(runs), 1)
     for ax, dataset in zip(axes[0], datasets):
@@ -217,7 +215,7 @@ def plot(config: dict, study: str, cells: dict, png_out) -> None:
         if not denoising:
             ax.set_ylim(0, 100)
     synthetic = any(c.synthetic for c in cells.values())
-    seeds = config["studies"][study].get("seeds", [0])
+    seeds = config["studies"][study]["seeds"]
     fig.suptitle(f"Summary of {study}{' (synthetic data)' if synthetic else ''}; "
                  f"{'error bars: sd over ' + str(len(seeds)) + ' seeds' if len(seeds) > 1 else 'one seed'}", fontsize=9)
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -191,7 +191,7 @@ def _ratios(block: dict, where: str) -> list[tuple[str, str]]:
 def _seeds(config: dict, block: dict, studies: set[str]) -> dict[str, list[int]]:
     out = {}
     for s in studies:
-        seeds = block.get("seeds", config["studies"][s].get("seeds", [0]))
+        seeds = block.get("seeds", config["studies"][s]["seeds"])
         out[s] = [int(x) for x in seeds]
     return out
 
@@ -327,7 +327,7 @@ def qualitative_spec(config: dict, target: str = "hssl_fig5_qualitative") -> Qua
         panels.append(QualitativePanel(title, rows, datasets, ratios, int(p.get("max_rows", max_rows))))
     seed = block.get("seed")
     if seed is None:
-        seed = config["studies"][panels[0].rows[0].study].get("seeds", [0])[0]
+        seed = config["studies"][panels[0].rows[0].study]["seeds"][0]
     am = block.get("allow_missing", (config.get("reports") or {}).get("allow_missing", False))
     return QualitativeSpec(target, panels, int(seed), bool(am))
 

@@ -1,6 +1,5 @@
 """Helpers shared by pretraining, finetuning and evaluation: stores, splits, model factories, on-device input
-transforms. (A study's options and their defaults: :func:`medssl.config.study_options`.)
-"""
+transforms."""
 
 from __future__ import annotations
 
@@ -9,73 +8,38 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medssl import registry
+from medssl.data.splits import read_split
 from medssl.data.store import SliceStore
-from medssl.io import read_json
-from medssl.layout import Layout
-
-def store_path(config: dict, dataset: str) -> Path:
-    return Layout.of(config).store(dataset)
 
 
-def open_store(config: dict, dataset: str, path: str | Path | None = None) -> SliceStore:
-    """``dataset``'s slice store: ``path`` (a job's input, as the workflow passes it) or the experiment's
-    layout. Refuses a store of another dataset, naming both."""
-    store = SliceStore(path if path is not None else store_path(config, dataset))
+def open_store(dataset: str, path: str | Path) -> SliceStore:
+    """``dataset``'s slice store at ``path`` (a job's input). Refuses a store of another dataset, naming both."""
+    store = SliceStore(path)
     if store.name != dataset:
         raise ValueError(f"{store.path}: a slice store of {store.name!r}, not of {dataset!r}")
     return store
 
 
-def split_path(config: dict, dataset: str) -> Path:
-    return Layout.of(config).split(dataset)
-
-
-def load_split(config: dict, dataset: str, path: str | Path | None = None) -> dict:
-    """``dataset``'s split: ``path`` (a job's input) or the experiment's layout. Refuses another dataset's."""
-    path = Path(path if path is not None else split_path(config, dataset))
-    split = read_json(path)
+def load_split(dataset: str, path: str | Path) -> dict:
+    """``dataset``'s split at ``path`` (a job's input). Refuses another dataset's."""
+    split = read_split(path)
     if split.get("dataset", dataset) != dataset:
         raise ValueError(f"{path}: the split of {split.get('dataset')!r}, not of {dataset!r}")
     return split
 
 
-def pool_inputs(datasets: list[str], paths: list | None, what: str) -> list:
-    """A pool job's per-dataset input paths (``--stores``/``--splits``: one per dataset, in the pool's order),
-    or ``None`` for each when not given (the layout's)."""
-    if paths is None:
-        return [None] * len(datasets)
+def pool_inputs(datasets: list[str], paths: list, what: str) -> list:
+    """A pool job's per-dataset input paths (``--stores``/``--splits``: one per dataset, in the pool's order)."""
     if len(paths) != len(datasets):
         raise ValueError(f"{len(paths)} {what} given for the {len(datasets)} datasets of the pool "
                          f"({', '.join(datasets)}): pass one per dataset, in that order")
     return list(paths)
 
 
-def task_group_ids(config: dict, study: str, datasets: list[str]) -> tuple[dict, dict, int, int]:
-    """HSSL task and group ids of ``datasets``: ``(task_of, group_of, n_tasks, n_groups)``.
-
-    Task id = index in the study's ``pretrain_datasets`` (a dataset outside that list is appended).
-    Group id = the registry's ``paper_group`` made contiguous over those datasets (sorted); a dataset without
-    ``paper_group`` is grouped by (ROI, modality) instead.
-    """
-    names = list(config["studies"][study]["pretrain_datasets"])
-    names += [d for d in datasets if d not in names]
-    task_of = {d: i for i, d in enumerate(names)}
-
-    def key(d):
-        spec = registry.get(d, config)
-        return ("a", spec.paper_group, "") if spec.paper_group is not None else ("b", spec.roi, spec.modality)
-
-    keys = sorted({key(d) for d in names}, key=lambda k: (k[0], str(k[1]).zfill(8), k[2]))
-    gid = {k: i for i, k in enumerate(keys)}
-    group_of = {d: gid[key(d)] for d in names}
-    return task_of, group_of, len(names), len(keys)
-
-
 # ---------------------------------------------------------------------------------------------- factories
 # Looked up at call time so tests (and future code) can substitute them.
 
-def build_model(arch: str, out_channels: int, width: float = 1.0) -> torch.nn.Module:
+def build_model(arch: str, out_channels: int, width: float) -> torch.nn.Module:
     """``models.build``; ``width`` (config ``model_width``, demo only) scales every layer width."""
     from medssl.models import build
 

@@ -1,6 +1,6 @@
 """The downstream task of finetuning and evaluation: everything that differs between segmentation and denoising.
 
-A study's ``downstream`` option (:func:`medssl.config.study_options`) picks one entry of :data:`DOWNSTREAMS`
+A study's ``downstream`` option (:class:`medssl.settings.StudyOptions`) picks one entry of :data:`DOWNSTREAMS`
 (:func:`downstream_for`); :mod:`medssl.train.finetune` and :mod:`medssl.train.evaluate` call its methods and
 never branch on the task themselves. Each one owns: the output channels, how a training batch gets its
 input and target, the training loss, the head initialisation, the validation score (model selection,
@@ -53,7 +53,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from medssl import config as cfg
 from medssl import metrics as M
 from medssl.train import common
 from medssl.train import device as dev
@@ -170,18 +169,19 @@ def all_slice_scores(model, store, test_rows: np.ndarray, scored_rows: np.ndarra
 # ------------------------------------------------------------------------------------------- the tasks
 
 class Downstream:
-    """What a downstream task owns; built from the study options (:func:`medssl.config.study_options`).
+    """What a downstream task owns; built from the study options (:class:`medssl.settings.StudyOptions`).
 
     ``test`` below is the evaluation's view: ``rows`` (scored test rows, store order), ``all_rows`` (every
     slice of the test patients), ``cases``/``patients`` (per scored row), ``case_order`` (store order)."""
 
     name: str = ""
     score_name: str = ""  # the validation column of log.csv and model.pt's "score_name"
+    needs_labels: bool = True  # training learns from the label maps (denoising: from the images alone)
     test_arrays: dict = {}  # name -> dtype of the per-row (H, W) arrays of test_predictions
 
-    def __init__(self, opts: dict):
+    def __init__(self, opts):
         self.opts = opts
-        self.noise_sigma = float(opts["noise_sigma"])
+        self.noise_sigma = opts.noise_sigma
 
     @property
     def input_noise(self) -> float | None:
@@ -307,10 +307,10 @@ class Segmentation(Downstream):
             "volume_mean": vm,
             "confusion": conf.tolist(),
             "psnr": None,
-            "slice_filter": self.opts["slice_filter"],
+            "slice_filter": self.opts.slice_filter,
             "n_slices": int(len(rows)),
             "all_slices": all_slice_scores(model, store, test["all_rows"], rows, pred, device,
-                                           input_norm=self.opts["input_norm"]),
+                                           input_norm=self.opts.input_norm),
         })
         return block
 
@@ -323,6 +323,7 @@ class Segmentation(Downstream):
 
 
 class Denoising(Downstream):
+    needs_labels = False
     name = "denoising"
     score_name = "val_psnr"
     test_arrays = {"pred": np.float32, "noisy": np.float32}
@@ -397,14 +398,8 @@ class Denoising(Downstream):
 DOWNSTREAMS: dict[str, type[Downstream]] = {"segmentation": Segmentation, "denoising": Denoising}
 
 
-def downstream_of(opts: dict) -> Downstream:
-    """The task named by study options ``opts`` (``opts["downstream"]``)."""
-    name = opts["downstream"]
-    if name not in DOWNSTREAMS:
-        raise ValueError(f"unknown downstream {name!r}; known: {', '.join(DOWNSTREAMS)}")
-    return DOWNSTREAMS[name](opts)
-
-
-def downstream_for(config: dict, study: str) -> Downstream:
-    """The task of ``study`` (:func:`medssl.config.study_options` ``["downstream"]``)."""
-    return downstream_of(cfg.study_options(config, study))
+def downstream_of(opts) -> Downstream:
+    """The task named by study options ``opts`` (:class:`~medssl.settings.StudyOptions`, ``opts.downstream``)."""
+    if opts.downstream not in DOWNSTREAMS:
+        raise ValueError(f"unknown downstream {opts.downstream!r}; known: {', '.join(DOWNSTREAMS)}")
+    return DOWNSTREAMS[opts.downstream](opts)

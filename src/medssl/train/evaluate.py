@@ -1,9 +1,10 @@
-"""Evaluation of a finetuned model on the test patients (``medssl evaluate``).
+"""Evaluation of a finetuned model on the test patients (``medssl evaluate``, and the end of every
+``medssl finetune``), from the finetuning job's settings record (:class:`medssl.jobs.FinetuneJob`).
 
 The scored slices (below) of the split's test patients are predicted in store order (by case, then slice) and reassembled
 per case (a "volume"; cine datasets have one case per frame, both belonging to one patient). The study's
 downstream task (:mod:`medssl.train.downstream`) predicts and scores them. The metrics JSON holds ``study``,
-``run``, ``label``, ``method``, ``arch``, ``dataset``, ``ratio``, ``seed``, ``synthetic``, ``downstream``,
+``run``, ``method``, ``arch``, ``dataset``, ``ratio``, ``seed``, ``synthetic``, ``downstream``,
 ``n_params``, ``model_width``, ``classes``, then the task's block; for segmentation (conventions:
 :mod:`medssl.metrics`):
 
@@ -38,16 +39,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medssl import config as cfg
 from medssl.data.store import SliceStore
 from medssl.io import atomic_path, write_json
-from medssl.models import config_width
+from medssl.jobs import FinetuneJob
+from medssl.layout import Layout
+from medssl.settings import Runtime
 from medssl.train import checkpoint as ckpt
 from medssl.train import common
 from medssl.train import device as dev
-from medssl.train.downstream import downstream_for, downstream_of
+from medssl.train.downstream import downstream_of
 from medssl.train.loop import ensure_logging
-from medssl.layout import Layout
 
 log = logging.getLogger("medssl.train")
 
@@ -81,72 +82,63 @@ def figure_rows(store, test_patients: list[str], rows: np.ndarray) -> np.ndarray
     return np.asarray(out, dtype=np.int64)
 
 
-def load_model(model_path: str | Path, arch: str, out_channels: int, device: torch.device,
-               expect: dict | None = None):
-    """Build the model of ``model_path``; with ``expect``, first refuse (ckpt.ModelMismatchError) a file whose
-    metadata differ (see :func:`medssl.train.checkpoint.check_model`)."""
+def load_model(model_path: str | Path, device: torch.device, expect: dict | None = None):
+    """Build the model of ``model_path`` as its metadata say (arch, width, output channels); with ``expect``,
+    first refuse (ckpt.ModelMismatchError) a file whose metadata differ (see
+    :func:`medssl.train.checkpoint.check_model`)."""
     state, meta = ckpt.load_state_dict(model_path)
     if expect is not None:
         ckpt.check_model(meta, model_path, **expect)
-    arch = meta.get("arch", arch)
-    out_channels = int(meta.get("out_channels", out_channels))
-    model = common.build_model(arch, out_channels, width=float(meta.get("width", 1.0)))
+    missing = [k for k in ("arch", "out_channels", "width") if k not in meta]
+    if missing:
+        raise ckpt.ModelMismatchError(f"{model_path}: its metadata lack {', '.join(missing)}: not a model file "
+                                      "written by this medssl (or a bare state dict)")
+    model = common.build_model(meta["arch"], int(meta["out_channels"]), width=float(meta["width"]))
     model.load_state_dict(state)
     return dev.prepare_module(model, device), meta
 
 
-def evaluate(config: dict, study: str, run: str, dataset: str, ratio: str, seed: int, model_path: str | Path,
-             out_json: str | Path, *, progress: bool = True, store_dir: str | Path | None = None,
-             split_file: str | Path | None = None, predictions: str | Path | None = None) -> dict:
-    """Evaluate ``model_path`` on ``dataset``'s test patients; write ``out_json`` and its ``_pred.npz``.
-    ``store_dir``, ``split_file``: the job's inputs (default: the experiment's layout)."""
+def evaluate(job: FinetuneJob, model_path: str | Path, out_json: str | Path, *, store: str | Path,
+             split: str | Path, runtime: Runtime, predictions: str | Path | None = None) -> dict:
+    """Evaluate ``model_path`` (a model file that finetuning ``job`` kept) on the test patients; write
+    ``out_json`` and its ``_pred.npz``. ``store``, ``split``: the job's inputs."""
     ensure_logging()
-    rs = cfg.run_settings(config, study, run)
-    task = downstream_for(config, study)
-    device = dev.pick_device(config.get("device", "auto"))
-    dev.configure(device, config.get("threads"))
-    store = common.open_store(config, dataset, store_dir)
-    out_channels = task.out_channels(store)
-    model, meta = load_model(model_path, rs["arch"], out_channels, device,
-                             expect={"kind": "finetune", "arch": rs["arch"], "dataset": dataset, "run": run,
-                                     "out_channels": out_channels})
-    return evaluate_model(config, study, run, dataset, ratio, seed, model, out_json, device=device,
-                          arch=meta.get("arch", rs["arch"]), store=store,
-                          split=common.load_split(config, dataset, split_file), predictions=predictions)
+    task = downstream_of(job.options)
+    device = dev.pick_device(runtime.device)
+    dev.configure(device, runtime.threads)
+    store = common.open_store(job.dataset, store)
+    model, _ = load_model(model_path, device,
+                          expect={"kind": "finetune", "arch": job.run.arch, "dataset": job.dataset, "run": job.run.name,
+                                  "out_channels": task.out_channels(store), "width": job.width})
+    return evaluate_model(job, model, out_json, device=device, store=store,
+                          split=common.load_split(job.dataset, split), predictions=predictions)
 
 
-def evaluate_model(config: dict, study: str, run: str, dataset: str, ratio: str, seed: int,
-                   model: torch.nn.Module, out_json: str | Path, *, device: torch.device,
-                   arch: str | None = None, store: SliceStore | None = None, split: dict | None = None,
-                   predictions: str | Path | None = None) -> dict:
-    """Evaluate an in-memory ``model`` (on ``device``) on ``dataset``'s test patients; write ``out_json`` and
-    its ``_pred.npz``. ``medssl finetune --metrics`` calls this on the selected model, in its own process, with
-    the store and split it trained from (default: the experiment's layout). ``predictions``: the ``.npz`` to
-    write (the job's declared output; default ``Layout.predictions(out_json)``)."""
+def evaluate_model(job: FinetuneJob, model: torch.nn.Module, out_json: str | Path, *, device: torch.device,
+                   store: SliceStore, split: dict, predictions: str | Path | None = None) -> dict:
+    """Evaluate an in-memory ``model`` (on ``device``) on the test patients of ``split``; write ``out_json``
+    and its ``_pred.npz``. ``medssl finetune`` calls this on the selected model, in its own process, with the
+    store and split it trained from. ``predictions``: the ``.npz`` to write (the job's declared output; default
+    ``Layout.predictions(out_json)``)."""
     out_json = Path(out_json)
-    rs = cfg.run_settings(config, study, run)
-    opts = cfg.study_options(config, study)
+    opts = job.options
     task = downstream_of(opts)
-    store = store if store is not None else common.open_store(config, dataset)
-    split = split if split is not None else common.load_split(config, dataset)
-
     test_patients = sorted(split["patients"]["test"])
     all_rows = store.rows(test_patients)
-    rows = held_out_rows(store, test_patients, opts["slice_filter"])
+    rows = held_out_rows(store, test_patients, opts.slice_filter)
     if len(rows) == 0:
-        raise ValueError(f"{dataset}: the split has no test slices")
-    arrays = task.test_predictions(model, store, rows, device, input_norm=opts["input_norm"], seed=seed)
+        raise ValueError(f"{job.dataset}: the split has no test slices")
+    arrays = task.test_predictions(model, store, rows, device, input_norm=opts.input_norm, seed=job.seed)
 
     index = store.index.set_index("row").loc[rows]
     cases = index["case"].to_numpy()
     test = {"rows": rows, "all_rows": all_rows, "cases": cases, "patients": index["patient"].to_numpy(),
             "case_order": list(dict.fromkeys(cases))}  # store order
     result = {
-        "study": study, "run": run, "label": rs["label"], "method": rs["method"],
-        "arch": arch or rs["arch"], "dataset": dataset, "ratio": str(ratio), "seed": int(seed),
-        "synthetic": bool(store.meta.get("synthetic", False)), "downstream": opts["downstream"],
-        "n_params": common.n_params(model),
-        "model_width": config_width(config), "classes": task.classes(store),
+        "study": job.study, "run": job.run.name, "method": job.run.method, "arch": job.run.arch,
+        "dataset": job.dataset, "ratio": job.ratio, "seed": job.seed,
+        "synthetic": bool(store.meta.get("synthetic", False)), "downstream": opts.downstream,
+        "n_params": common.n_params(model), "model_width": job.width, "classes": task.classes(store),
     }
     result.update(task.test_metrics(model, store, test, arrays, device))
 
@@ -158,7 +150,9 @@ def evaluate_model(config: dict, study: str, run: str, dataset: str, ratio: str,
     with atomic_path(npz, suffix=".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, image=fig_image.astype(np.float32), label=fig_label, pred=arrays["pred"][sel],
-                                rows=fr, key=np.array([study, run, dataset, str(ratio), str(int(seed))]))
+                                rows=fr, key=np.array([job.study, job.run.name, job.dataset, job.ratio,
+                                                       str(job.seed)]))
     write_json(out_json, result)
-    log.info("evaluate %s/%s on %s (%s, seed %d): %s", study, run, dataset, ratio, seed, task.summary(result))
+    log.info("evaluate %s/%s on %s (%s, seed %d): %s", job.study, job.run.name, job.dataset, job.ratio, job.seed,
+             task.summary(result))
     return result

@@ -1,4 +1,5 @@
-"""Supervised finetuning of one run on one dataset, label budget and seed (``medssl finetune``).
+"""Supervised finetuning of one run on one dataset, label budget and seed (``medssl finetune``), from its
+settings record (:class:`medssl.jobs.FinetuneJob`) and nothing else.
 
 What depends on the study's downstream task (output channels, training target and loss, head
 initialisation, validation score) is :mod:`medssl.train.downstream`'s; this module never branches on it.
@@ -36,20 +37,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from medssl import config as cfg
 from medssl.data.loaders import SliceDataset, make_loader
+from medssl.jobs import FinetuneJob, file_digest
+from medssl.settings import Runtime
 from medssl.train import checkpoint as ckpt
 from medssl.train import common
 from medssl.train import device as dev
-from medssl.models import config_width
 from medssl.train.downstream import Downstream, downstream_of
 from medssl.train.evaluate import evaluate_model, held_out_rows
 from medssl.train.loop import MODEL, Loop, build_optimizer, ensure_logging, epoch_batches, poly_lambda
 from medssl.train.seeding import seed_everything
 
 log = logging.getLogger("medssl.train")
-
-_UNHASHED = ("checkpoint_every", "num_workers", "images_per_second")
 
 
 class Supervised(nn.Module):
@@ -97,6 +96,30 @@ def load_pretrained(model: nn.Module, path: str | Path, transfer: str = "all") -
     return loaded, skipped
 
 
+def check_pretrained(path: str | Path, job: FinetuneJob) -> None:
+    """Refuse (:class:`~medssl.train.checkpoint.ModelMismatchError`) a pretrained model file other than the one
+    the record names: its study, run, pool, width and, for a kept epoch, that epoch."""
+    _, meta = ckpt.load_state_dict(path)
+    want = job.pretrained
+    expect = {"kind": "pretrain", "study": want.study, "run": want.run, "pool": want.pool, "width": job.width}
+    if want.epoch is not None:
+        expect["epochs"] = want.epoch
+    ckpt.check_model(meta, path, **expect)
+
+
+def check_foreground(store, rows: np.ndarray, job: FinetuneJob) -> None:
+    """Refuse a segmentation finetune whose training slices hold no labelled pixel (nothing to learn: it would
+    end with a background-only model and null Dice); warn about each class none of them holds."""
+    if not store.classes_present(rows):
+        raise ValueError(f"{job.dataset}: the {len(rows)} training slices of label subset {job.ratio} hold no "
+                         f"pixel of any class ({', '.join(store.class_names)}) in {store.path}: nothing to learn; "
+                         "check the label files (the store's meta.json lists class_slices)")
+    missing = store.missing_classes(rows)
+    if missing:
+        log.warning("%s: class %s has no pixel among the %d training slices of subset %s: its Dice will be "
+                    "null", job.dataset, ", ".join(missing), len(rows), job.ratio)
+
+
 def train_rows(store, split: dict, ratio: str) -> np.ndarray:
     """Rows of ``label_subsets[ratio]``; refuses slices of validation or test patients."""
     subsets = split["label_subsets"]
@@ -112,79 +135,78 @@ def train_rows(store, split: dict, ratio: str) -> np.ndarray:
     return rows
 
 
-def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed: int, out_dir: str | Path,
-             pretrained: str | Path | None = None, *, progress: bool = True, metrics: str | Path | None = None,
-             save_model: bool = True, store_dir: str | Path | None = None,
-             split_file: str | Path | None = None, predictions: str | Path | None = None) -> Path:
-    """Finetune and select on validation; returns the path of ``model.pt``.
+def finetune(job: FinetuneJob, out_dir: str | Path, *, store: str | Path, split: str | Path, runtime: Runtime,
+             metrics: str | Path, pretrained: str | Path | None = None, predictions: str | Path | None = None,
+             model: str | Path | None = None, progress: bool = True) -> dict:
+    """Finetune, select on validation, and evaluate the selected model on the test patients in the same
+    process (:func:`medssl.train.evaluate.evaluate_model`: ``metrics`` and its ``_pred.npz``, or
+    ``predictions``); returns the metrics.
 
-    ``store_dir`` and ``split_file``: the dataset's slice store and split (the job's inputs; default: the
-    experiment's layout); ``predictions``: where the test predictions go (default: beside ``metrics``).
-
-    With ``metrics`` the selected model is also evaluated on the test patients in this process
-    (:func:`medssl.train.evaluate.evaluate_model`: ``metrics`` and its ``_pred.npz``); ``save_model=False``
-    then skips writing ``model.pt`` (the path of ``metrics`` is returned)."""
-    if not save_model and metrics is None:
-        raise ValueError("finetune: save_model=False needs a metrics path (the job would keep nothing)")
+    ``store``, ``split``: the dataset's slice store and split file (the job's inputs); ``pretrained``: the
+    pretrained model file to start from; ``model``: where to keep the finetuned model file (not kept
+    without)."""
     ensure_logging()
     out_dir = Path(out_dir)
-    rs = cfg.run_settings(config, study, run)
-    st = cfg.stage_settings(config, study, "finetune", run)
-    opts = cfg.study_options(config, study)
+    run, stage, opts, seed = job.run, job.stage, job.options, job.seed
     task = downstream_of(opts)
-    device = dev.pick_device(config.get("device", "auto"))
-    dev.configure(device, config.get("threads"))
-    seed_everything(int(seed), deterministic=not dev.is_cuda(device))
+    device = dev.pick_device(runtime.device)
+    dev.configure(device, runtime.threads)
+    seed_everything(seed, deterministic=not dev.is_cuda(device))
 
-    store = common.open_store(config, dataset, store_dir)
+    store_dir = store
+    store = common.open_store(job.dataset, store_dir)
     common.check_image_size(store)
-    split = common.load_split(config, dataset, split_file)
-    rows = train_rows(store, split, ratio)
+    split_data = common.load_split(job.dataset, split)
+    rows = train_rows(store, split_data, job.ratio)
+    if task.needs_labels:
+        check_foreground(store, rows, job)
     out_channels = task.out_channels(store)
-    width = config_width(config)
-    model = common.build_model(rs["arch"], out_channels, width=width)
+    net = common.build_model(run.arch, out_channels, width=job.width)
     loaded, skipped = [], []
+    if (pretrained is None) != (job.pretrained is None):
+        raise ValueError(f"finetune {job.study}/{run.name}: " + (
+            f"starts from the pretraining {job.pretrained.study}/{job.pretrained.run}/{job.pretrained.pool}: "
+            "pass its model file with --pretrained" if pretrained is None else
+            f"is trained from scratch, but --pretrained {pretrained} was given"))
     if pretrained is not None:
-        loaded, skipped = load_pretrained(model, pretrained, rs["transfer"])
-    if hasattr(model, "init_head_bias"):  # the head is never transferred
-        task.init_head(model, store, rows)
-    model = dev.prepare_module(model, device)
-    module = Supervised(model, task)
+        check_pretrained(pretrained, job)
+        loaded, skipped = load_pretrained(net, pretrained, run.transfer)
+    if hasattr(net, "init_head_bias"):  # the head is never transferred
+        task.init_head(net, store, rows)
+    net = dev.prepare_module(net, device)
+    module = Supervised(net, task)
 
-    epochs = int(st["epochs"])
-    max_batches, batches = epoch_batches(st)
-    loader = make_loader(SliceDataset(store, rows, labels=True), int(st["batch_size"]), shuffle=True,
-                         fill=True, seed=int(seed), num_workers=int(st["num_workers"]),
+    max_batches, batches = epoch_batches(stage)
+    loader = make_loader(SliceDataset(store, rows, labels=True), stage.batch_size, shuffle=True,
+                         fill=True, seed=seed, num_workers=runtime.num_workers,
                          pin_memory=dev.is_cuda(device), max_batches=max_batches, batches=batches)
-    optimizer = build_optimizer(model.parameters(), float(st["lr"]), float(st.get("weight_decay", 0.0)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_lambda(epochs, float(st["poly_power"])))
+    optimizer = build_optimizer(net.parameters(), stage.lr, stage.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_lambda(stage.epochs, stage.poly_power))
 
-    scale = tuple(float(x) for x in st.get("crop_scale", [1.0, 1.0]))
-    degrees = float(st.get("rotation_degrees", 0.0))
+    scale, degrees = tuple(stage.crop_scale), float(stage.rotation_degrees)
     augment = ((lambda image, label: common.random_crop_rotate(image, label, scale, degrees))
                if scale != (1.0, 1.0) or degrees > 0 else None)
-    norm = common.normaliser(opts["input_norm"])
+    norm = common.normaliser(opts.input_norm)
 
     def prepare(batch):
         image = task.train_input(batch, augment)
         batch["image"] = norm(image).contiguous(memory_format=dev.memory_format(device))
         return batch
 
-    val_patients = list(split["patients"].get("val", []))
-    val_rows = (held_out_rows(store, val_patients, opts["slice_filter"]) if val_patients
+    val_patients = list(split_data["patients"].get("val", []))
+    val_rows = (held_out_rows(store, val_patients, opts.slice_filter) if val_patients
                 else np.array([], dtype=np.int64))
     score_name = task.score_name
-    val_every = int(st.get("val_every", 1))
     best = {"score": None, "epoch": None, "state": None}
     if len(val_rows) == 0:
-        log.warning("%s: the split has no validation patients; keeping the model of the last epoch", dataset)
+        log.warning("%s: the split has no validation patients; keeping the model of the last epoch", job.dataset)
 
     def on_epoch_end(epoch: int):
-        if len(val_rows) == 0 or (epoch % val_every and epoch != epochs):
+        if len(val_rows) == 0 or (epoch % stage.val_every and epoch != stage.epochs):
             return {score_name: None}
-        score = task.validation_score(model, store, val_rows, device, input_norm=opts["input_norm"])
+        score = task.validation_score(net, store, val_rows, device, input_norm=opts.input_norm)
         if best["score"] is None or score > best["score"]:
-            best.update(score=score, epoch=epoch, state=ckpt.cpu_state_dict(model))
+            best.update(score=score, epoch=epoch, state=ckpt.cpu_state_dict(net))
         return {score_name: score}
 
     def extra_state():
@@ -193,36 +215,32 @@ def finetune(config: dict, study: str, run: str, dataset: str, ratio: str, seed:
     def load_extra(extra):
         best.update({k: extra.get(k) for k in ("score", "epoch", "state")})
 
-    hashed = {k: v for k, v in st.items() if k not in _UNHASHED}
-    loop = Loop(module, optimizer, scheduler, loader, device=device, out_dir=out_dir, epochs=epochs,
-                kind="finetune", checkpoint_every=int(st["checkpoint_every"]),
-                config_hash=ckpt.config_hash({k: v for k, v in rs.items() if k != "label"}, hashed, opts,
-                                             dataset, str(ratio), int(seed),
-                                             str(pretrained) if pretrained else None, width),
+    made_from = [store_dir, split] + ([pretrained] if pretrained is not None else [])
+    loop = Loop(module, optimizer, scheduler, loader, device=device, out_dir=out_dir, epochs=stage.epochs,
+                kind="finetune", checkpoint_every=runtime.checkpoint_every,
+                config_hash=ckpt.config_hash(job.digest(), file_digest(*made_from)),
                 prepare=prepare, on_epoch_end=on_epoch_end, extra_state=extra_state, load_extra=load_extra,
-                desc=f"finetune {run}/{dataset}/{ratio}/seed{seed}", progress=progress, checkpoint_at_end=False)
+                desc=f"finetune {run.name}/{job.dataset}/{job.ratio}/seed{seed}", progress=progress,
+                checkpoint_at_end=False)
     log.info("finetune %s/%s on %s (ratio %s, seed %d): %d labelled slices, %d val slices, %d epochs x %d "
-             "steps, device %s", study, run, dataset, ratio, seed, len(rows), len(val_rows), epochs, len(loader),
-             device)
+             "steps, device %s", job.study, run.name, job.dataset, job.ratio, seed, len(rows), len(val_rows),
+             stage.epochs, len(loader), device)
     loop.run()
 
     if best["state"] is not None:
         state, selection = best["state"], "val"
         log.info("best %s %.4f at epoch %s", score_name, best["score"], best["epoch"])
     else:
-        state, selection = ckpt.cpu_state_dict(model), "last"
-    path = None
-    if save_model:
-        path = ckpt.save_model(
-            out_dir / MODEL, state, kind="finetune", arch=rs["arch"], out_channels=out_channels,
-            n_params=common.n_params(model), run=run, method=rs["method"], study=study, dataset=dataset,
-            ratio=str(ratio), seed=int(seed), epochs=loop.epoch, selection=selection, best_epoch=best["epoch"],
+        state, selection = ckpt.cpu_state_dict(net), "last"
+    if model is not None:
+        ckpt.save_model(
+            model, state, kind="finetune", arch=run.arch, out_channels=out_channels,
+            n_params=common.n_params(net), run=run.name, method=run.method, study=job.study, dataset=job.dataset,
+            ratio=job.ratio, seed=seed, epochs=loop.epoch, selection=selection, best_epoch=best["epoch"],
             best_score=best["score"], score_name=score_name, train_slices=int(len(rows)),
-            pretrained=str(pretrained) if pretrained else None, transfer=rs["transfer"], loaded=len(loaded),
-            skipped=len(skipped), width=width)
-    if metrics is not None:
-        model.load_state_dict(state)
-        evaluate_model(config, study, run, dataset, ratio, int(seed), model, metrics, device=device,
-                       arch=rs["arch"], store=store, split=split, predictions=predictions)
+            pretrained=str(pretrained) if pretrained else None, transfer=run.transfer, loaded=len(loaded),
+            skipped=len(skipped), width=job.width)
+    net.load_state_dict(state)
+    result = evaluate_model(job, net, metrics, device=device, store=store, split=split_data, predictions=predictions)
     loop.finish()
-    return path if path is not None else Path(metrics)
+    return result

@@ -19,7 +19,9 @@ Files in ``out_dir``:
   atomically instead and then :meth:`Loop.finish` removes the checkpoint, which only a job still to be
   resumed needs: a 22 M-parameter model with its Adam state is ~260 MB per job); on start an existing checkpoint with the same config hash is resumed
   ("resuming from epoch E"), with RNG states restored, so a resumed CPU run is bit-identical to a straight
-  one. A non-finite loss raises :class:`NonFiniteLossError` before anything is written for that epoch.
+  one; a checkpoint that cannot be used (cut short, damaged, of another structure) is the job's own scratch
+  file: a warning names it and why, and the job starts afresh (:meth:`Loop.try_resume`). A non-finite loss
+  raises :class:`NonFiniteLossError` before anything is written for that epoch.
 
 Loss values are checked every step on CPU; on CUDA they stay on the device and are checked every
 ``sync_every`` steps (the error still names the first bad step), to keep the loop free of per-step syncs.
@@ -27,6 +29,7 @@ Loss values are checked every step on CPU; on CUDA they stay on the device and a
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
@@ -144,20 +147,55 @@ class Loop:
         self.last_checkpoint = self.epoch
 
     def try_resume(self) -> bool:
+        """Resume from ``checkpoint.pt`` when it holds this job's state; return whether it did.
+
+        The checkpoint is the job's own scratch file, rewritten at the next checkpoint: whatever is wrong
+        with it (truncated, corrupt or changed bytes, unsafe content, another structure, other settings, a
+        state that does not fit the module) is logged as a warning naming the file and why, and the job starts
+        afresh. Nothing is left half restored: the module, optimiser, scheduler, RNGs and extra state are put
+        back as they were when a restore fails midway. (A model file given by the user is another matter:
+        :func:`medssl.train.checkpoint.load_state_dict` refuses a bad one.)
+        """
         path = self.checkpoint_path
         if not path.exists():
             return False
         try:
-            state = ckpt.load(path, map_location=self.device)
+            state = ckpt.load_checkpoint(path, map_location=self.device)
         except ckpt.CheckpointError as err:
             log.warning("%s; starting afresh", err)
             return False
-        if not isinstance(state, dict):
-            state = {}
+        except OSError as err:
+            log.warning("%s: cannot be read (%s); starting afresh", path, err)
+            return False
         if state.get("config_hash") != self.config_hash or state.get("kind") != self.kind:
             log.warning("%s: checkpoint was written with other settings (hash %s, now %s); starting afresh",
                         path, state.get("config_hash"), self.config_hash)
             return False
+        before = self._resume_snapshot()
+        try:
+            self._restore(state)
+        except Exception as err:  # noqa: BLE001 - any misfit of a damaged state: start afresh
+            self._restore(before)
+            why = str(err).strip().splitlines()[0] if str(err).strip() else ""
+            log.warning("%s: the checkpoint does not fit this job (%s%s); starting afresh", path,
+                        type(err).__name__, f": {why}" if why else "")
+            return False
+        self.last_checkpoint = self.epoch
+        log.info("resuming from epoch %d (%s)", self.epoch, path)
+        return True
+
+    def _resume_snapshot(self) -> dict:
+        """The state :meth:`_restore` sets, as it is now (a fresh job's), to put back if a restore fails."""
+        return {
+            "module": {k: v.detach().clone() for k, v in self.module.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "scheduler": copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None,
+            "rng": get_rng_state(), "generators": [g.get_state() for g in self._generators()],
+            "epoch": self.epoch, "step": self.step, "log": list(self.rows),
+            "extra": self.extra_state() if self.extra_state and self.load_extra else {},
+        }
+
+    def _restore(self, state: dict) -> None:
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
@@ -167,11 +205,8 @@ class Loop:
             g.set_state(st.cpu())
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.rows = list(state.get("log", []))
-        self.last_checkpoint = self.epoch
         if self.load_extra:
             self.load_extra(state.get("extra", {}))
-        log.info("resuming from epoch %d (%s)", self.epoch, path)
-        return True
 
     # ------------------------------------------------------------------ training
     def run(self) -> list[dict]:
@@ -270,8 +305,9 @@ class Loop:
         self.checkpoint_path.unlink(missing_ok=True)
 
 
-def epoch_batches(settings: dict) -> tuple[int | None, int | None]:
-    """``(max_batches, batches)`` per epoch of a stage's settings, for :func:`~medssl.data.loaders.make_loader`.
+def epoch_batches(stage) -> tuple[int | None, int | None]:
+    """``(max_batches, batches)`` per epoch of a stage (:class:`~medssl.settings.PretrainStage` or
+    :class:`~medssl.settings.FinetuneStage`), for :func:`~medssl.data.loaders.make_loader`.
 
     Without ``steps`` an epoch is one pass over the data, capped at ``steps_per_epoch`` (the papers'
     semantics): ``(steps_per_epoch, None)``. With ``steps`` (a total step budget that does not shrink with
@@ -280,14 +316,12 @@ def epoch_batches(settings: dict) -> tuple[int | None, int | None]:
     successive permutations, so ``epochs`` only sets how often the model is validated, logged and
     checkpointed and the poly schedule is stepped: ``(None, ceil(steps / epochs))``.
     """
-    steps = settings.get("steps")
-    if steps is None:
-        return settings.get("steps_per_epoch"), None
-    if settings.get("steps_per_epoch") is not None:
-        raise ValueError(f"steps ({steps}) and steps_per_epoch ({settings['steps_per_epoch']}) are exclusive: "
+    if stage.steps is None:
+        return stage.steps_per_epoch, None
+    if stage.steps_per_epoch is not None:
+        raise ValueError(f"steps ({stage.steps}) and steps_per_epoch ({stage.steps_per_epoch}) are exclusive: "
                          "set one of them")
-    epochs = max(int(settings["epochs"]), 1)
-    return None, -(-int(steps) // epochs)
+    return None, -(-int(stage.steps) // max(int(stage.epochs), 1))
 
 
 def build_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -298,19 +332,8 @@ def build_optimizer(params, lr: float, weight_decay: float = 0.0) -> torch.optim
 
 
 def poly_lambda(epochs: int, power: float):
-    """Multiplier for the lr after ``c`` completed epochs: (1 - c/epochs)^power (paper A's poly schedule)."""
+    """Multiplier of the lr after ``c`` completed epochs: (1 - c/epochs)^power. Power 0 is a constant lr (paper
+    B), 1 a linear decay to 0 (paper A's pretraining), 0.9 the poly policy (paper A's finetuning)."""
     def f(c: int) -> float:
         return max(0.0, 1.0 - c / max(epochs, 1)) ** power
     return f
-
-
-def constant_lambda(c: int) -> float:
-    return 1.0
-
-
-def scaled_lr(settings: dict) -> float:
-    lr = float(settings["lr"])
-    if settings.get("lr_scaling", "none") == "linear":
-        lr = lr * settings["batch_size"] / settings.get("lr_reference_batch", 256)
-    return lr
-
