@@ -23,7 +23,7 @@ from pathlib import Path
 
 from medssl import config as cfg
 from medssl.layout import Layout
-from medssl.reports.metrics import read_metrics
+from medssl.reports.metrics_files import read_metrics
 
 
 def knn_accuracy(features, labels, k: int = 5) -> float:

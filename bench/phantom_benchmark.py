@@ -22,7 +22,7 @@ from pathlib import Path
 
 from medssl import config as cfg
 from medssl.layout import Layout
-from medssl.reports.metrics import read_metrics
+from medssl.reports.metrics_files import read_metrics
 from medssl.reports.stats import holm_adjust, paired_test, summarise
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from medssl.reports.metrics import MetricsSource, file_key, metrics_path
+from medssl.reports.metrics_files import MetricsSource, file_key, metrics_path
 
 REPO = Path(__file__).resolve().parents[1]
 

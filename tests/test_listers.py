@@ -190,7 +190,7 @@ def test_mmwhs_mri_twin_is_sagittal(tmp_path):
 
     root = tmp_path / "twin"
     write_phantom_dataset(registry.get("mmwhs_mri"), root, n_patients=3, seed=0, scale=0.1)
-    assert len(list_cases(registry.get("mmwhs_mri"), root, layout="msd")) == 3
+    assert len(list_cases(registry.get("mmwhs_mri"), root, source_format="msd")) == 3
 
 
 # ---------------------------------------------------------------------------------------------- OAI-ZIB

@@ -58,7 +58,7 @@ def test_spec_from_config_describes_the_dataset(tmp_path):
     config = cfg.resolve(cfg.validate(own_config(tmp_path, slice_axis="coronal", group=2, channel=0,
                                                  classes={"kidney": [1, 3], "cyst": 2})))
     spec = registry.get("my_kidney", config)
-    assert spec.source == registry.LocalSource(str(tmp_path)) and spec.is_local and spec.layout == "msd"
+    assert spec.source == registry.LocalSource(str(tmp_path)) and spec.is_local and spec.source_format == "msd"
     assert spec.modality == "CT" and spec.roi == "my_kidney" and spec.paper_group == 2 and spec.channel == 0
     assert spec.label_map() == {1: 1, 3: 1, 2: 2} and spec.class_names == ["kidney", "cyst"]
     settings = st.dataset_settings(config, "my_kidney")

@@ -15,7 +15,7 @@ from scipy import stats
 from medssl import config as cfg
 from medssl.reports import check_reports, required_files, required_metrics
 from medssl.reports.builders import build
-from medssl.reports.metrics import MissingInputError
+from medssl.reports.metrics_files import MissingInputError
 from medssl.reports.paper_values import paper_table
 from medssl.reports.stats import holm, holm_adjust, paired_test, significance_marker
 

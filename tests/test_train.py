@@ -691,3 +691,35 @@ def test_jobs_read_the_store_and_split_they_are_given(world, tmp_path):
         load_split(world, "msd_heart", splits["msd_spleen"])
     with pytest.raises(ValueError, match="1 stores given for the 2 datasets of the pool"):
         pretrain(world, "s", "stand", "all", tmp_path / "P2", progress=False, store_dirs=[stores["msd_heart"]])
+
+
+def test_a_finetune_with_nothing_to_learn_fails_naming_it(world, tmp_path, caplog):
+    """Issue 21: a label subset whose slices hold no labelled pixel used to train a background-only model to
+    the end (null Dice, exit 0); it is refused, and a class absent from the subset is warned about."""
+    heart = open_store(world, "msd_heart")
+    write_split(world, heart, "msd_heart", ["case0", "case1", "case2"], ["case3"], ["case4"],
+                subsets={"100": [["case0", 0], ["case1", 0]], "5": [["case0", 0]]})  # first slices: background
+    with pytest.raises(ValueError, match=r"hold no pixel of any class \(left atrium\).*nothing to learn"):
+        finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "F")
+    assert not (tmp_path / "F" / "metrics.json").exists()
+
+
+def test_finetune_refuses_a_pretrained_file_other_than_its_record_names(world, tmp_path):
+    """The record names the pretraining a finetune starts from (study, run, pool, kept epoch); a model file of
+    another pool, or none, is refused before training."""
+    from medssl.train.checkpoint import ModelMismatchError
+
+    pre_heart = pretrain(world, "s", "stand", "msd_heart", tmp_path / "P")  # the pool msd_heart, not "all"
+    c = resolved(world)
+    job = jobs.FinetuneJob.of(c, "s", "stand", "msd_heart", "100", 0)
+    assert job.pretrained == jobs.Pretrained(study="s", run="stand", pool="all", epoch=None)
+    inputs = dict(store=store_path(c, "msd_heart"), split=split_path(c, "msd_heart"), metrics=tmp_path / "m.json",
+                  runtime=st.runtime(c, "s", "finetune", "stand"), progress=False)
+    with pytest.raises(ModelMismatchError, match="pool is 'msd_heart', expected 'all'"):
+        finetune_module.finetune(job, tmp_path / "F", pretrained=pre_heart, **inputs)
+    with pytest.raises(ValueError, match="pass its model file with --pretrained"):
+        finetune_module.finetune(job, tmp_path / "F", **inputs)
+    scratch = dataclasses.replace(job, pretrained=None)
+    with pytest.raises(ValueError, match="trained from scratch, but --pretrained"):
+        finetune_module.finetune(scratch, tmp_path / "F", pretrained=pre_heart, **inputs)
+    assert not (tmp_path / "m.json").exists()

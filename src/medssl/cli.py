@@ -54,7 +54,7 @@ def _slice(args, job, runtime):
     from medssl.data.slicing import slice_dataset
     from medssl.data.sources import read_source
 
-    cases = list_cases(job.spec, read_source(args.source), layout=job.layout)
+    cases = list_cases(job.spec, read_source(args.source), source_format=job.source_format)
     slice_dataset(job, cases, Path(args.out), synthetic=job.synthetic)
 
 

@@ -155,9 +155,9 @@ class SliceJob(Job):
         return self.dataset
 
     @property
-    def layout(self) -> str:
-        """How the source's cases are listed: twins are in MSD layout, real data in their release's."""
-        return "msd" if self.synthetic else self.spec.layout
+    def source_format(self) -> str:
+        """How the source's files are arranged: twins are in MSD layout, real data in their release's."""
+        return "msd" if self.synthetic else self.spec.source_format
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Every entry says what the papers need to know about a dataset (paper-A task and group ids, modality,
 classes in the papers' order), where it comes from (a URL with its md5, or a manual download with
-registration instructions), how its cases are listed (``layout``), which channel or frames to use, and
+registration instructions), how its release arranges its files (``source_format``, read by that format's case lister), which channel or frames to use, and
 along which axis it is sliced. Adding a new dataset in Medical Segmentation Decathlon (MSD) layout is one
 :class:`DatasetSpec` added to :data:`REGISTRY` (or passed to :func:`register`).
 
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Mapping
 
 Modality = Literal["CT", "MRI"]
-Layout = Literal["msd", "acdc", "mnms", "mmwhs", "oai_zib"]
+SourceFormat = Literal["msd", "acdc", "mnms", "mmwhs", "oai_zib"]  # how a release arranges its files
 SliceAxis = Literal["axial", "coronal", "sagittal", "acquisition"]
 
 
@@ -105,7 +105,7 @@ class DatasetSpec:
     roi: str
     classes: tuple[tuple[str, tuple[int, ...]], ...]  # (class name, source label values), papers' order
     source: UrlSource | ManualSource | LocalSource
-    layout: Layout = "msd"
+    source_format: SourceFormat = "msd"
     slice_axis: SliceAxis = "axial"
     channel: int | None = None  # 4D multi-channel images: the channel to keep (MSD prostate: 0 = T2)
     acquired_plane: SliceAxis | None = None  # list only cases acquired in this plane (MM-WHS MRI: sagittal)
@@ -225,7 +225,7 @@ for _spec in (
             note="Convert each case to NIfTI as images/<case>.nii.gz and labels/<case>.nii.gz "
                  "(the OAI-ZIB masks are .mhd; SimpleITK reads both).",
         ),
-        layout="oai_zib", slice_axis="sagittal", paper_task=6, paper_group=4, paper_slices=8187,
+        source_format="oai_zib", slice_axis="sagittal", paper_task=6, paper_group=4, paper_slices=8187,
         reference="Ambellan et al. 2019",
         release=Release(507, 507 * 160, note="~160 sagittal slices per knee"),
         twin=dict(anatomy="knee", shape=(160, 384, 384), spacing=(0.7, 0.365, 0.365), gain=700.0, noise=0.03,
@@ -241,7 +241,7 @@ for _spec in (
             expect=("training",),
             note="Unzip so that resources/raw/acdc/training/patient001/Info.cfg exists.",
         ),
-        layout="acdc", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
+        source_format="acdc", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
         paper_task=7, paper_group=1, paper_slices=1891, reference="Bernard et al. 2018",
         release=Release(100, 1902, note="ED + ES, ~9.5 slices per stack"),
         twin=dict(anatomy="thorax", shape=(232, 256, 10), spacing=(1.45, 1.45, 10.0), centre="lv",
@@ -258,7 +258,7 @@ for _spec in (
             note="Also place the ED/ES info CSV (211230_M&Ms_Dataset_information_diagnosis_opendataset.csv "
                  "or equivalent) in resources/raw/mnms/.",
         ),
-        layout="mnms", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
+        source_format="mnms", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
         paper_task=8, paper_group=1, paper_slices=3120, reference="Campello et al. 2021",
         release=Release(150, 3120, note="ED + ES, ~10.4 slices per stack"),
         twin=dict(anatomy="thorax", shape=(256, 256, 12), spacing=(1.25, 1.25, 9.2), centre="lv",
@@ -275,7 +275,7 @@ for _spec in (
             archive="MM-WHS 2017 training data (ct_train.zip)", root="mmwhs_ct", expect=("ct_train",),
             note="Unzip so that resources/raw/mmwhs_ct/ct_train/ct_train_1001_image.nii.gz exists.",
         ),
-        layout="mmwhs", slice_axis="axial", reference="Zhuang et al. 2019",
+        source_format="mmwhs", slice_axis="axial", reference="Zhuang et al. 2019",
         release=Release(20, 20 * 270, int(20 * 270 * 0.6), "estimate: ~270 axial slices/scan, 60% heart"),
         twin=dict(anatomy="thorax", shape=(512, 512, 256), spacing=(0.49, 0.49, 0.625), centre="heart",
                   coverage=(250, 250, 160), noise=12.0),
@@ -289,7 +289,7 @@ for _spec in (
             note="Unzip so that resources/raw/mmwhs_mri/mr_train/mr_train_1001_image.nii.gz exists.",
         ),
         # Paper B uses the 14 sagittally acquired scans only (Table 1; module docstring).
-        layout="mmwhs", slice_axis="sagittal", acquired_plane="sagittal", reference="Zhuang et al. 2019",
+        source_format="mmwhs", slice_axis="sagittal", acquired_plane="sagittal", reference="Zhuang et al. 2019",
         notes="Only the scans acquired sagittally are used (paper B: 14 of the 20).",
         release=Release(20, 20 * 150, int(20 * 150 * 0.6), "estimate: ~150 sagittal slices/scan, 60% heart"),
         twin=dict(anatomy="thorax", shape=(120, 288, 288), spacing=(1.6, 1.25, 1.25), centre="heart",
@@ -316,7 +316,7 @@ DECLARATION_KEYS = ("path", "modality", "classes", "channel", "group", "task", "
 def spec_from_config(name: str, entry: dict) -> DatasetSpec:
     """The :class:`DatasetSpec` of config entry ``datasets/<name>`` that has a ``path``.
 
-    - ``name`` registered: the registry entry read from ``path`` instead of downloaded (its layout, classes
+    - ``name`` registered: the registry entry read from ``path`` instead of downloaded (its source format, classes
       and modality stay the registry's; only ``path`` may be given of :data:`DECLARATION_KEYS`).
     - ``name`` new: a dataset in MSD layout (``path/dataset.json`` lists ``training`` image/label pairs)
       described by the entry: ``modality`` (CT or MRI), ``classes`` ({class name: label value or list of
@@ -356,7 +356,7 @@ def spec_from_config(name: str, entry: dict) -> DatasetSpec:
         raise DatasetDeclarationError(f"{where}/classes", "a label value belongs to two classes")
     return DatasetSpec(
         name=name, title=str(entry.get("title", name)), modality=entry["modality"],
-        roi=str(entry.get("roi", name)), classes=tuple(classes), source=source, layout="msd",
+        roi=str(entry.get("roi", name)), classes=tuple(classes), source=source, source_format="msd",
         slice_axis=entry.get("slice_axis", "axial"), channel=entry.get("channel"),
         patient_pattern=entry.get("patient_pattern"), paper_task=entry.get("task"),
         paper_group=entry.get("group"), notes=f"declared in the config; read from {path}",

@@ -1,4 +1,4 @@
-"""Case listers, one a layout (:data:`LISTERS`), and :func:`list_cases`, which lists a dataset's cases.
+"""Case listers, one a source format (:data:`LISTERS`), and :func:`list_cases`, which lists a dataset's cases.
 
 Each lister takes ``(spec, root)`` with ``root = resources/raw/<spec.source.root>`` and returns
 :class:`~medssl.data.cases.Case` objects sorted by case id. Hidden files and macOS ``._*`` resource forks
@@ -52,7 +52,7 @@ log = logging.getLogger("medssl.data")
 _NII = (".nii.gz", ".nii")
 _VOLUME = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 
-#: case folders each layout accepts, first = the one the registry's ``expect`` names (also read by
+#: case folders each source format accepts, first = the one the registry's ``expect`` names (also read by
 #: :mod:`medssl.data.manual`, whose placement check runs these listers)
 CASE_DIRS = {"acdc": ("training", "database/training"),
              "mnms": ("Training/Labeled", "OpenDataset/Training/Labeled")}
@@ -279,7 +279,7 @@ def list_oai_zib_cases(spec: DatasetSpec, root: Path) -> list[Case]:
     return sorted(cases, key=lambda c: c.case_id)
 
 
-#: layout name (``DatasetSpec.layout``) -> its lister
+#: source format (``DatasetSpec.source_format``) -> its lister
 LISTERS: dict[str, Callable[[DatasetSpec, Path], list[Case]]] = {
     "msd": list_msd_cases,
     "acdc": list_acdc_cases,
@@ -289,13 +289,13 @@ LISTERS: dict[str, Callable[[DatasetSpec, Path], list[Case]]] = {
 }
 
 
-def list_cases(spec: DatasetSpec, root: Path, layout: str | None = None) -> list[Case]:
-    """List the cases of ``spec`` found under ``root`` using its layout's lister (or ``layout``), keeping
+def list_cases(spec: DatasetSpec, root: Path, source_format: str | None = None) -> list[Case]:
+    """List the cases of ``spec`` found under ``root`` using its source format's lister (or ``source_format``'s), keeping
     only those acquired in ``spec.acquired_plane`` when it is set."""
-    layout = layout or spec.layout
-    if layout not in LISTERS:
-        raise ValueError(f"no case lister for layout {layout!r} (dataset {spec.name})")
-    cases = LISTERS[layout](spec, Path(root))
+    source_format = source_format or spec.source_format
+    if source_format not in LISTERS:
+        raise ValueError(f"no case lister for source format {source_format!r} (dataset {spec.name})")
+    cases = LISTERS[source_format](spec, Path(root))
     if not cases:
         raise FileNotFoundError(f"no cases found for {spec.name} under {root}")
     if spec.acquired_plane:

@@ -1,7 +1,7 @@
 """Datasets behind a registration wall: check they were put in place, or say exactly how to do it.
 
-The check and the case listers share one definition of the expected layout: a manual dataset is in place
-when its layout's lister (:mod:`medssl.data.listers`) finds at least one complete case under
+The check and the case listers share one definition of the expected source format: a manual dataset is in place
+when its source format's lister (:mod:`medssl.data.listers`) finds at least one complete case under
 ``resources/raw/<root>/`` (so ACDC's ``database/training/`` and M&Ms' ``OpenDataset/`` trees pass, and an
 empty ``training/`` or an M&Ms tree without its info CSV does not). The lister's own complaint (the missing
 file, the case) ends the instructions.
@@ -30,7 +30,7 @@ class ManualDatasetMissing(FileNotFoundError):
 
 
 def _alternatives(spec, rel: str) -> tuple[str, ...]:
-    dirs = CASE_DIRS.get(spec.layout, ())
+    dirs = CASE_DIRS.get(spec.source_format, ())
     return tuple(dirs) if dirs and dirs[0] == rel else (rel,)
 
 
@@ -68,7 +68,7 @@ def manual_instructions(spec, resources: str | os.PathLike, missing: list[str] |
 
 def check_manual_source(spec, resources: str | os.PathLike) -> Path:
     """Check ``resources/raw/<root>/`` holds the dataset (its ``expect`` entries, or their accepted
-    alternatives, and at least one complete case as the layout's lister reads it); write the ready marker;
+    alternatives, and at least one complete case as the source format's lister reads it); write the ready marker;
     return the root.
 
     Raises :class:`ManualDatasetMissing` naming the dataset title, the registration URL, the archive to
@@ -94,9 +94,9 @@ def check_manual_source(spec, resources: str | os.PathLike) -> Path:
 
 
 def _lister_problem(spec, root: Path) -> str:
-    """Why ``spec``'s layout lister finds no complete case under ``root`` ("" when it finds some)."""
+    """Why ``spec``'s source format lister finds no complete case under ``root`` ("" when it finds some)."""
     try:
-        cases = LISTERS[spec.layout](spec, root)
+        cases = LISTERS[spec.source_format](spec, root)
     except (OSError, KeyError, ValueError) as err:
         return str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
     return "" if cases else f"no cases found under {root.resolve()}"

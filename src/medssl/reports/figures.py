@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from medssl.io import atomic_path  # noqa: E402
-from medssl.reports.metrics import MetricsSource, MissingInputError, read_metrics  # noqa: E402
+from medssl.reports.metrics_files import MetricsSource, MissingInputError, read_metrics  # noqa: E402
 from medssl.reports.paper_values import paper_table  # noqa: E402
 from medssl.reports.targets import epochs_spec, percent_label, qualitative_spec, table_spec, tsne_spec  # noqa: E402
 

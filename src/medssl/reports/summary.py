@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medssl.io import write_text
-from medssl.reports.metrics import MetricsSource, MissingInputError, metrics_path, read_metrics
+from medssl.reports.metrics_files import MetricsSource, MissingInputError, metrics_path, read_metrics
 from medssl.reports.stats import (
     TEST_DESCRIPTION, PairedTest, Summary, holm_adjust, mean_over_seeds, paired_test, significance_marker, summarise,
 )

@@ -17,8 +17,8 @@ import io
 from dataclasses import dataclass, field
 
 from medssl.io import write_text
-from medssl.metrics import hd95_units_note
-from medssl.reports.metrics import MetricsSource, MissingInputError, read_metrics
+from medssl.scoring import hd95_units_note
+from medssl.reports.metrics_files import MetricsSource, MissingInputError, read_metrics
 from medssl.reports.paper_values import PaperValue
 from medssl.reports.stats import (
     TEST_DESCRIPTION, PairedTest, Summary, finite, holm_adjust, mean_over_seeds, paired_test,
@@ -321,7 +321,7 @@ def _cell_grid_text(c: Cell, d: int, with_classes: bool) -> str:
     return fmt_vs_paper(c.mean, pv.mean if pv else None, d) + marker
 
 
-def render_markdown(spec: TableSpec, cells: dict, *, title: str, layout: str) -> str:
+def render_markdown(spec: TableSpec, cells: dict, *, title: str, grid: str) -> str:
     paper = spec.paper
     d = paper.decimals
     synthetic = any(c.synthetic for c in cells.values())
@@ -347,7 +347,7 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, layout: str) ->
 
     # Overview in the paper's layout
     multi = len(spec.datasets) * len(spec.ratios) > 1
-    if layout == "ratio_rows":
+    if grid == "ratio_rows":
         header = ["Task", "Anno."] + [r.label for r in spec.rows]
         body = []
         for ds_label, _ in spec.datasets:
@@ -427,7 +427,7 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, layout: str) ->
     lines += ["## Per-volume metrics", "",
               "Per-volume scores are averaged over the test volumes (then mean ± sd over seeds); HD95 is the "
               f"95th-percentile Hausdorff distance {hd95_units_note(hd_units)}, as the metrics files state "
-              "(medssl.metrics), averaged over the classes where it is defined.", "", _md_table(header, body), ""]
+              "(medssl.scoring), averaged over the classes where it is defined.", "", _md_table(header, body), ""]
     if missing:
         lines += ["## Missing inputs", "", f"{len(missing)} metrics file(s) were missing; their cells show "
                   f"'{DASH}' or use the seeds found:", ""] + [f"- `{m}`" for m in missing] + [""]
@@ -445,9 +445,9 @@ def build_table(target: str, config: dict, metrics, csv_out, md_out, html_out=No
     spec = table_spec(config, target, allow_missing=allow_missing)
     cells = collect_cells(spec, metrics, config=config)
     info = target_info(target)
-    title, layout = info.title, info.layout
+    title, grid = info.title, info.grid
     write_csv(csv_out, csv_rows(spec, cells))
-    markdown = render_markdown(spec, cells, title=title, layout=layout)
+    markdown = render_markdown(spec, cells, title=title, grid=grid)
     write_text(md_out, markdown)
     if html_out is not None:
         write_text(html_out, render_html(markdown, title=title))

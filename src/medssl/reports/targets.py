@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medssl.config import ConfigError
-from medssl.reports.metrics import Key, metrics_path
+from medssl.reports.metrics_files import Key, metrics_path
 from medssl.reports.paper_values import PaperTable, paper_table
 from medssl.layout import Layout
 
@@ -39,13 +39,13 @@ class TargetInfo:
     table: str  # key under paper_values' tables
     outputs: tuple[str, ...]
     title: str = ""  # tables: the heading of the Markdown/HTML (figures title themselves)
-    layout: str = "method_rows"  # tables: ratio_rows (a row per dataset x ratio) | method_rows
+    grid: str = "method_rows"  # tables: ratio_rows (a row per dataset x ratio) | method_rows (a row per method)
 
 
-def _t(name, kind, paper, table, title="", layout="method_rows"):
+def _t(name, kind, paper, table, title="", grid="method_rows"):
     outs = ((f"tables/{name}.csv", f"tables/{name}.md", f"tables/{name}.html") if kind == "table"
             else (f"figures/{name}.png",))
-    return TargetInfo(name, kind, paper, table, outs, title, layout)
+    return TargetInfo(name, kind, paper, table, outs, title, grid)
 
 
 TARGETS: dict[str, TargetInfo] = {t.name: t for t in (

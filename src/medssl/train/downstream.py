@@ -19,7 +19,7 @@ the figure arrays of ``_pred.npz`` and the final log line of an evaluation.
   is left out; 0 when no class is defined.
 * Metrics JSON: ``hd95_units``, ``slice_pooled``, ``per_volume`` (Dice/IoU/HD95 per class per case),
   ``volume_mean``, ``confusion``, ``psnr: null``, ``slice_filter``, ``n_slices`` and ``all_slices``
-  (:func:`all_slice_scores`); conventions in :mod:`medssl.train.evaluate` and :mod:`medssl.metrics`.
+  (:func:`all_slice_scores`); conventions in :mod:`medssl.train.evaluate` and :mod:`medssl.scoring`.
 * ``_pred.npz``: ``image`` = the clean image, ``label`` = the label map, ``pred`` = the argmax.
 * Log: ``slice-pooled mean Dice …, mIoU …``.
 
@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from medssl import metrics as M
+from medssl import scoring as M
 from medssl.train import common
 from medssl.train import device as dev
 

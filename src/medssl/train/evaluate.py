@@ -6,7 +6,7 @@ per case (a "volume"; cine datasets have one case per frame, both belonging to o
 downstream task (:mod:`medssl.train.downstream`) predicts and scores them. The metrics JSON holds ``study``,
 ``run``, ``method``, ``arch``, ``dataset``, ``ratio``, ``seed``, ``synthetic``, ``downstream``,
 ``n_params``, ``model_width``, ``classes``, then the task's block; for segmentation (conventions:
-:mod:`medssl.metrics`):
+:mod:`medssl.scoring`):
 
 * ``slice_pooled``: one confusion matrix over every test pixel -> Dice/IoU per class and their means.
 * ``per_volume``: Dice, IoU and HD95 per class per case; ``volume_mean``: the mean over cases of each

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from medssl import metrics as M
+from medssl import scoring as M
 
 
 def test_confusion_dice_iou_by_hand():
