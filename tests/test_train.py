@@ -299,9 +299,11 @@ def test_pretrain_outputs_and_resume_equivalence(world, tmp_path, monkeypatch, c
     assert model_a["epochs"] == 2 and model_a["arch"] == "tiny" and model_a["method"] == "standin"
     assert all(k.split(".")[0] in ("encoder", "neck", "decoder", "head") for k in model_a["state_dict"])
     log_a = pd.read_csv(out_a / "log.csv")
-    assert list(log_a.columns) == ["epoch", "step", "loss", "rec", "task", "group", "lr", "time"]
-    assert log_a["step"].tolist() == [3, 6]
-    assert log_a["lr"].tolist() == [1e-3, 1e-3]
+    assert list(log_a.columns) == ["epoch", "step", "knn_task", "knn_group", "embed_std", "loss", "rec", "task",
+                                   "group", "lr", "time"]  # the representation monitor: before training, at the end
+    assert log_a["epoch"].tolist() == [0, 1, 2] and log_a["step"].tolist() == [0, 3, 6]
+    assert log_a["lr"].tolist()[1:] == [1e-3, 1e-3] and log_a["knn_task"].notna().tolist() == [True, False, True]
+    assert (out_a / "progress.png").stat().st_size > 10_000
     assert "method_state" in model_a  # the method's heads, for the t-SNE features
     assert not (out_a / "checkpoint.pt").exists()  # removed once model.pt is written: nothing to resume
 
@@ -329,7 +331,7 @@ def test_pretrain_keep_epochs_and_lr_scaling(world, tmp_path):
     kept = torch.load(tmp_path / "P" / "epoch1.pt", weights_only=False)
     assert kept["epochs"] == 1 and "state_dict" in kept
     assert not (tmp_path / "P" / "epoch2.pt").exists()
-    assert pd.read_csv(tmp_path / "P" / "log.csv")["lr"].iloc[0] == pytest.approx(1e-3 * 4 / 8)
+    assert pd.read_csv(tmp_path / "P" / "log.csv")["lr"].iloc[1] == pytest.approx(1e-3 * 4 / 8)
 
 
 def test_pretrain_foreground_filter_and_pool_ids(world, tmp_path, monkeypatch):
@@ -367,7 +369,7 @@ def test_nan_loss_raises_and_keeps_checkpoint(world, tmp_path):
     assert ck["epoch"] == 1 and ck["step"] == 3
     assert all(torch.isfinite(v).all() for v in ck["module"].values() if v.is_floating_point())
     assert not (out / "model.pt").exists()
-    assert len(pd.read_csv(out / "log.partial.csv")) == 1
+    assert len(pd.read_csv(out / "log.partial.csv")) == 2  # the monitor's epoch 0 and epoch 1
     assert not (out / "log.csv").exists()
 
 
@@ -571,7 +573,7 @@ def test_end_to_end_real_hssl_net_simclr(tmp_path, monkeypatch):
     assert torch.load(pre, weights_only=False)["n_params"] > 1e6
     model = finetune(config, "s", "simclr", "msd_heart", "100", 0, tmp_path / "F", pre, progress=False)
     res = evaluate(config, "s", "simclr", "msd_heart", "100", 0, model, tmp_path / "seed0.json", progress=False)
-    assert res["arch"] == "hssl_net" and math.isfinite(pd.read_csv(tmp_path / "P" / "log.csv")["loss"][0])
+    assert res["arch"] == "hssl_net" and math.isfinite(pd.read_csv(tmp_path / "P" / "log.csv")["loss"][1])
 
 
 def test_end_to_end_real_ssmtl_sequence(tmp_path, monkeypatch):
@@ -607,7 +609,7 @@ def test_step_budget_does_not_collapse_with_subset_size(world, tmp_path):
 def test_step_budget_in_pretraining(world, tmp_path):
     world["studies"]["s"]["pretrain"].update(epochs=2, steps=5, steps_per_epoch=None)
     pretrain(world, "s", "stand", "all", tmp_path / "P", progress=False)
-    assert pd.read_csv(tmp_path / "P" / "log.csv")["step"].tolist() == [3, 6]  # ceil(5 / 2) per epoch
+    assert pd.read_csv(tmp_path / "P" / "log.csv")["step"].tolist() == [0, 3, 6]  # ceil(5 / 2) per epoch
 
 
 def test_epoch_batches_sampler_is_exact_and_full():

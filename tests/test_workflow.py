@@ -193,12 +193,26 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     resolved = yaml.safe_load((res / "plan.yaml").read_text())  # every default applied, for people to read
     assert resolved["studies"]["hssl"]["runs"]["hssl"]["finetune"]["lr"] == 0.001
 
+    # Every training job drew its curves; the pretraining logged the representation monitor, one line an epoch
+    # and no progress bar; `medssl status` lists every training job as done.
+    for folder in [res / "hssl" / "pretrain" / r / "all" for r in ("simclr", "hssl")] + \
+            [res / "hssl" / "finetune" / r / "msd_heart" / "100" / "seed0" for r in ("tfs", "simclr", "hssl")]:
+        assert (folder / "progress.png").stat().st_size > 10_000, folder
+    header = (res / "hssl" / "pretrain" / "hssl" / "all" / "log.csv").read_text().splitlines()[0]
+    assert "knn_task" in header and "knn_group" in header and "embed_std" in header
+    pre_log = (res / "logs" / "pretrain" / "hssl" / "hssl" / "all.log").read_text()
+    assert "epoch 1/1: loss " in pre_log and "s/epoch" in pre_log and "\r" not in pre_log
+    proc = subprocess.run([str(Path(sys.executable).with_name("medssl")), "status", "--config", path], cwd=checkout,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "total: 5 of 5 done" in proc.stdout, proc.stdout + proc.stderr
+
     # The README's report command, from the root: the table is in it with its caption.
     code, out = snakemake_cli("--configfile", path, "--report", "report.html", cwd=checkout)
     assert code == 0, out[-3000:]
     html = (checkout / "report.html").read_text()
     assert "hssl_table2.html" in html and "synthetic phantom twins" in html and "{% if" not in html
     assert "HSSL Table 2: Dice" in html  # listed by its title
+    assert "Training" in html and "progress.png" in html  # the curves of every training job
     table_html = (res / "tables" / "hssl_table2.html").read_text()
     assert "<table>" in table_html and "<th>HSSL</th>" in table_html and "Synthetic data" in table_html
 

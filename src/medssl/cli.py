@@ -4,6 +4,7 @@ You normally run the whole study with snakemake (snakemake --cores 2 all); it ca
 job each. Call medssl yourself for:
 
   medssl cost --config config/paper.yaml       jobs and GPU-hours of a config, before you run it
+  medssl status --config config/paper.yaml     where a run stands: each training job's state and epoch
   medssl plan --config config/paper.yaml       the config with every default written out
   medssl export MODEL OUT --to monai           a trained model's weights for another library
   medssl settings finetune --config ...        the settings record of one job, to run that step by hand
@@ -139,6 +140,19 @@ def _plan(args):
         print(text, end="")
 
 
+def _status(args):
+    from medssl import status
+
+    config = cfg.load_config(args.config)
+    if args.watch:
+        try:
+            status.watch(config, args.directory, args.watch)
+        except KeyboardInterrupt:
+            pass
+        return
+    print(status.format_status(config, status.run_status(config, args.directory), args.directory))
+
+
 def _settings(args):
     from medssl import jobs
 
@@ -217,6 +231,16 @@ def _runtime_options(p, kind: str) -> None:
                        help="data loader processes (default: %(default)s, the main process)")
         g.add_argument("--checkpoint-every", type=int, metavar="EPOCHS", default=stage["checkpoint_every"],
                        help="epochs between resume checkpoints (default: %(default)s)")
+        g.add_argument("--logger", dest="loggers", action="append", choices=["tensorboard"], default=[],
+                       help="also write the scalars for TensorBoard (event files in --out; repeatable; default: "
+                            "none)")
+    if kind == "pretrain":
+        pre = cfg.stage_defaults("pretrain")
+        g.add_argument("--monitor-every", type=int, metavar="EPOCHS", default=pre["monitor_every"],
+                       help="epochs between representation-monitor rounds (kNN accuracy, embedding spread), also "
+                            "before training and at the end (default: %(default)s)")
+        g.add_argument("--monitor-samples", type=int, metavar="N", default=pre["monitor_samples"],
+                       help="validation slices per pool dataset the monitor embeds (default: %(default)s)")
 
 
 def _job_parser(sub, kind: str):
@@ -302,6 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time the config's architectures on this machine's device and use those numbers")
     p.add_argument("--directory", default=".", metavar="PATH",
                    help="workflow directory holding results/, for slice counts (default: %(default)s)")
+    p = tool("status", _status, "where a run stands: every training job's state, epoch, last loss or score, "
+             "time spent and left, and the GPU-hours left (reads results/; no snakemake needed)",
+             "medssl status --config config/paper.yaml --watch 60")
+    config_option(p)
+    p.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS until Ctrl-C")
+    p.add_argument("--directory", default=".", metavar="PATH",
+                   help="workflow directory holding results/ (default: %(default)s)")
     p = tool("plan", _plan, "the config with every default written out (what results/<experiment>/plan.yaml "
              "holds after a run)", "medssl plan --config config/paper.yaml --out plan.yaml")
     config_option(p)
@@ -352,7 +383,9 @@ def _runtime(args):
     from medssl.settings import Runtime
 
     return Runtime(device=getattr(args, "device", "auto"), threads=getattr(args, "threads", None),
-                   num_workers=getattr(args, "num_workers", 0), checkpoint_every=getattr(args, "checkpoint_every", 1))
+                   num_workers=getattr(args, "num_workers", 0), checkpoint_every=getattr(args, "checkpoint_every", 1),
+                   loggers=tuple(getattr(args, "loggers", ())), monitor_every=getattr(args, "monitor_every", None),
+                   monitor_samples=getattr(args, "monitor_samples", None))
 
 
 def _check_names(config: dict, where: str, wildcards: dict) -> None:
@@ -465,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
-        if args.job is None:  # a tool: cost, plan, settings, export
+        if args.job is None:  # a tool: cost, status, plan, settings, export
             args.func(args)
             return 0
         started = time.perf_counter()

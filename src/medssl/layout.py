@@ -10,8 +10,8 @@
     results/<experiment>/                        everything the workflow writes (config ``experiment``)
       data/<dataset>/                            slice store
       splits/<dataset>.json                      patient split and label subsets
-      <study>/pretrain/<run>/<pool>/model.pt     pretrained model (log.csv, epoch<E>.pt beside it)
-      <study>/finetune/<run>/<D>/<ratio>/seed<N>/        finetuning log.csv (model.pt when kept)
+      <study>/pretrain/<run>/<pool>/model.pt     pretrained model (log.csv, progress.png, epoch<E>.pt beside it)
+      <study>/finetune/<run>/<D>/<ratio>/seed<N>/        finetuning log.csv, progress.png (model.pt when kept)
       <study>/metrics/<run>/<D>/<ratio>/seed<N>.json     test metrics; seed<N>_pred.npz: predictions
       <study>/features/<run>.npz                 Figure 3b's features
       tables/<target>.{csv,md,html}, figures/<target>.png
@@ -75,6 +75,11 @@ class Layout:
 
     def finetune_dir(self, study: str, run: str, dataset: str, ratio, seed) -> Path:
         return self.root / study / "finetune" / run / dataset / str(ratio) / f"seed{seed}"
+
+    @staticmethod
+    def progress(job_dir: str | Path) -> Path:
+        """A training job's curves, beside its log.csv (:mod:`medssl.train.progress`)."""
+        return Path(job_dir) / "progress.png"
 
     def metrics(self, study: str, run: str, dataset: str, ratio, seed) -> Path:
         return self.root / self.relative_metrics(study, run, dataset, ratio, seed)

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from medssl import config as cfg
 from medssl import registry
 
-#: keys that say where and how a job runs (top level: device, threads; stage: the other two)
-RUNTIME_KEYS = ("device", "threads", "num_workers", "checkpoint_every")
+#: keys that say where and how a job runs (top level: device, threads, loggers; the others: stage keys)
+RUNTIME_KEYS = ("device", "threads", "loggers", "num_workers", "checkpoint_every", "monitor_every", "monitor_samples")
 #: stage keys read only by the cost estimate (medssl.cost) and the SLURM walltimes
 COST_KEYS = ("images_per_second",)
 
@@ -174,13 +174,19 @@ class Runtime:
     threads: int | None
     num_workers: int
     checkpoint_every: int
+    loggers: tuple[str, ...] = ()
+    monitor_every: int | None = None  # pretraining's representation monitor (None: finetuning, tools)
+    monitor_samples: int | None = None
 
-    def args(self, stage: bool = True) -> list[str]:
-        """The command-line options that hand this runtime to a ``medssl`` job (a training stage's take the
-        loader workers and checkpoint interval too)."""
+    def args(self, stage: str | None = "finetune") -> list[str]:
+        """The command-line options that hand this runtime to a ``medssl`` job of ``stage`` (a training stage
+        takes loader workers, checkpoint interval and loggers; pretraining the monitor's settings too)."""
         out = ["--device", self.device] + (["--threads", str(self.threads)] if self.threads else [])
         if stage:
             out += ["--num-workers", str(self.num_workers), "--checkpoint-every", str(self.checkpoint_every)]
+            out += [a for logger in self.loggers for a in ("--logger", logger)]
+        if stage == "pretrain":
+            out += ["--monitor-every", str(self.monitor_every), "--monitor-samples", str(self.monitor_samples)]
         return out
 
 
@@ -226,7 +232,8 @@ def runtime(config: dict, study: str | None = None, stage: str | None = None, ru
     """Where a job of ``stage`` runs; data and report jobs (no stage) take the stage keys' schema defaults."""
     block = stage_block(config, study, stage, run) if stage else cfg.stage_defaults("finetune")
     return Runtime(device=config["device"], threads=config["threads"], num_workers=block["num_workers"],
-                   checkpoint_every=block["checkpoint_every"])
+                   checkpoint_every=block["checkpoint_every"], loggers=tuple(config["loggers"]),
+                   monitor_every=block.get("monitor_every"), monitor_samples=block.get("monitor_samples"))
 
 
 def label_ratios(config: dict) -> list[float]:

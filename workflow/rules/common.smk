@@ -69,7 +69,7 @@ def runtime(stage=None):
         rt = medssl_settings.runtime(
             PLAN_CONFIG, wildcards.study, stage, wildcards.run if stage else None
         )
-        return dataclasses.replace(rt, threads=threads).args(stage is not None)
+        return dataclasses.replace(rt, threads=threads).args(stage)
 
     return args
 
@@ -219,7 +219,17 @@ def finetune_outputs():
     """A finetuning job's outputs: the test metrics and predictions, and the finetuned model.pt only when
     keep_finetuned_models is set (otherwise the job never writes it)."""
     metrics = LAYOUT.metrics(*JOB)
-    outputs = {"metrics": str(metrics), "pred": str(LAYOUT.predictions(metrics))}
+    outputs = {
+        "metrics": str(metrics),
+        "pred": str(LAYOUT.predictions(metrics)),
+        "progress": report(
+            str(LAYOUT.progress(LAYOUT.finetune_dir(*JOB))),
+            caption="../report/progress.rst",
+            category="Training",
+            subcategory="{study}: finetuning",
+            labels={"run": "{run}", "dataset": "{dataset}", "labels": "{ratio}", "seed": "{seed}"},
+        ),
+    }
     if PLAN_CONFIG["keep_finetuned_models"]:
         outputs["model"] = str(LAYOUT.finetune_dir(*JOB) / "model.pt")
     return outputs

@@ -11,6 +11,13 @@ rule pretrain:
         unpack(pretrain_inputs),
     output:
         model=str(LAYOUT.pretrained_model("{study}", "{run}", "{pool}")),
+        progress=report(
+            str(LAYOUT.progress(LAYOUT.pretrain_dir("{study}", "{run}", "{pool}"))),
+            caption="../report/progress.rst",
+            category="Training",
+            subcategory="{study}: pretraining",
+            labels={"run": "{run}", "pool": "{pool}"},
+        ),
     log:
         str(LAYOUT.log("pretrain", "{study}", "{run}", "{pool}")),
     benchmark:

@@ -221,7 +221,8 @@ def finetune(job: FinetuneJob, out_dir: str | Path, *, store: str | Path, split:
                 config_hash=ckpt.config_hash(job.digest(), file_digest(*made_from)),
                 prepare=prepare, on_epoch_end=on_epoch_end, extra_state=extra_state, load_extra=load_extra,
                 desc=f"finetune {run.name}/{job.dataset}/{job.ratio}/seed{seed}", progress=progress,
-                checkpoint_at_end=False)
+                checkpoint_at_end=False, loggers=runtime.loggers,
+                title=f"finetune {job.study}/{run.name} on {job.dataset}, label subset {job.ratio}, seed {seed}")
     log.info("finetune %s/%s on %s (ratio %s, seed %d): %d labelled slices, %d val slices, %d epochs x %d "
              "steps, device %s", job.study, run.name, job.dataset, job.ratio, seed, len(rows), len(val_rows),
              stage.epochs, len(loader), device)

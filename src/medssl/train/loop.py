@@ -10,7 +10,9 @@ Files in ``out_dir``:
 
 * ``log.csv``: one row per epoch: ``epoch`` (1-based), ``step`` (optimiser steps so far), the mean of every
   loss term the module returns (``loss`` first), the columns returned by ``on_epoch_end`` (e.g.
-  ``val_dice``), ``lr`` (used during the epoch) and ``time`` (seconds). While the job runs the rows go to
+  ``val_dice``, or the representation monitor's), ``lr`` (used during the epoch), ``time`` (seconds) and, on
+  CUDA, ``gpu_mem_gb`` (peak allocated GPU memory of the epoch); with ``first_row``, a row for epoch 0 (before
+  training: the monitor's baseline) comes first. While the job runs the rows go to
   ``log.partial.csv`` (rewritten atomically every epoch); :meth:`Loop.finish`, called once the final
   ``model.pt`` is written, renames it to ``log.csv``. So a job that fails leaves the previous run's ``log.csv``
   beside the previous run's ``model.pt``, never a new log beside an old model.
@@ -22,6 +24,10 @@ Files in ``out_dir``:
   one; a checkpoint that cannot be used (cut short, damaged, of another structure) is the job's own scratch
   file: a warning names it and why, and the job starts afresh (:meth:`Loop.try_resume`). A non-finite loss
   raises :class:`NonFiniteLossError` before anything is written for that epoch.
+
+* ``progress.png`` and one log line per epoch (:mod:`medssl.train.progress`); TensorBoard event files with
+  ``loggers: [tensorboard]``. A progress bar only on a terminal: a log file gets the epoch lines, no
+  carriage returns.
 
 Loss values are checked every step on CPU; on CUDA they stay on the device and are checked every
 ``sync_every`` steps (the error still names the first bad step), to keep the loop free of per-step syncs.
@@ -48,6 +54,7 @@ from medssl.io import write_text
 from medssl.train import checkpoint as ckpt
 from medssl.train import device as dev
 from medssl.train.optim import Adam
+from medssl.train.progress import MONITOR, SCORES, Progress
 from medssl.train.seeding import get_rng_state, set_rng_state
 
 log = logging.getLogger("medssl.train")
@@ -56,6 +63,7 @@ CHECKPOINT = "checkpoint.pt"
 LOG = "log.csv"
 LOG_PARTIAL = "log.partial.csv"  # the log of a job still running
 MODEL = "model.pt"
+SCORED = SCORES + MONITOR  # a row holding one of these ends a validation or monitor round
 
 
 def ensure_logging() -> None:
@@ -103,7 +111,8 @@ class Loop:
                  on_epoch_end: Callable[[int], dict | None] | None = None,
                  extra_state: Callable[[], dict] | None = None, load_extra: Callable[[dict], None] | None = None,
                  desc: str = "train", sync_every: int | None = None, progress: bool = True,
-                 checkpoint_at_end: bool = True):
+                 checkpoint_at_end: bool = True, first_row: Callable[[], dict] | None = None,
+                 loggers: tuple[str, ...] = (), title: str | None = None):
         self.module, self.optimizer, self.scheduler, self.loader = module, optimizer, scheduler, loader
         self.device = torch.device(device)
         self.out_dir = Path(out_dir)
@@ -113,6 +122,8 @@ class Loop:
         self.extra_state, self.load_extra = extra_state, load_extra
         self.desc, self.progress = desc, progress
         self.checkpoint_at_end = checkpoint_at_end
+        self.first_row, self.loggers, self.title = first_row, tuple(loggers), title or desc
+        self.show: Progress | None = None
         self.sync_every = sync_every or (25 if dev.is_cuda(self.device) else 1)
         self.memory_format = dev.memory_format(self.device)
         self.rows: list[dict] = []
@@ -212,19 +223,28 @@ class Loop:
     def run(self) -> list[dict]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.try_resume()
-        if self.epoch >= self.epochs:
-            if self.rows:
-                write_log(self.out_dir / LOG_PARTIAL, self.rows)
-            return self.rows
-        n_batches = len(self.loader)
-        bar = tqdm(total=(self.epochs - self.epoch) * n_batches, desc=self.desc, file=sys.stderr,
-                   disable=not self.progress, mininterval=1.0 if sys.stderr.isatty() else 30.0,
-                   dynamic_ncols=True, leave=not sys.stderr.isatty())  # a log file keeps the final bar
+        self.show = Progress(self.out_dir, title=self.title, epochs=self.epochs, loggers=self.loggers,
+                             start_epoch=self.epoch)
         try:
-            for epoch in range(self.epoch + 1, self.epochs + 1):
-                self._run_epoch(epoch, bar)
+            if self.epoch >= self.epochs:
+                if self.rows:
+                    write_log(self.out_dir / LOG_PARTIAL, self.rows)
+                    self.show.draw(self.rows)
+                return self.rows
+            if self.epoch == 0 and not self.rows and self.first_row is not None:
+                self.rows.append({"epoch": 0, "step": 0, **self.first_row()})
+                self.show.update(self.rows)
+            n_batches = len(self.loader)
+            bar = tqdm(total=(self.epochs - self.epoch) * n_batches, desc=self.desc, file=sys.stderr,
+                       disable=not (self.progress and sys.stderr.isatty()), mininterval=1.0, dynamic_ncols=True,
+                       leave=False)  # a terminal only: a log file gets one line an epoch (Progress)
+            try:
+                for epoch in range(self.epoch + 1, self.epochs + 1):
+                    self._run_epoch(epoch, bar)
+            finally:
+                bar.close()
         finally:
-            bar.close()
+            self.show.close()
         return self.rows
 
     def _check(self, pending: list, keys: list[str], sums: np.ndarray, epoch: int, first_step: int) -> None:
@@ -245,6 +265,8 @@ class Loop:
             sampler.set_epoch(epoch)
         module.train()
         lr = opt.param_groups[0]["lr"]
+        if dev.is_cuda(device):
+            torch.cuda.reset_peak_memory_stats(device)
         t0 = time.perf_counter()
         keys: list[str] | None = None
         sums: np.ndarray | None = None
@@ -290,8 +312,12 @@ class Loop:
             row.update(self.on_epoch_end(epoch) or {})
         row["lr"] = lr
         row["time"] = round(time.perf_counter() - t0, 4)
+        if dev.is_cuda(device):
+            row["gpu_mem_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 4)
         self.rows.append(row)
         write_log(self.out_dir / LOG_PARTIAL, self.rows)
+        if self.show is not None:
+            self.show.update(self.rows, scored=any(row.get(k) is not None for k in SCORED))
         last = epoch == self.epochs
         if (last and self.checkpoint_at_end) or (not last and epoch % self.checkpoint_every == 0):
             self.save_checkpoint()

@@ -40,6 +40,7 @@ from medssl.train import checkpoint as ckpt
 from medssl.train import common
 from medssl.train import device as dev
 from medssl.train.loop import MODEL, Loop, build_optimizer, ensure_logging, epoch_batches, poly_lambda
+from medssl.train.monitor import RepresentationMonitor, monitor_sample
 from medssl.train.seeding import seed_everything
 
 log = logging.getLogger("medssl.train")
@@ -132,6 +133,8 @@ def pretrain(job: PretrainJob, out_dir: str | Path, *, stores: list, splits: lis
                     batch[k] = norm(batch[k])
             return batch
 
+    monitor = build_monitor(job, backbone, stores, datasets, split_files, device, runtime,
+                            (lambda x: norm(x)) if opts.input_norm == "instance" else None)
     keep = {int(e) for e in stage.keep_epochs}
     meta = {"kind": "pretrain", "arch": run.arch, "out_channels": 1, "n_params": common.n_params(backbone),
             "method": run.method, "run": run.name, "study": job.study, "pool": job.pool, "datasets": datasets,
@@ -140,13 +143,15 @@ def pretrain(job: PretrainJob, out_dir: str | Path, *, stores: list, splits: lis
     def on_epoch_end(epoch: int):
         if epoch in keep:
             ckpt.save_model(out_dir / f"epoch{epoch}.pt", ckpt.cpu_state_dict(backbone), epochs=epoch, **meta)
-        return None
+        return monitor(epoch) if monitor is not None else None
 
     loop = Loop(method, optimizer, scheduler, loader, device=device, out_dir=out_dir, epochs=stage.epochs,
                 kind="pretrain", checkpoint_every=runtime.checkpoint_every,
                 config_hash=ckpt.config_hash(job.digest(), file_digest(*(s.path for s in stores), *split_files.values())),
                 prepare=prepare, after_step=method.after_step, on_epoch_end=on_epoch_end,
-                desc=f"pretrain {run.name}/{job.pool}", progress=progress, checkpoint_at_end=False)
+                desc=f"pretrain {run.name}/{job.pool}", progress=progress, checkpoint_at_end=False,
+                first_row=(lambda: monitor(0)) if monitor is not None else None, loggers=runtime.loggers,
+                title=f"pretrain {job.study}/{run.name} ({run.method}, {run.arch}) on {job.pool}")
     loop.run()
     # The method's own modules (projection/task/group heads, momentum encoder, queue) travel with the backbone
     # so that the t-SNE features of Figure 3b can be computed from model.pt alone.
@@ -156,3 +161,26 @@ def pretrain(job: PretrainJob, out_dir: str | Path, *, stores: list, splits: lis
     loop.finish()
     return path
 
+
+def build_monitor(job: PretrainJob, backbone, stores, datasets, split_files, device, runtime: Runtime, prepare):
+    """The representation monitor (:mod:`medssl.train.monitor`) on a seeded sample of each pool dataset's
+    held-out slices: its validation patients', with its test patients' added when those hold fewer than
+    ``monitor_samples`` (small datasets; paper B's splits have no validation patients), filtered as
+    pretraining filters them; None when ``monitor_every`` is unset."""
+    if not runtime.monitor_every:
+        return None
+    rows_of = []
+    for d, store in zip(datasets, stores):
+        held_out = common.load_split(d, split_files[d])["patients"]
+        rows = pool_rows(store, job.options.slice_filter, sorted(held_out["val"])) if held_out["val"] else []
+        if len(rows) < runtime.monitor_samples and held_out["test"]:  # too few: the test patients' too
+            rows = pool_rows(store, job.options.slice_filter, sorted(held_out["val"] + held_out["test"]))
+        rows_of.append(rows)
+    images, task, group = monitor_sample(stores, rows_of, [job.ids.tasks[d] for d in datasets],
+                                         [job.ids.groups[d] for d in datasets], runtime.monitor_samples)
+    monitor = RepresentationMonitor(backbone, images, task, group, device=device, every=runtime.monitor_every,
+                                    epochs=job.stage.epochs, prepare=prepare)
+    chance = ", ".join(f"{k} {v:.3g}" for k, v in monitor.chance().items())
+    log.info("representation monitor: %d held-out slices, every %d epochs%s", len(images), runtime.monitor_every,
+             f"; chance {chance}" if chance else "")
+    return monitor
