@@ -176,3 +176,24 @@ def test_training_job_log_ends_with_its_files_and_last_epoch(tmp_path, caplog):
     assert lines == [f"wrote {out / 'log.csv'} (75 bytes)", f"wrote {out / 'model.pt'} (10 bytes)",
                      "finetune: last epoch: epoch 2, step 4, loss 0.5, val_dice 0.8, lr 0.0005, time 1.1",
                      "finetune finished in 3.2 s"]
+
+
+def test_every_argument_explains_itself():
+    """Issue 25: every argument of every subcommand has help text, every subcommand a one-line description and
+    an example; the top-level help says that snakemake runs the study and shows no reST markup."""
+    import argparse
+
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    lacking = []
+    for name, p in sub.choices.items():
+        assert p.description and "example:" in p.description and f"medssl {name}" in p.description, name
+        for action in p._actions:
+            if isinstance(action, argparse._HelpAction):
+                continue
+            if not (action.help and action.help.strip()):
+                lacking.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert not lacking, f"arguments without help: {lacking}"
+    assert all(a.help for a in sub._choices_actions), "a subcommand without its one-line summary"
+    text = parser.format_help()
+    assert "``" not in text and "snakemake --cores 2 all" in text and "medssl status" in text

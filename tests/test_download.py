@@ -511,3 +511,58 @@ def test_disk_full_while_downloading_names_the_file(server, tar_bytes, tmp_path,
         download_file(f"{server.base}/{ROOT}.tar", dest, _md5(tar_bytes), chunk=CHUNK, backoff=0)
     assert "no space left on device" in str(exc.value) and str(dest) in str(exc.value)
     assert len(server.requests) == 1  # not retried
+
+
+# -------------------------------------------------------------- an MSD task already extracted (offline cluster)
+def _extracted(root: Path, *, cases=("t_001", "t_002")) -> Path:
+    entries = [{"image": f"./imagesTr/{c}.nii.gz", "label": f"./labelsTr/{c}.nii.gz"} for c in cases]
+    for c in cases:
+        for sub in ("imagesTr", "labelsTr"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+            (root / sub / f"{c}.nii.gz").write_bytes(b"x")
+    (root / "dataset.json").write_text(json.dumps({"name": "tiny", "training": entries}))
+    return root
+
+
+def _dead_url() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: connection refused, like an offline node
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{ROOT}.tar"
+
+
+def test_complete_extracted_folder_is_used_without_downloading(server, tmp_path):
+    res = tmp_path / "scratch"
+    root = _extracted(res / "raw" / ROOT)
+    spec = _spec(f"{server.base}/{ROOT}.tar", "0" * 32)
+    assert fetch_url_source(spec, res, backoff=0) == root
+    assert server.requests == [] and not (res / "downloads").exists()
+    marker = json.loads((root / MARKER).read_text())
+    assert marker["kind"] == "url" and marker["md5"] == "0" * 32 and marker["dataset"] == "tiny"
+    assert marker["url"] == spec.source.url and marker["archive"] == f"{ROOT}.tar" and marker["date"]
+    assert fetch_url_source(spec, res, backoff=0) == root and server.requests == []
+
+
+@pytest.mark.parametrize("damage", ["label", "json", "empty", "none"])
+def test_failed_download_says_how_to_use_data_already_on_disk(tmp_path, damage):
+    res = tmp_path / "scratch"
+    root = res / "raw" / ROOT
+    if damage != "none":
+        _extracted(root)
+    if damage == "label":
+        (root / "labelsTr" / "t_002.nii.gz").unlink()
+    elif damage == "json":
+        (root / "dataset.json").write_text("{")
+    elif damage == "empty":
+        (root / "dataset.json").write_text('{"training": []}')
+    with pytest.raises(DownloadError) as exc:
+        fetch_url_source(_spec(_dead_url(), "0" * 32), res, backoff=0, retries=1)
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert f"{root.resolve()}" in msg and "used as it is" in msg
+    assert "datasets: {tiny: {path: " in msg
+    if damage == "label":
+        assert str(root / "labelsTr" / "t_002.nii.gz") in msg
+    assert not (root / MARKER).exists()

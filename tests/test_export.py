@@ -115,14 +115,68 @@ def test_cli_export_needs_no_config(tmp_path):
     assert "Traceback" not in bad.stderr
 
 
-@pytest.mark.skipif(importlib.util.find_spec("monai") is None, reason="monai is not installed")
-def test_monai_export_loads_into_monai_resnet(tmp_path):  # pragma: no cover - monai absent here
+def test_monai_export_loads_into_monai_resnet(tmp_path):
+    """MONAI (a dev dependency, not a medssl one): the export loads into its ResNet and computes the encoder."""
     from monai.networks import nets
 
     model = _trained_like("hssl_net")
     sd = export.export_state(model.state_dict(), {"arch": "hssl_net"}, "monai")
-    net = nets.resnet34(**export.MONAI_KWARGS).eval()
+    net = nets.ResNet(**export.monai_kwargs("resnet34")).eval()
     net.load_state_dict(sd, strict=True)
     x = torch.randn(1, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(net(x), model.encode(x)[-1].mean(dim=(2, 3)))
+
+
+def _quarter_width_model(tmp_path, arch="hssl_net", kind="pretrain"):
+    """A model file as the demo writes one: every layer a quarter as wide, the width in its metadata."""
+    torch.manual_seed(0)
+    model = build(arch, out_channels=1, width=0.25).eval()
+    path = save_model(tmp_path / "model.pt", model.state_dict(), kind=kind, arch=arch, out_channels=1, width=0.25)
+    return model, path
+
+
+@pytest.mark.parametrize(("arch", "to", "part"), [("hssl_net", "monai", "encoder"), ("resnet50_fcn", "monai", "encoder"),
+                                                  ("hssl_net", "state_dict", "all"), ("unet", "state_dict", "all")])
+def test_a_quarter_width_model_exports_and_loads_with_the_printed_recipe(tmp_path, arch, to, part):
+    """Issue 25: the demo's quarter-width weights export to MONAI and to state_dict, and the lines `medssl
+    export` prints load each file with strict=True (they are run here as printed)."""
+    model, src = _quarter_width_model(tmp_path, arch)
+    out = tmp_path / "out.pt"
+    proc = subprocess.run([sys.executable, "-m", "medssl.cli", "export", str(src), str(out), "--to", to,
+                           "--part", part], capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    recipe = proc.stdout.split("\n", 1)[1]
+    scope: dict = {}
+    exec(recipe, scope)  # the printed recipe, as a user would paste it
+    net = scope["net"].eval()
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        if to == "monai":
+            torch.testing.assert_close(net(x), model.encode(x)[-1].mean(dim=(2, 3)))
+        else:
+            torch.testing.assert_close(net(x), model(x))
+
+
+def test_torchvision_at_another_width_is_one_line_with_the_way_out(tmp_path):
+    _, src = _quarter_width_model(tmp_path)
+    proc = subprocess.run([sys.executable, "-m", "medssl.cli", "export", str(src), str(tmp_path / "x.pt"),
+                           "--to", "torchvision"], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "0.25 times as wide as torchvision's resnet34" in proc.stderr
+    assert "--to monai" in proc.stderr and "medssl.models.load" in proc.stderr
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_models_load_rebuilds_any_model_file_as_trained(tmp_path):
+    from medssl.models import load
+
+    model, src = _quarter_width_model(tmp_path, "unet3plus", kind="finetune")
+    net = load(src)
+    assert not net.training
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), model(x))
+    torch.save({"encoder.conv1.weight": torch.zeros(1)}, tmp_path / "bare.pt")
+    with pytest.raises(ValueError, match="metadata lack arch, out_channels"):
+        load(tmp_path / "bare.pt")

@@ -164,6 +164,8 @@ def _altered(value, node, key):
         raise AssertionError(f"no value to try for {key}")
     if value == [] and key == "keep_epochs":
         return [1]
+    if value == [] and key == "loggers":
+        return ["tensorboard"]
     raise AssertionError(f"no value to try for {key} = {value!r}")
 
 
@@ -187,7 +189,8 @@ def _fallback(resolved: dict, path: tuple):
     defaults = {"channel": 0, "group": 1, "task": 1, "title": "t", "roi": "r", "patient_pattern": "x",
                 "counts": None, "steps": None, "steps_per_epoch": None, "pretrain_epoch": 1, "path": "/data/x",
                 "noise_sigma": 0.1, "scans_subset": [2, 2], "paper": "hssl", "keep_epochs": [],
-                "images_per_second": None, "pretrain_run": "hssl", "patients": 8, "synthetic_scale": 0.25}
+                "images_per_second": None, "pretrain_run": "hssl", "patients": 8, "synthetic_scale": 0.25,
+                "monitor_every": 10, "monitor_samples": 64}
     return defaults[key]
 
 

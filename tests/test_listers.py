@@ -134,6 +134,10 @@ _CORONAL = (1.0, 1.6, 1.0)  # thick along y (A-P): frontal
 def test_mmwhs(tmp_path, name, sub):
     spec = registry.get(name)
     root = tmp_path / name
+    if sub == "mr_train":  # 3 scans: a folder of one's own (the release itself must hold 14 sagittal ones)
+        from dataclasses import replace
+
+        spec = replace(spec, source=registry.LocalSource(str(root)))
     for i in (1001, 1002, 1003):
         for kind in ("image", "label"):
             if sub == "mr_train":
@@ -180,8 +184,13 @@ def test_mmwhs_mri_keeps_only_sagittal_scans(tmp_path):
     assert registry.get("mmwhs_ct").acquired_plane is None
     for f in root.glob("*_image.nii.gz"):
         _oriented(f, _CORONAL)
-    with pytest.raises(FileNotFoundError, match="sagittal plane"):
+    with pytest.raises(ValueError, match="0 of the 20 scans .* sagittal plane"):  # the release: 14 expected
         list_cases(spec, root.parent)
+    from dataclasses import replace
+
+    own = replace(spec, source=registry.LocalSource(str(root.parent)))  # declared with `path:`
+    with pytest.raises(FileNotFoundError, match="sagittal plane"):
+        list_cases(own, root.parent)
 
 
 def test_mmwhs_mri_twin_is_sagittal(tmp_path):
@@ -240,3 +249,127 @@ def test_real_format_conventions(tmp_path):
     _acdc(tmp_path / "acdc")
     es = {c.case_id: c for c in list_cases(registry.get("acdc"), tmp_path / "acdc")}["patient001_ES"]
     assert es.image.name == "patient001_frame12.nii.gz" and es.frame is None
+
+
+# ----------------------------------------------------------------- missing files: the exact names looked for
+def test_oai_zib_accepts_the_release_mask_names(tmp_path):
+    """OAI-ZIB ships masks as segmentation_masks/<id>.segmentation_masks.mhd (+ .raw): read as they are,
+    from labels/ or from the release's own segmentation_masks/ folder."""
+    spec = registry.get("oai_zib")
+    for folder in ("labels", "segmentation_masks"):
+        root = tmp_path / folder / "oai_zib"
+        _nii(root / "images" / "9001104.nii.gz")
+        _nii(root / folder / "9001104.segmentation_masks.mhd")
+        assert (root / folder / "9001104.segmentation_masks.raw").is_file()
+        cases = list_cases(spec, root)
+        assert [c.case_id for c in cases] == ["9001104"]
+        assert cases[0].label == root / folder / "9001104.segmentation_masks.mhd"
+
+
+def test_oai_zib_missing_label_names_the_file_names_looked_for(tmp_path):
+    root = tmp_path / "oai_zib"
+    _nii(root / "images" / "9001104.nii.gz")
+    (root / "labels").mkdir()
+    with pytest.raises(FileNotFoundError) as err:
+        list_cases(registry.get("oai_zib"), root)
+    msg = str(err.value)
+    assert "9001104.nii.gz" in msg and "9001104.segmentation_masks.mhd" in msg
+    assert str(root / "labels") in msg and "\n" not in msg
+
+
+def test_oai_zib_mhd_without_its_raw_is_named(tmp_path):
+    root = tmp_path / "oai_zib"
+    _nii(root / "images" / "9001104.nii.gz")
+    _nii(root / "labels" / "9001104.segmentation_masks.mhd")
+    (root / "labels" / "9001104.segmentation_masks.raw").unlink()
+    with pytest.raises(FileNotFoundError, match=r"9001104\.segmentation_masks\.raw"):
+        list_cases(registry.get("oai_zib"), root)
+
+
+def test_mmwhs_missing_label_names_the_file_names_looked_for(tmp_path):
+    root = tmp_path / "mmwhs_ct"
+    _nii(root / "ct_train" / "ct_train_1001_image.nii.gz")
+    with pytest.raises(FileNotFoundError) as err:
+        list_cases(registry.get("mmwhs_ct"), root)
+    msg = str(err.value)
+    assert "ct_train_1001_label.nii.gz" in msg and "ct_train_1001_label.mha" in msg
+    assert str(root / "ct_train") in msg
+
+
+@pytest.mark.parametrize("gone, other", [("patient002_frame09_gt.nii.gz", "patient002_frame09.nii.gz"),
+                                         ("patient002_frame09.nii.gz", "patient002_frame09_gt.nii.gz")])
+def test_acdc_names_the_missing_file_of_the_pair(tmp_path, gone, other):
+    root = tmp_path / "acdc"
+    _acdc(root)
+    (root / "training" / "patient002" / gone).unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        list_cases(registry.get("acdc"), root)
+    msg = str(err.value)
+    assert f"{root / 'training' / 'patient002' / gone} is missing" in msg
+    assert f"{other} is missing" not in msg and "ES" in msg
+
+
+@pytest.mark.parametrize("gone", ["B1C2D3_sa.nii.gz", "B1C2D3_sa_gt.nii.gz"])
+def test_mnms_names_the_missing_file_of_the_pair(tmp_path, gone):
+    root = tmp_path / "mnms"
+    _mnms(root)
+    (root / "Training" / "Labeled" / "B1C2D3" / gone).unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        list_cases(registry.get("mnms"), root)
+    assert f"{root / 'Training' / 'Labeled' / 'B1C2D3' / gone} is missing" in str(err.value)
+
+
+def test_mnms_missing_csv_names_every_place_searched_and_the_names_accepted(tmp_path):
+    root = tmp_path / "mnms"
+    _mnms(root / "OpenDataset")
+    next((root / "OpenDataset").glob("2*.csv")).unlink()
+    (root / "OpenDataset" / "notes.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(FileNotFoundError) as err:
+        list_cases(registry.get("mnms"), root)
+    msg = str(err.value)
+    assert str(root) in msg and str(root / "OpenDataset") in msg
+    assert "211230_M&Ms_Dataset_information_diagnosis_opendataset.csv" in msg
+    assert "211006_M&Ms_Dataset_Information_-_opendataset.csv" in msg
+    assert "notes.csv" in msg  # a CSV found without the columns is named
+    assert "External code" in msg and "\n" not in msg
+
+
+# --------------------------------------------------------------------- MM-WHS MRI: paper B's 14 sagittal scans
+def _mmwhs_mri(root: Path, coronal: set[int]) -> Path:
+    for i in range(1001, 1021):
+        plane = _CORONAL if i in coronal else _SAGITTAL
+        for kind in ("image", "label"):
+            _oriented(root / "mr_train" / f"mr_train_{i}_{kind}.nii.gz", plane)
+    return root
+
+
+def test_mmwhs_mri_release_must_hold_14_sagittal_scans(tmp_path):
+    spec = registry.get("mmwhs_mri")
+    root = _mmwhs_mri(tmp_path / "mmwhs_mri", coronal={1004, 1008, 1012, 1016, 1019})  # 15 sagittal
+    with pytest.raises(ValueError) as err:
+        list_cases(spec, root)
+    msg = str(err.value)
+    assert "15" in msg and "14" in msg and "\n" not in msg
+    for i in range(1001, 1021):  # every scan, with its plane and spacing
+        plane = "coronal" if i in {1004, 1008, 1012, 1016, 1019} else "sagittal"
+        assert f"mr_train_{i} {plane}" in msg
+    assert "1.6 x 1 x 1 mm" in msg and "1 x 1.6 x 1 mm" in msg
+    assert f"datasets: {{mmwhs_mri: {{path: {root}}}}}" in msg
+
+
+def test_mmwhs_mri_count_is_not_enforced_for_a_folder_declared_with_path(tmp_path):
+    """Declared with `path:` the folder is read in place: the sagittal filter stays, the count of 14 is not
+    checked (the user's own selection)."""
+    from dataclasses import replace
+
+    root = _mmwhs_mri(tmp_path / "mine", coronal={1004, 1008, 1012, 1016, 1019})
+    spec = replace(registry.get("mmwhs_mri"), source=registry.LocalSource(str(root)))
+    assert len(list_cases(spec, root)) == 15
+
+
+def test_mmwhs_mri_twin_is_not_held_to_14_scans(tmp_path):
+    """The synthetic twin (MSD layout, `patients` scans) is listed by the MSD lister: no count check."""
+    from medssl.data.phantoms import write_phantom_dataset
+
+    write_phantom_dataset(registry.get("mmwhs_mri"), tmp_path / "twin", n_patients=2, seed=0, scale=0.1)
+    assert len(list_cases(registry.get("mmwhs_mri"), tmp_path / "twin", source_format="msd")) == 2

@@ -25,7 +25,7 @@ def test_missing_manual_dataset_message(tmp_path):
     assert spec.source.register_url in msg
     assert spec.source.archive in msg
     assert str(directory) in msg
-    assert spec.source.note in msg
+    assert spec.source.note.replace("{root}", str(directory)) in msg
     assert str(directory / "training") in msg and "MISSING" in msg
     assert exc.value.directory == directory and exc.value.missing == ["training"]
     assert isinstance(exc.value, FileNotFoundError)
@@ -130,3 +130,32 @@ def test_cli_fetch_of_a_missing_manual_dataset_exits_3_with_the_instructions(tmp
     assert rc == 3
     assert "medssl: error:" in err and registry.get("acdc").source.register_url in err
     assert not (tmp_path / "ready.json").exists()
+
+
+# ------------------------------------------------------------ instructions name the actual resources folder
+@pytest.mark.parametrize("name", ["acdc", "mnms", "oai_zib", "mmwhs_ct", "mmwhs_mri"])
+def test_instructions_use_the_configured_resources_folder(tmp_path, name):
+    """Every path of the instructions, the note's included, is under the config's `resources:` folder."""
+    resources = tmp_path / "scratch" / "res"
+    spec = registry.get(name)
+    with pytest.raises(ManualDatasetMissing) as exc:
+        check_manual_source(spec, resources)
+    msg = str(exc.value)
+    root = (resources / "raw" / spec.source.root).resolve()
+    note = next(line for line in msg.splitlines() if line.strip().startswith("Note:"))
+    assert str(root) in note
+    assert "resources/raw" not in msg.replace(str(resources.resolve()), "<res>")
+
+
+def test_oai_zib_release_masks_pass_the_placement_check(tmp_path):
+    """The release's segmentation_masks/ folder, masks named as shipped, counts as the labels."""
+    root = tmp_path / "raw" / "oai_zib"
+    _nii(root / "images" / "9001104.nii.gz")
+    _nii(root / "segmentation_masks" / "9001104.segmentation_masks.mhd")
+    assert check_manual_source(registry.get("oai_zib"), tmp_path) == root
+
+
+def test_oai_zib_note_says_what_to_put_where(tmp_path):
+    note = registry.get("oai_zib").source.note
+    for text in ("images/", "labels/", ".segmentation_masks.mhd", ".raw", "oai_mri_paths.txt"):
+        assert text in note

@@ -527,3 +527,93 @@ def test_all_classes_present_records_counts_without_warning(tmp_path, caplog):
     store = SliceStore(tmp_path / "s")
     names = registry.get("msd_prostate").class_names
     assert store.meta["class_slices"] == {n: int(store.index[f"c{k}"].sum()) for k, n in enumerate(names, 1)}
+
+
+# ------------------------------------------------------- OAI-ZIB masks carry no pose: the image's is used
+def _oai_case(tmp_path, label_arr, *, label_spacing=(1.0, 1.0, 1.0), suffix=".mhd") -> Case:
+    """An OAI-ZIB-like case: a sagittal DESS-like image with a real pose, its mask without one (.mhd)."""
+    d = np.array([[0, 0, 1], [1, 0, 0], [0, -1, 0]], float)  # i -> A-P, j -> S-I (down), k -> L-R
+    image = to_image(mri_volume(), spacing=(0.36, 0.36, 0.7), origin=(-60.0, 20.0, 35.0), direction=d)
+    ip = tmp_path / "images" / "9001104.nii.gz"
+    lp = tmp_path / "labels" / f"9001104.segmentation_masks{suffix}"
+    ip.parent.mkdir(parents=True, exist_ok=True)
+    lp.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(ip))
+    sitk.WriteImage(to_image(label_arr, spacing=label_spacing), str(lp))
+    return Case("9001104", "9001104", ip, lp)
+
+
+def test_oai_zib_mask_without_pose_takes_the_image_geometry(tmp_path, caplog):
+    lab = blob_label(values=(1, 4))
+    case = _oai_case(tmp_path, lab)
+    with caplog.at_level("INFO", logger="medssl.data"):
+        slice_dataset(settings_for("oai_zib"), [case], tmp_path / "s", synthetic=False)
+    imgs, labs, store = load(tmp_path / "s")
+    # the same case with the label written in the image's geometry slices identically
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    image = sitk.ReadImage(str(case.image))
+    good = sitk.GetImageFromArray(lab)
+    good.CopyInformation(image)
+    sitk.WriteImage(good, str(ref / "lab.nii.gz"))
+    slice_dataset(settings_for("oai_zib"), [dataclasses.replace(case, label=ref / "lab.nii.gz")], ref / "s",
+                  synthetic=False)
+    np.testing.assert_array_equal(labs, load(ref / "s")[1])
+    assert labs.max() > 0
+    said = [r.getMessage() for r in caplog.records if "pose" in r.getMessage()]
+    assert said and "9001104" in said[0] and "9001104.segmentation_masks.mhd" in said[0]
+
+
+def test_oai_zib_mask_in_another_axis_order_stops_with_what_to_do(tmp_path):
+    lab = np.transpose(blob_label(values=(1, 4)), (2, 1, 0)).copy()  # voxel axes reversed: sizes permuted
+    case = _oai_case(tmp_path, lab)
+    with pytest.raises(SlicingError) as err:
+        slice_dataset(settings_for("oai_zib"), [case], tmp_path / "s", synthetic=False)
+    msg = str(err.value)
+    assert "9001104.segmentation_masks.mhd" in msg and "images/9001104.nii.gz" in msg
+    assert f"({Z}, {Y}, {X})" in msg and f"({X}, {Y}, {Z})" in msg  # both sizes (ITK order)
+    assert "CopyInformation" in msg and "labels/9001104.nii.gz" in msg and "\n" not in msg
+
+
+def test_oai_zib_mask_of_another_size_still_stops(tmp_path):
+    case = _oai_case(tmp_path, blob_label(values=(1, 4))[:, :, :-1].copy())
+    with pytest.raises(SlicingError, match="9001104.*size"):
+        slice_dataset(settings_for("oai_zib"), [case], tmp_path / "s", synthetic=False)
+
+
+def test_pose_is_adopted_only_for_real_oai_zib_masks(tmp_path):
+    case = _oai_case(tmp_path, blob_label(values=(1, 4)))
+    with pytest.raises(SlicingError, match="direction"):  # a twin is written consistent: a mismatch is a bug
+        slice_dataset(settings_for("oai_zib"), [case], tmp_path / "s", synthetic=True)
+    with pytest.raises(SlicingError, match="direction"):  # other datasets: labels carry their pose
+        slice_dataset(settings_for("msd_heart"), [case], tmp_path / "t", synthetic=False)
+
+
+# ------------------------------------------------------------- real data against HSSL Table 1's slice counts
+def _fg_slices_log(tmp_path, caplog, *, synthetic: bool, paper_slices: int | None):
+    spec = dataclasses.replace(registry.get("msd_heart"), paper_slices=paper_slices)
+    st = dataclasses.replace(settings_for("msd_heart", slice_axis="axial"), spec=spec)
+    case = write_case(tmp_path, "la_003", to_image(mri_volume()), to_image(blob_label(values=(1, 1))))
+    with caplog.at_level("INFO", logger="medssl.data"):
+        slice_dataset(st, [case], tmp_path / "s", synthetic=synthetic)
+    fg = int((np.asarray(SliceStore(tmp_path / "s").labels).reshape(Z, -1) > 0).any(axis=1).sum())
+    return fg, [r for r in caplog.records if "Table 1" in r.getMessage()]
+
+
+def test_real_data_far_from_the_paper_slice_count_warns(tmp_path, caplog):
+    fg, said = _fg_slices_log(tmp_path, caplog, synthetic=False, paper_slices=1262)
+    assert fg == 4 and len(said) == 1 and said[0].levelname == "WARNING"
+    assert "1262" in said[0].getMessage() and " 4 " in said[0].getMessage() and "msd_heart" in said[0].getMessage()
+
+
+@pytest.mark.parametrize("synthetic, paper", [(True, 1262), (False, None), (False, 4)])
+def test_no_paper_slice_warning_for_twins_unknown_or_close_counts(tmp_path, caplog, synthetic, paper):
+    _, said = _fg_slices_log(tmp_path, caplog, synthetic=synthetic, paper_slices=paper)
+    assert not [r for r in said if r.levelname == "WARNING"]
+
+
+def test_oai_zib_mask_with_its_own_spacing_is_not_given_the_image_pose(tmp_path):
+    """Same grid size but a spacing of its own (neither the image's nor unset): maybe another grid, so it stops."""
+    case = _oai_case(tmp_path, blob_label(values=(1, 4)), label_spacing=(0.5, 0.5, 0.5))
+    with pytest.raises(SlicingError, match="spacing differs.*CopyInformation"):
+        slice_dataset(settings_for("oai_zib"), [case], tmp_path / "s", synthetic=False)

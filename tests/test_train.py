@@ -498,7 +498,8 @@ def test_evaluate_writes_contract_json(world, tmp_path):
     assert data == json.loads(json.dumps(res))
     assert set(data) == {"study", "run", "method", "arch", "dataset", "ratio", "seed", "synthetic",
                          "downstream", "n_params", "model_width", "classes", "slice_pooled", "per_volume", "volume_mean",
-                         "confusion", "psnr", "hd95_units", "slice_filter", "n_slices", "all_slices"}
+                         "confusion", "psnr", "hd95_units", "slice_filter", "n_slices", "all_slices",
+                         "never_predicted"}
     assert data["classes"] == ["left atrium"] and data["synthetic"] is True and data["psnr"] is None
     assert data["hd95_units"] == "voxels"  # the hand-made store has no spacing
     # paper hssl: the test scores the slices the study's slice_filter keeps, all-slice scores beside them
@@ -725,3 +726,15 @@ def test_finetune_refuses_a_pretrained_file_other_than_its_record_names(world, t
     with pytest.raises(ValueError, match="trained from scratch, but --pretrained"):
         finetune_module.finetune(scratch, tmp_path / "F", pretrained=pre_heart, **inputs)
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_model_that_segments_nothing_is_flagged(world, tmp_path, caplog):
+    """Issue 25: a finetune whose model predicts background everywhere (here: no learning, the head at the log
+    class prior) used to end with Dice 0 and exit 0 in silence; its log warns, its metrics name the class."""
+    world["studies"]["s"]["finetune"].update(epochs=1, lr=1e-12)
+    with caplog.at_level("WARNING", logger="medssl.train"):
+        metrics = finetune(world, "s", "stand", "msd_heart", "100", 0, tmp_path / "F", save_model=False,
+                           metrics=tmp_path / "m.json")
+    result = json.loads(metrics.read_text())
+    assert result["never_predicted"] == ["left atrium"] and result["slice_pooled"]["mean_dice"] == 0.0
+    assert "predicts no pixel of left atrium" in caplog.text and "Dice 0 on the validation slices" in caplog.text

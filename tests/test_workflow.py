@@ -119,6 +119,13 @@ def test_manual_download_instructions_reach_the_console(checkout):
     code, out = snakemake_cli("results/tiny/data/acdc", "--cores", "1", "--configfile", path, cwd=checkout)
     assert code != 0
     assert "needs a manual download" in out and f"{checkout}/resources/raw/acdc" in out, out[-3000:]
+    # A dry run says it first, one line a dataset, before anything runs (issue 25).
+    code, out = snakemake_cli("all", "-n", "--quiet", "rules", "--configfile", "config/paper.yaml", cwd=checkout)
+    assert code == 0 and "5 of the 10 datasets need a manual download" in out, out[-3000:]
+    for name in ("acdc", "mnms", "oai_zib", "mmwhs_ct", "mmwhs_mri"):
+        assert re.search(rf"^\s+{name}: register at https?://.+, download .+ and put it in "
+                         rf"{re.escape(str(checkout))}/resources/raw/", out, re.M), name
+    assert len(out.splitlines()) < 100  # -n --quiet rules: a summary (the full dry run: ~2,000 lines)
 
 
 def test_lint_is_clean(checkout):
@@ -295,7 +302,7 @@ def test_tiny_ssmtl_end_to_end(checkout):
         metrics = json.loads((res / "ssmtl_ct" / "metrics" / run / "mmwhs_ct" / "scans" / "seed0.json").read_text())
         assert set(metrics["slice_pooled"]["iou"]) == {"LV", "RV", "LA", "RA"}
         log = (res / "ssmtl_ct" / "pretrain" / run / "all" / "log.csv").read_text().splitlines()
-        assert "loss" in log[0] and len(log) == 2
+        assert "loss" in log[0] and "embed_std" in log[0] and len(log) == 3  # the monitor's epoch 0, epoch 1
     assert "sim" in (res / "ssmtl_ct" / "pretrain" / "fcn_ssmtl_plus" / "all" / "log.csv").read_text().splitlines()[0]
     for table in ("ssmtl_table2", "ssmtl_table4"):
         assert "synthetic" in (res / "tables" / f"{table}.md").read_text().lower()

@@ -168,9 +168,10 @@ def _settings(args):
 
 
 def _export(args):
-    from medssl.export import export_model
+    from medssl.export import export_model, export_recipe
 
     export_model(args.model, args.out, args.to, args.part)
+    print(f"# load {args.out} with:\n{export_recipe(args.model, args.out, args.to, args.part)}")
 
 
 # ------------------------------------------------------------------------------------------ the parser

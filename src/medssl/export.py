@@ -18,20 +18,25 @@ Targets (``to``) and parts (``part``):
 
     ``net(x)`` for ``x`` of shape (B, 1, H, W) is then the globally pooled deepest feature (B, 512; ResNet-50:
     2048), and ``net.layer1 .. net.layer4`` give the pyramid medssl's encoder returns.
-``monai`` (encoder only)
-    The same keys: MONAI's ``monai.networks.nets.ResNet`` names its modules as torchvision does. The
-    matching network (:data:`MONAI_KWARGS`)::
+    torchvision's ResNets have fixed widths: a narrower model (the demo's ``model_width: 0.25``, recorded in
+    the file as ``width``) is refused in one line that names the width and the two ways out below.
+``monai`` (encoder only), at any width
+    The same keys: MONAI's ``monai.networks.nets.ResNet`` names its modules as torchvision does, and takes
+    its widths as arguments (:func:`monai_call` prints the constructor call that loads the file)::
 
-        net = monai.networks.nets.resnet34(spatial_dims=2, n_input_channels=1, conv1_t_stride=2,
-                                           feed_forward=False, bias_downsample=False)
+        net = monai.networks.nets.ResNet(block="basic", layers=[3, 4, 6, 3], block_inplanes=[64, 128, 256, 512],
+                                         spatial_dims=2, n_input_channels=1, conv1_t_stride=2,
+                                         feed_forward=False, bias_downsample=False)
 
-    (``resnet50`` for ``resnet50_fcn``; ``conv1_t_size`` is 7 by default). ``bias_downsample=False`` matches
-    torchvision's bias-free shortcut convolutions, ``feed_forward=False`` drops ``fc``. The export checks
-    these keys against the MONAI network when MONAI is importable (it is not a medssl dependency).
+    (``block="bottleneck"`` for ``resnet50_fcn``; ``block_inplanes`` are 64·width ... 512·width).
+    ``bias_downsample=False`` matches torchvision's bias-free shortcut convolutions, ``feed_forward=False``
+    drops ``fc``. The export checks these keys against the MONAI network when MONAI is importable (it is not a
+    medssl dependency), else against medssl's own encoder of that width.
 ``state_dict``
-    medssl's own names, any architecture: ``part="all"`` is the whole network (``encoder.*``, ``neck.*``,
-    ``decoder.*``, ``head.*``; it loads into ``medssl.models.build(arch, out_channels)``), ``part="encoder"``
-    the ``encoder.*`` tensors with that prefix removed (they load into ``model.encoder``).
+    medssl's own names, any architecture and width: ``part="all"`` is the whole network (``encoder.*``,
+    ``neck.*``, ``decoder.*``, ``head.*``; ``medssl.models.load(model file)`` rebuilds it as trained, or
+    ``medssl.models.build(arch, out_channels, width=...)``), ``part="encoder"`` the ``encoder.*`` tensors
+    with that prefix removed (they load into ``model.encoder``).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from pathlib import Path
 from torch import Tensor, nn
 
 __all__ = ["TARGETS", "PARTS", "TRUNKS", "MONAI_KWARGS", "ExportError", "read_model", "trunk_of",
-           "export_state", "export_model", "torchvision_encoder", "monai_encoder"]
+           "export_state", "export_model", "torchvision_encoder", "monai_encoder", "monai_call", "recipe"]
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +55,12 @@ TARGETS = ("torchvision", "monai", "state_dict")
 PARTS = ("encoder", "all")
 #: medssl architecture -> the torchvision/MONAI ResNet its encoder is
 TRUNKS = {"hssl_net": "resnet34", "resnet50_fcn": "resnet50"}
-#: keyword arguments of ``monai.networks.nets.resnet34/resnet50`` giving the network the export loads into
+#: keyword arguments of ``monai.networks.nets.ResNet`` (beside block, layers and widths) giving the network the
+#: export loads into
 MONAI_KWARGS = {"spatial_dims": 2, "n_input_channels": 1, "conv1_t_stride": 2, "feed_forward": False,
                 "bias_downsample": False}
+#: trunk -> MONAI ResNet block and layers
+MONAI_BLOCKS = {"resnet34": ("basic", [3, 4, 6, 3]), "resnet50": ("bottleneck", [3, 4, 6, 3])}
 _ENCODER = "encoder."
 
 
@@ -113,24 +121,61 @@ def torchvision_encoder(trunk: str) -> nn.Module:
     return net
 
 
-def monai_encoder(trunk: str) -> nn.Module:
-    """MONAI's 2D ``resnet34``/``resnet50`` with :data:`MONAI_KWARGS` (needs ``monai`` installed)."""
+def _widths(width: float) -> list[int]:
+    from medssl.models.resnet_encoder import scaled
+
+    return [scaled(c, width) for c in (64, 128, 256, 512)]
+
+
+def monai_kwargs(trunk: str, width: float = 1.0) -> dict:
+    """The arguments of ``monai.networks.nets.ResNet`` for a ``trunk`` encoder ``width`` times as wide."""
+    block, layers = MONAI_BLOCKS[trunk]
+    return {"block": block, "layers": layers, "block_inplanes": _widths(width), **MONAI_KWARGS}
+
+
+def monai_call(trunk: str, width: float = 1.0) -> str:
+    """The constructor call, as Python, of the MONAI network a ``monai`` export loads into."""
+    return "monai.networks.nets.ResNet(" + ", ".join(f"{k}={v!r}" for k, v in monai_kwargs(trunk, width).items()) + ")"
+
+
+def monai_encoder(trunk: str, width: float = 1.0) -> nn.Module:
+    """MONAI's 2D ResNet of ``trunk`` at ``width`` (:func:`monai_kwargs`; needs ``monai`` installed)."""
     from monai.networks import nets  # optional: not a medssl dependency
 
-    return getattr(nets, trunk)(**MONAI_KWARGS)
+    return nets.ResNet(**monai_kwargs(trunk, width))
 
 
-def _check_loads(target: str, trunk: str, sd: dict[str, Tensor]) -> dict[str, Tensor]:
+def recipe(to: str, part: str, trunk: str | None, width: float, out: str, meta: dict | None = None) -> str:
+    """The Python lines that load an export ``out`` with ``strict=True`` (``meta``: the model file's metadata,
+    for a ``state_dict`` export: the network it came from)."""
+    load = f"torch.load({out!r}, weights_only=True)"
+    if to == "monai":
+        return f"import monai, torch\nnet = {monai_call(trunk, width)}\nnet.load_state_dict({load})"
+    if to == "torchvision":
+        return ("import torch\nfrom medssl.export import torchvision_encoder   # torchvision's "
+                f"{trunk} with a 1-channel conv1, no fc\nnet = torchvision_encoder({trunk!r})\n"
+                f"net.load_state_dict({load})")
+    meta = meta or {}
+    build = (f"medssl.models.build({meta.get('arch', 'ARCH')!r}, {int(meta.get('out_channels', 1))}, "
+             f"width={width:g})")
+    if part == "all":
+        return f"import medssl.models, torch\nnet = {build}\nnet.load_state_dict({load})"
+    return f"import medssl.models, torch\nnet = {build}.encoder\nnet.load_state_dict({load})"
+
+
+def _check_loads(target: str, trunk: str, sd: dict[str, Tensor], width: float = 1.0) -> dict[str, Tensor]:
     """Load ``sd`` into the target network with ``strict=True``; return it in that network's key order."""
     if target == "torchvision":
         net = torchvision_encoder(trunk)
     else:
         try:
-            net = monai_encoder(trunk)
+            net = monai_encoder(trunk, width)
         except ImportError:
-            log.info("monai is not installed: the export's keys were checked against torchvision's %s, which "
-                     "MONAI's ResNet(%s) names identically", trunk, MONAI_KWARGS)
-            net = torchvision_encoder(trunk)
+            from medssl.models.resnet_encoder import ResNetEncoder
+
+            log.info("monai is not installed: the export's keys were checked against medssl's %s at width %g, "
+                     "which MONAI's ResNet(%s) names identically", trunk, width, monai_kwargs(trunk, width))
+            net = ResNetEncoder(trunk, width=width)
     try:
         net.load_state_dict(sd, strict=True)
     except RuntimeError as err:
@@ -157,8 +202,14 @@ def export_state(state: dict[str, Tensor], meta: dict, to: str, part: str = "enc
         raise ExportError(f"{source}: architecture {meta.get('arch', 'unknown')!r} has no {to} ResNet "
                           f"encoder (only {', '.join(f'{a} ({t})' for a, t in TRUNKS.items())}); use --to "
                           f"state_dict")
+    width = float(meta.get("width", 1.0))  # files written before widths existed are full width
+    if to == "torchvision" and width != 1.0:
+        raise ExportError(f"{source}: its encoder is {width:g} times as wide as torchvision's {trunk} (trained "
+                          f"with model_width {width:g}), and torchvision's ResNets have fixed widths: export it "
+                          f"--to monai (MONAI's ResNet takes the widths) or --to state_dict (medssl.models.load "
+                          f"rebuilds it)")
     sd = {k: v.detach().cpu().contiguous() for k, v in _encoder_state(state, source).items()}
-    return _check_loads(to, trunk, sd)
+    return _check_loads(to, trunk, sd, width)
 
 
 def export_model(model: str | Path, out: str | Path, to: str, part: str = "encoder") -> Path:
@@ -172,3 +223,9 @@ def export_model(model: str | Path, out: str | Path, to: str, part: str = "encod
     trunk = trunk_of(state, meta)
     log.info("wrote %s: %d tensors (%s, part %s%s)", path, len(sd), to, part, f", {trunk}" if trunk else "")
     return path
+
+
+def export_recipe(model: str | Path, out: str | Path, to: str, part: str = "encoder") -> str:
+    """The lines that load the export ``out`` of ``model`` (printed by ``medssl export``)."""
+    state, meta = read_model(model)
+    return recipe(to, part, trunk_of(state, meta), float(meta.get("width", 1.0)), str(out), meta)

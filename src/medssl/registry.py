@@ -26,10 +26,14 @@ them (read in December 2026; what each lister expects is in :mod:`medssl.data.li
   ``Vendor``, ``Centre``, ``ED``, ``ES``, ... The ED/ES values are **0-based time indices** into the 4th
   dimension: public loaders index ``volume[..., ED]`` with the CSV value unchanged, and ED = 0 occurs in the
   CSV (a 1-based reading would make it invalid). Labels 1 LV, 2 MYO, 3 RV (not ACDC's order).
-* **OAI-ZIB** (Ambellan et al. 2019, pubdata.zib.de): 507 knees; segmentation masks as ``.mhd``/``.raw``
-  with labels **1 femoral bone, 2 femoral cartilage, 3 tibial bone, 4 tibial cartilage**; the images are
-  the OAI baseline sagittal 3D DESS scans (about 384 x 384 x 160 voxels, 0.36 x 0.36 x 0.7 mm), obtained
-  from the OAI (NDA) and matched to the masks by the package's ``doc/oai_mri_paths.txt``. The 2024
+* **OAI-ZIB** (Ambellan et al. 2019, pubdata.zib.de): 507 knees; segmentation masks as
+  ``segmentation/segmentation_masks/<id>.segmentation_masks.mhd`` + ``.raw`` with labels **1 femoral bone, 2
+  femoral cartilage, 3 tibial bone, 4 tibial cartilage**; the images are the OAI baseline sagittal 3D DESS
+  scans (about 384 x 384 x 160 voxels, 0.36 x 0.36 x 0.7 mm), obtained from the OAI (NDA) and matched to the
+  masks by the package's ``doc/oai_mri_paths.txt``. The release's README: the masks "do not carry a
+  transformation (pose information)"; SimpleITK reads them with the sagittal slice index first (160 x 384 x
+  384; its ``readMaskSimpleITK.py`` shows sagittal slice n as ``array[:, :, n]``), while a DESS DICOM series
+  read by SimpleITK is 384 x 384 x 160. How medssl pairs them is in :mod:`medssl.data.slicing`. The 2024
   re-release OAI-ZIB-CM ships NIfTI in nnU-Net layout and splits the tibial cartilage into **4 medial and
   5 lateral**; mapping tibia cartilage to ``(4, 5)`` reads both releases the same way.
 * **MM-WHS 2017** (Zhuang et al. 2019): ``ct_train``/``mr_train`` with ``<case>_image.nii.gz`` and
@@ -41,7 +45,9 @@ them (read in December 2026; what each lister expects is in :mod:`medssl.data.li
 (:func:`medssl.data.orientation.acquired_plane` decides from the image header: the index axis with the largest
 spacing, or the file's third index axis when the spacing is isotropic, and the physical axis it runs along).
 Paper B pretrains, finetunes (4 scans) and tests (10 scans) on the 14 sagittal MRI scans only, slicing each
-along its own acquisition axis; listing only those cases keeps the 4 + 10 split inside them.
+along its own acquisition axis; listing only those cases keeps the 4 + 10 split inside them. Listed from the
+release itself, exactly 14 must be sagittal, else listing stops naming every scan's plane and spacing
+(:data:`medssl.data.listers.PAPER_PLANE_SCANS`); a folder declared with ``path:`` is not held to that count.
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ class ManualSource:
     archive: str  # what to download there
     root: str  # folder under resources/raw/ that must exist after unpacking
     expect: tuple[str, ...]  # files/folders (relative to root) whose presence proves the data are in place
-    note: str = ""
+    note: str = ""  # placement instructions; "{root}" stands for the actual <resources>/raw/<root> folder
 
 
 @dataclass(frozen=True)
@@ -222,8 +228,15 @@ for _spec in (
             register_url="https://pubdata.zib.de/ (OAI-ZIB) and https://nda.nih.gov/oai/ (OAI images)",
             archive="OAI-ZIB segmentation masks plus the matching OAI DESS MR images",
             root="oai_zib", expect=("images", "labels"),
-            note="Convert each case to NIfTI as images/<case>.nii.gz and labels/<case>.nii.gz "
-                 "(the OAI-ZIB masks are .mhd; SimpleITK reads both).",
+            note="Put each knee's OAI baseline DESS scan (the DICOM series the release's "
+                 "doc/oai_mri_paths.txt names for <id>), converted to NIfTI, at {root}/images/<id>.nii.gz "
+                 "(<id>: the 7-digit id of the mask); put the release's masks as shipped, "
+                 "<id>.segmentation_masks.mhd with its <id>.segmentation_masks.raw, in {root}/labels/ (or keep "
+                 "the release's segmentation_masks/ folder as {root}/segmentation_masks/). The masks carry no "
+                 "pose: slicing gives each mask its image's origin, direction and spacing when both have the "
+                 "same voxel grid size; a mask whose voxel axes are in another order than its image's (e.g. "
+                 "160 x 384 x 384 against 384 x 384 x 160) stops slicing with how to convert it to "
+                 "{root}/labels/<id>.nii.gz.",
         ),
         source_format="oai_zib", slice_axis="sagittal", paper_task=6, paper_group=4, paper_slices=8187,
         reference="Ambellan et al. 2019",
@@ -239,7 +252,7 @@ for _spec in (
             register_url="https://humanheart-project.creatis.insa-lyon.fr/database/#collection/637218c173e9f0047faa00fb",
             archive="ACDC training set (database.zip or training.zip)", root="acdc",
             expect=("training",),
-            note="Unzip so that resources/raw/acdc/training/patient001/Info.cfg exists.",
+            note="Unzip so that {root}/training/patient001/Info.cfg exists.",
         ),
         source_format="acdc", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
         paper_task=7, paper_group=1, paper_slices=1891, reference="Bernard et al. 2018",
@@ -256,7 +269,8 @@ for _spec in (
             archive="OpenDataset (Training/Labeled/*/<code>_sa.nii.gz, _sa_gt.nii.gz) and the info CSV",
             root="mnms", expect=("Training/Labeled",),
             note="Also place the ED/ES info CSV (211230_M&Ms_Dataset_information_diagnosis_opendataset.csv "
-                 "or equivalent) in resources/raw/mnms/.",
+                 "or an older release's, any *.csv with columns External code, ED, ES) in {root}/ or "
+                 "{root}/OpenDataset/.",
         ),
         source_format="mnms", slice_axis="acquisition", frames=("ED", "ES"), patient_pattern=_CINE,
         paper_task=8, paper_group=1, paper_slices=3120, reference="Campello et al. 2021",
@@ -273,7 +287,7 @@ for _spec in (
         source=ManualSource(
             register_url="https://zmiclab.github.io/zxh/0/mmwhs/",
             archive="MM-WHS 2017 training data (ct_train.zip)", root="mmwhs_ct", expect=("ct_train",),
-            note="Unzip so that resources/raw/mmwhs_ct/ct_train/ct_train_1001_image.nii.gz exists.",
+            note="Unzip so that {root}/ct_train/ct_train_1001_image.nii.gz exists.",
         ),
         source_format="mmwhs", slice_axis="axial", reference="Zhuang et al. 2019",
         release=Release(20, 20 * 270, int(20 * 270 * 0.6), "estimate: ~270 axial slices/scan, 60% heart"),
@@ -286,7 +300,8 @@ for _spec in (
         source=ManualSource(
             register_url="https://zmiclab.github.io/zxh/0/mmwhs/",
             archive="MM-WHS 2017 training data (mr_train.zip)", root="mmwhs_mri", expect=("mr_train",),
-            note="Unzip so that resources/raw/mmwhs_mri/mr_train/mr_train_1001_image.nii.gz exists.",
+            note="Unzip so that {root}/mr_train/mr_train_1001_image.nii.gz exists (all 20 scans; the 14 "
+                 "acquired sagittally are used, and slicing stops if the count differs).",
         ),
         # Paper B uses the 14 sagittally acquired scans only (Table 1; module docstring).
         source_format="mmwhs", slice_axis="sagittal", acquired_plane="sagittal", reference="Zhuang et al. 2019",

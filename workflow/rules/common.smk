@@ -5,13 +5,14 @@ import os
 
 import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import ExecMode
 from snakemake.logging import logger
 
 from medssl import config as mcfg
 from medssl import cost as medssl_cost
 from medssl import jobs as medssl_jobs
 from medssl import settings as medssl_settings
-from medssl.data.sources import pending_manual_instructions
+from medssl.data.sources import pending_manual_datasets, pending_manual_instructions
 from medssl.io import write_text
 from medssl.layout import Layout
 from medssl.plan import Plan
@@ -41,6 +42,20 @@ PLAN = Plan.of(PLAN_CONFIG)
 # the wildcards of a finetuning job
 JOB = ("{study}", "{run}", "{dataset}", "{ratio}", "{seed}")
 ENV = "../../envs/medssl.yaml"
+
+# Datasets to download by hand before their jobs can run: said first, by every run and dry run of this folder
+# (not by the jobs of a cluster, which parse the workflow again).
+PENDING = (
+    pending_manual_datasets(PLAN_CONFIG)
+    if workflow.exec_mode == ExecMode.DEFAULT
+    else []
+)
+if PENDING:
+    logger.warning(
+        f"medssl: {len(PENDING)} of the {len(PLAN_CONFIG['datasets'])} datasets need a manual download "
+        "before their jobs can run (the fetch_dataset job then stops with the full instructions):\n  "
+        + "\n  ".join(PENDING)
+    )
 
 # envs/medssl.post-deploy.sh installs medssl from here into a conda env (--software-deployment-method conda)
 os.environ.setdefault("MEDSSL_WORKFLOW_DIR", workflow.basedir)
@@ -79,7 +94,11 @@ onsuccess:
     # where the tables and figures are, with one headline table.
     write_text(LAYOUT.recorded_config(), yaml.safe_dump(config, sort_keys=False))
     write_text(LAYOUT.recorded_plan(), yaml.safe_dump(PLAN_CONFIG, sort_keys=False))
-    logger.info(closing_summary(report_files()))
+    logger.info(
+        closing_summary(
+            report_files(), [LAYOUT.metrics(*k) for k in PLAN.evaluations]
+        )
+    )
 
 
 onerror:
@@ -227,7 +246,12 @@ def finetune_outputs():
             caption="../report/progress.rst",
             category="Training",
             subcategory="{study}: finetuning",
-            labels={"run": "{run}", "dataset": "{dataset}", "labels": "{ratio}", "seed": "{seed}"},
+            labels={
+                "run": "{run}",
+                "dataset": "{dataset}",
+                "labels": "{ratio}",
+                "seed": "{seed}",
+            },
         ),
     }
     if PLAN_CONFIG["keep_finetuned_models"]:

@@ -15,7 +15,10 @@ Only the standard library is used for HTTP (``urllib``). The flow for a :class:`
    archive (even one whose md5 matched) raises :class:`CorruptArchiveError` naming it. Hidden ``.extract-*`` folders of killed jobs are removed at the
    next extraction (:func:`medssl.io.temp_dir`).
 3. :func:`fetch_url_source` ties both together for a registry entry and writes the ready marker
-   ``resources/raw/<root>/.medssl_ready`` (see :data:`MARKER`).
+   ``resources/raw/<root>/.medssl_ready`` (see :data:`MARKER`). A task already extracted there by hand (an
+   offline cluster) is used as it is when it is complete (:func:`extracted_problem`: its ``dataset.json``
+   lists training cases and every listed image and label exists): the marker is written and nothing is
+   downloaded. A download that fails for good says so, naming that folder and the config's ``path:`` option.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ USER_AGENT = "medssl/0.1 (python-urllib)"
 __all__ = [
     "MARKER", "ChecksumError", "CorruptArchiveError", "DownloadError", "UnsafeArchiveError", "md5_file",
     "download_file",
-    "extract_archive", "fetch_url_source", "read_marker", "write_marker",
+    "extract_archive", "extracted_problem", "fetch_url_source", "read_marker", "write_marker",
 ]
 
 
@@ -401,13 +404,45 @@ def write_marker(root: str | os.PathLike, **fields) -> Path:
     return path
 
 
+def extracted_problem(spec, root: str | os.PathLike) -> str:
+    """Why ``root`` is not a complete extracted copy of ``spec``'s dataset ("" when it is): it must exist, its
+    ``dataset.json`` (read by the source format's lister) must list training cases, and every listed image and
+    label must be a file."""
+    from medssl.data.listers import LISTERS  # imported on use: the listers import the registry
+
+    root = Path(root)
+    if not root.is_dir():
+        return f"{root.resolve()} does not exist"
+    try:
+        cases = LISTERS[spec.source_format](spec, root)
+    except (OSError, ValueError, KeyError) as err:
+        return str(err)
+    if not cases:
+        return f"{root / 'dataset.json'} lists no training cases"
+    for case in cases:
+        for what, path in (("image", case.image), ("label", case.label)):
+            if not Path(path).is_file():
+                return f"{what} {path} of case {case.case_id} (listed in {root / 'dataset.json'}) is missing"
+    return ""
+
+
+def _offline_hint(spec, root: Path, problem: str) -> str:
+    return (f"without the network, a complete extracted copy of {spec.source.root} at exactly {root.resolve()} "
+            f"(dataset.json listing training cases, every listed image and label present) is used as it is, "
+            f"with no download (now: {problem}); a copy elsewhere is read in place when the config declares it: "
+            f"`datasets: {{{spec.name}: {{path: /folder/holding/dataset.json}}}}`")
+
+
 def fetch_url_source(spec, resources: str | os.PathLike, *, keep_archive: bool = True, **download_kw) -> Path:
     """Download, verify and extract a registry entry with a :class:`~medssl.registry.UrlSource`.
 
     The archive goes to ``resources/downloads/<archive>``, is extracted into ``resources/raw/``, and
     ``resources/raw/<root>/`` must then exist. The marker ``resources/raw/<root>/.medssl_ready`` records
     ``{"dataset", "kind": "url", "url", "md5", "archive", "date"}``. Idempotent: nothing is done when the
-    marker exists with the same md5. Returns ``resources/raw/<root>``.
+    marker exists with the same md5. A complete folder already at ``resources/raw/<root>/``
+    (:func:`extracted_problem`) is used as it is: the marker is written as after a download and nothing is
+    fetched. A :class:`DownloadError` (network down, HTTP error) says that, and how to give a copy elsewhere
+    (``datasets: {<name>: {path: ...}}``). Returns ``resources/raw/<root>``.
     """
     from medssl.registry import UrlSource
 
@@ -420,7 +455,16 @@ def fetch_url_source(spec, resources: str | os.PathLike, *, keep_archive: bool =
     marker = read_marker(root)
     if marker and str(marker.get("md5", "")).lower() == src.md5.lower() and root.is_dir():
         return root
-    archive = download_file(src.url, resources / "downloads" / src.archive, src.md5, **download_kw)
+    problem = extracted_problem(spec, root)
+    if not problem:
+        print(f"[medssl] {spec.name}: using the complete extracted folder {root.resolve()} as it is (no download)",
+              file=sys.stderr)
+        write_marker(root, dataset=spec.name, kind="url", url=src.url, md5=src.md5.lower(), archive=src.archive)
+        return root
+    try:
+        archive = download_file(src.url, resources / "downloads" / src.archive, src.md5, **download_kw)
+    except DownloadError as err:
+        raise DownloadError(f"{err}; {_offline_hint(spec, root, problem)}") from err
     extract_archive(archive, raw, root=src.root)
     if not root.is_dir():
         raise FileNotFoundError(

@@ -2,8 +2,8 @@
 
 Each lister takes ``(spec, root)`` with ``root = resources/raw/<spec.source.root>`` and returns
 :class:`~medssl.data.cases.Case` objects sorted by case id. Hidden files and macOS ``._*`` resource forks
-are ignored everywhere. A case whose label is missing raises :class:`FileNotFoundError` (a broken placement
-should fail loudly rather than silently shrink a dataset).
+are ignored everywhere. A case whose image or label is missing raises :class:`FileNotFoundError` naming the
+exact file name(s) looked for (a broken placement should fail loudly rather than silently shrink a dataset).
 
 Layouts
 -------
@@ -17,15 +17,24 @@ Layouts
     accepted too (the layout of the CREATIS zip).
 ``mnms``
     ``Training/Labeled/<code>/<code>_sa.nii.gz`` and ``<code>_sa_gt.nii.gz`` (4D cine, labels only at ED and
-    ES) plus an info CSV in the root with columns ``External code``, ``ED``, ``ES`` (0-based time indices).
-    Cases ``<code>_ED`` / ``<code>_ES`` with ``Case.frame`` = that index (of image and label).
-    ``root/OpenDataset/...`` is accepted too.
+    ES) plus an info CSV in the root or in ``root/OpenDataset`` with columns ``External code``, ``ED``, ``ES``
+    (0-based time indices; any ``*.csv`` name, e.g. :data:`MNMS_CSV_NAMES`). Cases ``<code>_ED`` /
+    ``<code>_ES`` with ``Case.frame`` = that index (of image and label). ``root/OpenDataset/...`` is accepted
+    too.
 ``mmwhs``
     ``ct_train/`` or ``mr_train/`` (the folders in ``spec.source.expect``) with ``<case>_image.nii.gz`` and
     ``<case>_label.nii.gz``; one case per patient, case id e.g. ``ct_train_1001``. MM-WHS MRI keeps only the
-    sagittally acquired scans (``spec.acquired_plane``, applied by :func:`list_cases`).
+    sagittally acquired scans (``spec.acquired_plane``, applied by :func:`list_cases`); listed from the
+    release placed under ``resources/raw`` (a :class:`~medssl.registry.ManualSource`), exactly
+    :data:`PAPER_PLANE_SCANS` of them must be left (paper B: the 14 sagittal scans of the 20), else
+    :class:`ValueError` names every scan with its plane and spacing. A folder declared with ``path:`` in the
+    config is the user's own selection: the plane filter applies, the count is not checked. The synthetic
+    twins are in MSD layout and listed with the MSD lister (``source_format="msd"``): no count check either.
 ``oai_zib``
-    ``images/<case>.nii.gz`` and ``labels/<case>.nii.gz`` (any of .nii.gz/.nii/.mhd/.mha/.nrrd).
+    ``images/<case>.nii.gz`` (any of .nii.gz/.nii/.mhd/.mha/.nrrd) and its mask in ``labels/`` or in the
+    release's own ``segmentation_masks/`` folder, named ``<case>.<ext>`` or as the release ships it,
+    ``<case>.segmentation_masks.mhd`` (+ ``.raw``, checked). The release's masks carry no pose (origin,
+    direction): the slicer gives them their image's (:mod:`medssl.data.slicing`).
 
 Where these conventions come from (ACDC frame numbers 1-based as in the file names, M&Ms CSV indices
 0-based, OAI-ZIB label values) is recorded in :mod:`medssl.registry`'s docstring.
@@ -57,6 +66,22 @@ _VOLUME = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
 CASE_DIRS = {"acdc": ("training", "database/training"),
              "mnms": ("Training/Labeled", "OpenDataset/Training/Labeled")}
 
+#: OAI-ZIB: folders a case's mask may be in (``labels/``, or the release's ``segmentation_masks/`` as it is)
+OAI_ZIB_LABEL_DIRS = ("labels", "segmentation_masks")
+
+#: accepted forms of a registry ``expect`` entry, per source format (read by :mod:`medssl.data.manual`)
+EXPECT_ALTERNATIVES = {fmt: {dirs[0]: dirs} for fmt, dirs in CASE_DIRS.items()}
+EXPECT_ALTERNATIVES["oai_zib"] = {"labels": OAI_ZIB_LABEL_DIRS}
+
+#: names the M&Ms info CSV has had (any ``*.csv`` with the columns ``External code``, ``ED``, ``ES`` is read)
+MNMS_CSV_NAMES = ("211230_M&Ms_Dataset_information_diagnosis_opendataset.csv",
+                  "211006_M&Ms_Dataset_Information_-_opendataset.csv",
+                  "201014_M&Ms_Dataset_Information_-_opendataset.csv")
+
+#: datasets whose release must hold exactly this many scans in ``spec.acquired_plane`` once listed from the
+#: release itself (paper B, Table 1: 14 sagittal MRI scans of the 20 of MM-WHS 2017)
+PAPER_PLANE_SCANS = {"mmwhs_mri": 14}
+
 
 def _visible(p: Path) -> bool:
     return not p.name.startswith(".")  # covers "._*" AppleDouble files and hidden files
@@ -76,6 +101,34 @@ def _find_file(folder: Path, stem: str, exts: tuple[str, ...] = _NII) -> Path | 
         if p.is_file():
             return p
     return None
+
+
+def _names(stems: tuple[str, ...] | str, exts: tuple[str, ...] = _NII) -> str:
+    """The file names :func:`_find_file` looks for, for a message: ``a.nii.gz, a.nii``."""
+    stems = (stems,) if isinstance(stems, str) else stems
+    return ", ".join(f"{stem}{ext}" for stem in stems for ext in exts)
+
+
+def _check_mhd_data(path: Path) -> None:
+    """A MetaImage header's data file (``ElementDataFile``, e.g. the ``.raw`` beside an OAI-ZIB ``.mhd``)
+    exists; :class:`FileNotFoundError` naming it otherwise."""
+    if not path.name.lower().endswith(".mhd"):
+        return
+    try:
+        with open(path, encoding="latin-1") as f:
+            for line in f:
+                key, sep, value = line.partition("=")
+                if sep and key.strip() == "ElementDataFile":
+                    value = value.strip()
+                    if value and value.upper() != "LOCAL" and " " not in value and not value.upper().startswith(
+                            "LIST"):
+                        data = path.parent / value
+                        if not data.is_file():
+                            raise FileNotFoundError(f"{path}: its voxel data file {data} is missing (a .mhd "
+                                                    f"header needs the {data.name} beside it)")
+                    return
+    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
+        return
 
 
 def _frames(spec: DatasetSpec) -> tuple[str, ...]:
@@ -150,8 +203,12 @@ def list_acdc_cases(spec: DatasetSpec, root: Path) -> list[Case]:
                 raise ValueError(f"ACDC: {cfg} has no '{tag}:' line")
             stem = f"{pid}_frame{int(float(info[tag])):02d}"
             image, label = _find_file(pdir, stem), _find_file(pdir, f"{stem}_gt")
-            if image is None or label is None:
-                raise FileNotFoundError(f"ACDC: {pdir / stem}.nii.gz or its _gt label is missing")
+            missing = [f"{what} {pdir / (s + '.nii.gz')} is missing (also looked for {s}.nii)"
+                       for what, s, found in (("image", stem, image), ("label", f"{stem}_gt", label))
+                       if found is None]
+            if missing:
+                raise FileNotFoundError(f"ACDC: {tag} frame of {pid} (Info.cfg {tag}: {info[tag]}): "
+                                        + "; ".join(missing))
             case_id = f"{pid}_{tag}"
             cases.append(Case(case_id, patient_of(spec, case_id), image, label, channel=spec.channel))
     return sorted(cases, key=lambda c: c.case_id)
@@ -172,7 +229,8 @@ def read_mnms_frames(root: Path) -> dict[str, dict[str, int]]:
     punctuation) is read; with several, the newest by name (the files carry a date prefix) wins.
     """
     root = Path(root)
-    csvs = [p for d in (root, root / "OpenDataset") if d.is_dir() for p in d.glob("*.csv") if _visible(p)]
+    places = (root, root / "OpenDataset")
+    csvs = [p for d in places if d.is_dir() for p in d.glob("*.csv") if _visible(p)]
     table: dict[str, dict[str, int]] = {}
     found = False
     for path in sorted(csvs, key=lambda p: p.name, reverse=True):
@@ -202,9 +260,11 @@ def read_mnms_frames(root: Path) -> dict[str, dict[str, int]]:
                 except ValueError:
                     continue
     if not found:
+        seen = (f"; CSV files found there lack those columns: {', '.join(str(p) for p in sorted(csvs))}"
+                if csvs else "; no .csv file is there")
         raise FileNotFoundError(
-            f"M&Ms: no info CSV with columns 'External code', 'ED', 'ES' in {root} (e.g. "
-            f"211230_M&Ms_Dataset_information_diagnosis_opendataset.csv)"
+            f"M&Ms: no info CSV with columns 'External code', 'ED', 'ES' in {places[0]} or in {places[1]} "
+            f"(searched both; any *.csv name is accepted, the releases' are {', '.join(MNMS_CSV_NAMES)}){seen}"
         )
     return table
 
@@ -219,8 +279,11 @@ def list_mnms_cases(spec: DatasetSpec, root: Path) -> list[Case]:
             continue
         code = cdir.name
         image, label = _find_file(cdir, f"{code}_sa"), _find_file(cdir, f"{code}_sa_gt")
-        if image is None or label is None:
-            raise FileNotFoundError(f"M&Ms: {cdir / code}_sa.nii.gz or {code}_sa_gt.nii.gz is missing")
+        missing = [f"{what} {cdir / (s + '.nii.gz')} is missing (also looked for {s}.nii)"
+                   for what, s, found in (("image", f"{code}_sa", image), ("label", f"{code}_sa_gt", label))
+                   if found is None]
+        if missing:
+            raise FileNotFoundError(f"M&Ms: case {code}: " + "; ".join(missing))
         if code not in frames:
             raise KeyError(f"M&Ms: {code} is not in the info CSV (External code / ED / ES) under {root}")
         for tag in _frames(spec):
@@ -252,7 +315,8 @@ def list_mmwhs_cases(spec: DatasetSpec, root: Path) -> list[Case]:
             case_id = stem[: -len("_image")]
             label = _find_file(folder, f"{case_id}_label", _VOLUME)
             if label is None:
-                raise FileNotFoundError(f"MM-WHS: label {folder / case_id}_label.nii.gz is missing")
+                raise FileNotFoundError(f"MM-WHS: the label of {image} is missing: looked for "
+                                        f"{_names(f'{case_id}_label', _VOLUME)} in {folder}")
             cases.append(Case(case_id, patient_of(spec, case_id), image, label, channel=spec.channel))
     return sorted(cases, key=lambda c: c.case_id)
 
@@ -262,19 +326,31 @@ def list_mmwhs_cases(spec: DatasetSpec, root: Path) -> list[Case]:
 
 
 def list_oai_zib_cases(spec: DatasetSpec, root: Path) -> list[Case]:
+    """``images/<case>.<ext>`` paired with ``<case>.<ext>`` or ``<case>.segmentation_masks.<ext>`` (the
+    release's name) in ``labels/`` or ``segmentation_masks/``; a ``.mhd`` needs its data file beside it."""
     root = Path(root)
-    images, labels = root / "images", root / "labels"
-    for d in (images, labels):
-        if not d.is_dir():
-            raise FileNotFoundError(f"OAI-ZIB ({spec.name}): {d} does not exist")
+    images = root / "images"
+    if not images.is_dir():
+        raise FileNotFoundError(f"OAI-ZIB ({spec.name}): {images} does not exist")
+    label_dirs = [root / d for d in OAI_ZIB_LABEL_DIRS if (root / d).is_dir()]
+    if not label_dirs:
+        raise FileNotFoundError(f"OAI-ZIB ({spec.name}): none of "
+                                f"{', '.join(str(root / d) for d in OAI_ZIB_LABEL_DIRS)} exists")
     cases = []
     for image in sorted(images.iterdir()):
         if not (image.is_file() and _visible(image)) or not image.name.endswith(_VOLUME):
             continue
         case_id = strip_nii(image.name)
-        label = _find_file(labels, case_id, _VOLUME)
+        if case_id.endswith(".segmentation_masks"):
+            raise ValueError(f"OAI-ZIB: {image} is a mask (named as the release names its masks); masks go in "
+                             f"{root / 'labels'}, images/ holds the OAI DESS images")
+        stems = (case_id, f"{case_id}.segmentation_masks")
+        label = next((p for d in label_dirs for stem in stems if (p := _find_file(d, stem, _VOLUME))), None)
         if label is None:
-            raise FileNotFoundError(f"OAI-ZIB: label for {image.name} missing in {labels}")
+            raise FileNotFoundError(f"OAI-ZIB: the label of {image} is missing: looked for "
+                                    f"{_names(stems, _VOLUME)} in {' and in '.join(map(str, label_dirs))}")
+        _check_mhd_data(image)
+        _check_mhd_data(label)
         cases.append(Case(case_id, patient_of(spec, case_id), image, label, channel=spec.channel))
     return sorted(cases, key=lambda c: c.case_id)
 
@@ -289,9 +365,40 @@ LISTERS: dict[str, Callable[[DatasetSpec, Path], list[Case]]] = {
 }
 
 
+def _spacing_text(image: Path) -> str:
+    """``1.6 x 1 x 1 mm``: the voxel spacing of ``image``'s header (index axes i, j, k)."""
+    from medssl.data.nifti import image_information  # imported on use: it imports SimpleITK
+
+    return " x ".join(f"{v:.3g}" for v in image_information(image).GetSpacing()[:3]) + " mm"
+
+
+def _check_plane_count(spec: DatasetSpec, root: Path, cases: list[Case], planes: dict[str, str],
+                       kept: list[Case]) -> None:
+    """The release of ``spec`` holds exactly :data:`PAPER_PLANE_SCANS` scans acquired in
+    ``spec.acquired_plane``; else :class:`ValueError` naming every scan with its plane and spacing."""
+    expected = PAPER_PLANE_SCANS.get(spec.name)
+    if expected is None or len(kept) == expected:
+        return
+    scans = "; ".join(f"{c.case_id} {planes[c.case_id]} {_spacing_text(c.image)}" for c in cases)
+    root = Path(root).resolve()
+    plane = spec.acquired_plane
+    raise ValueError(
+        f"{spec.name}: {len(kept)} of the {len(cases)} scans under {root} are acquired in the {plane} plane, but "
+        f"paper B (Table 1) uses exactly {expected} (the {plane} scans of the release; the plane is the index "
+        f"axis with the largest spacing, medssl.data.orientation.acquired_plane); scans found "
+        f"(plane, spacing along index axes i x j x k): {scans}. Check that the folder holds the complete, "
+        f"unmodified release; to use the {plane} scans found anyway (or a selection of your own), "
+        f"declare the folder as a dataset read in place: `datasets: {{{spec.name}: {{path: {root}}}}}` in the "
+        f"config (same layout and classes; only the {plane} scans are listed, their number is not checked)")
+
+
 def list_cases(spec: DatasetSpec, root: Path, source_format: str | None = None) -> list[Case]:
     """List the cases of ``spec`` found under ``root`` using its source format's lister (or ``source_format``'s), keeping
-    only those acquired in ``spec.acquired_plane`` when it is set."""
+    only those acquired in ``spec.acquired_plane`` when it is set.
+
+    Listed from a registered release itself (a :class:`~medssl.registry.ManualSource` in its own source format,
+    not a synthetic twin in MSD layout nor a folder declared with ``path:``), a dataset in
+    :data:`PAPER_PLANE_SCANS` must keep exactly that many scans (:class:`ValueError` otherwise)."""
     source_format = source_format or spec.source_format
     if source_format not in LISTERS:
         raise ValueError(f"no case lister for source format {source_format!r} (dataset {spec.name})")
@@ -301,6 +408,8 @@ def list_cases(spec: DatasetSpec, root: Path, source_format: str | None = None) 
     if spec.acquired_plane:
         planes = {c.case_id: acquired_plane(c.image) for c in cases}
         kept = [c for c in cases if planes[c.case_id] == spec.acquired_plane]
+        if isinstance(spec.source, ManualSource) and source_format == spec.source_format:
+            _check_plane_count(spec, Path(root), cases, planes, kept)
         dropped = sorted(set(planes) - {c.case_id for c in kept})
         if dropped:
             log.info("%s: %d of %d cases acquired in the %s plane; left out: %s", spec.name, len(kept),

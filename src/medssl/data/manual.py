@@ -5,6 +5,9 @@ when its source format's lister (:mod:`medssl.data.listers`) finds at least one 
 ``resources/raw/<root>/`` (so ACDC's ``database/training/`` and M&Ms' ``OpenDataset/`` trees pass, and an
 empty ``training/`` or an M&Ms tree without its info CSV does not). The lister's own complaint (the missing
 file, the case) ends the instructions.
+
+Every path in the instructions is under the actual resources folder (the config's ``resources:``, e.g.
+``/scratch/res``), the note's too: a ``ManualSource.note`` writes ``{root}`` for ``<resources>/raw/<root>``.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import os
 from pathlib import Path
 
 from medssl.data.download import read_marker, write_marker
-from medssl.data.listers import CASE_DIRS, LISTERS
+from medssl.data.listers import EXPECT_ALTERNATIVES, LISTERS
 
-__all__ = ["ManualDatasetMissing", "check_manual_source", "manual_instructions", "manual_problem"]
+__all__ = ["ManualDatasetMissing", "check_manual_source", "manual_instructions", "manual_problem",
+           "placement_note"]
 
 
 class ManualDatasetMissing(FileNotFoundError):
@@ -30,8 +34,14 @@ class ManualDatasetMissing(FileNotFoundError):
 
 
 def _alternatives(spec, rel: str) -> tuple[str, ...]:
-    dirs = CASE_DIRS.get(spec.source_format, ())
-    return tuple(dirs) if dirs and dirs[0] == rel else (rel,)
+    """The accepted forms of ``expect`` entry ``rel`` (itself first), as the source format's lister reads them."""
+    return tuple(EXPECT_ALTERNATIVES.get(spec.source_format, {}).get(rel, (rel,)))
+
+
+def placement_note(spec, resources: str | os.PathLike) -> str:
+    """``spec.source.note`` with ``{root}`` replaced by the absolute ``<resources>/raw/<root>`` folder."""
+    root = (Path(resources) / "raw" / spec.source.root).resolve()
+    return spec.source.note.replace("{root}", str(root))
 
 
 def _missing(spec, root: Path) -> list[str]:
@@ -53,7 +63,7 @@ def manual_instructions(spec, resources: str | os.PathLike, missing: list[str] |
         f"  3. Unpack it into this exact directory: {root}",
     ]
     if src.note:
-        lines.append(f"  Note: {src.note}")
+        lines.append(f"  Note: {placement_note(spec, resources)}")
     lines.append("  Expected inside that directory:")
     for rel in src.expect:
         state = "MISSING" if rel in missing else "ok"

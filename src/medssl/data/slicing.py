@@ -14,6 +14,26 @@ index; slices of a case are contiguous):
    ``spec.label_map()``: :mod:`medssl.data.labels`.
 5. write images, labels and index rows, then ``meta.json``: :func:`medssl.data.store.write_store` (atomic).
 
+Labels without a pose (OAI-ZIB): the release's masks (``<id>.segmentation_masks.mhd``) carry no origin or
+direction (its README: they "fit the MRI scans up to rigid alignment") and the images are the OAI DESS scans the
+user converts, so image and mask headers disagree. For real data of a source format in
+:data:`POSELESS_LABEL_FORMATS`, a label whose geometry differs from its image's is converted when that is safe:
+when both have the **same voxel grid size** (ITK order i, j, k) and the label's spacing is the image's (within
+:data:`POSE_SPACING_RTOL`) or the unit spacing of a file without one, the label takes the image's origin,
+direction and spacing (voxel (i, j, k) of the mask labels voxel (i, j, k) of the image; an INFO line per case
+names the file). Voxel axes are never permuted or flipped automatically: SimpleITK reads the release's masks
+with the sagittal slice index first (size 160 x 384 x 384, ``numpy[:, :, n]`` is sagittal slice n) while a DESS
+DICOM series read by SimpleITK is 384 x 384 x 160, and which in-plane axes are swapped or flipped depends on how
+the series was converted (public converters disagree on the slice order), so a wrong guess would pair every
+image with a mirrored mask without any error. Such a case (sizes that are a permutation of each other) stops
+with :class:`SlicingError` saying what to convert and how; any other mismatch stops as for other datasets.
+Synthetic twins are written consistent, so a mismatch there is always an error.
+
+Real data against the paper: when ``synthetic`` is false and the registry gives ``paper_slices`` (HSSL Table 1,
+slices with a labelled structure), a foreground slice count that differs from it by more than
+:data:`PAPER_SLICES_RTOL` is a WARNING naming both numbers (slicing goes on; a partial or different release,
+or another slice axis, shows up here).
+
 Warnings (logger ``medssl.data``; slicing goes on): label values outside the class map (one message per
 dataset naming the values and the cases holding them), a case whose label holds no voxel of any class, a
 declared class that no label of the dataset holds (one loud message naming the dataset and the classes; a
@@ -40,15 +60,72 @@ import SimpleITK as sitk
 from medssl.data.cases import Case
 from medssl.data.intensity import count_nonfinite, intensity_range, normalise, resize_images, to_float16
 from medssl.data.labels import label_lut, label_values, remap_labels, resize_labels
-from medssl.data.nifti import Header, SlicingError, case_headers, read_volume
+from medssl.data.nifti import (Header, SlicingError, case_headers, check_complete, check_geometry, read_header,
+                                read_volume)
 from medssl.data.orientation import CANONICAL_ORIENTATION, SLICE_AXES, slice_count, slice_stack, stack_spacing
 from medssl.data.store import StoreWriter, write_store
 
 log = logging.getLogger("medssl.data")
 
-__all__ = ["SLAB_VOXELS", "SlicingError", "slice_dataset"]
+__all__ = ["PAPER_SLICES_RTOL", "POSELESS_LABEL_FORMATS", "POSE_SPACING_RTOL", "SLAB_VOXELS", "SlicingError",
+           "slice_dataset"]
 
 SLAB_VOXELS = 1 << 20  # slices are normalised/resized/written in slabs of about this many source voxels
+POSELESS_LABEL_FORMATS = ("oai_zib",)  # source formats whose released labels carry no pose (module docstring)
+POSE_SPACING_RTOL = 0.02  # label spacing that still counts as the image's when the pose is taken over
+PAPER_SLICES_RTOL = 0.10  # foreground slices may differ this much from the registry's paper_slices
+
+
+def _adopt_image_pose(case: Case, img: Header, lab: Header, err: SlicingError) -> Header:
+    """The label header with the image's spacing, origin and direction, when the voxel grids match (module
+    docstring); else :class:`SlicingError` saying what to convert (``err``: the geometry check's complaint)."""
+    image, label = Path(case.image), Path(case.label)
+    target = label.parent.parent / "labels" / f"{case.case_id}.nii.gz"
+    if img.size != lab.size:
+        if sorted(img.size) != sorted(lab.size):
+            raise err
+        raise SlicingError(
+            f"case {case.case_id}: label {label} has its voxel axes in another order than image {image} (size "
+            f"{lab.size} vs {img.size}, SimpleITK index order i, j, k); medssl does not guess axis swaps and flips "
+            f"(they depend on how the image was converted). Convert the mask: reorder its voxel axes to the "
+            f"image's (sitk.PermuteAxes, then sitk.Flip where an overlay of one case shows a mirror), give it the "
+            f"image's geometry with mask.CopyInformation(image), save it as {target} (read before {label.name})")
+    unit = np.allclose(lab.spacing, 1.0, rtol=0, atol=1e-6)
+    if not (unit or np.allclose(lab.spacing, img.spacing, rtol=POSE_SPACING_RTOL, atol=0)):
+        raise SlicingError(
+            f"{err}; the voxel grid sizes match but the spacing differs ({lab.spacing} vs {img.spacing}), so "
+            f"the label may be a different grid: check it, then save it with the image's geometry "
+            f"(mask.CopyInformation(image)) as {target}")
+    return Header(img.size, img.spacing, img.origin, img.direction, lab.extract, lab.component)
+
+
+def _case_headers(case: Case, adopt_pose: bool) -> tuple[Header, Header, bool]:
+    """:func:`~medssl.data.nifti.case_headers`, plus the pose take-over of labels without a pose when
+    ``adopt_pose``; the third value says whether it happened."""
+    if not adopt_pose:
+        return (*case_headers(case), False)
+    img_h = read_header(Path(case.image), case, is_label=False)
+    lab_h = read_header(Path(case.label), case, is_label=True)
+    adopted = False
+    try:
+        check_geometry(case, img_h, lab_h)
+    except SlicingError as err:
+        lab_h, adopted = _adopt_image_pose(case, img_h, lab_h, err), True
+    check_complete(Path(case.image))
+    check_complete(Path(case.label))
+    return img_h, lab_h, adopted
+
+
+def _check_paper_slices(spec, n_fg_slices: int) -> None:
+    """WARNING when real data's foreground slice count is more than :data:`PAPER_SLICES_RTOL` away from the
+    registry's ``paper_slices`` (HSSL Table 1)."""
+    paper = spec.paper_slices
+    if not paper or abs(n_fg_slices - paper) <= PAPER_SLICES_RTOL * paper:
+        return
+    log.warning("%s: WARNING: the store holds %d slices with foreground, HSSL Table 1 reports %d (%+.0f %%, more "
+                "than %.0f %% apart): check that the source is the complete release and the slice axis is the "
+                "paper's", spec.name, n_fg_slices, paper, 100.0 * (n_fg_slices - paper) / paper,
+                100 * PAPER_SLICES_RTOL)
 
 
 def _check_values(case: Case, image: np.ndarray, labels: np.ndarray, label_map: dict[int, int],
@@ -136,7 +213,13 @@ def slice_dataset(settings, cases: list[Case], out_dir: Path, *, synthetic: bool
     lut = label_lut(spec.label_map())
 
     # pass 1: headers only -> slice counts, geometry checks, truncated files (fail before any heavy work)
-    headers = [case_headers(case) for case in cases]
+    adopt = not synthetic and spec.source_format in POSELESS_LABEL_FORMATS
+    checked = [_case_headers(case, adopt) for case in cases]
+    headers = [(img_h, lab_h) for img_h, lab_h, _ in checked]
+    for case, (_, _, adopted) in zip(cases, checked):
+        if adopted:
+            log.info("%s: case %s: the label %s carries no pose of its image (origin/direction/spacing differ, "
+                     "same voxel grid size): the image's pose is used", spec.name, case.case_id, case.label)
     counts = [slice_count(h.size, h.direction, axis) for h, _ in headers]
     total = int(sum(counts))
     if total == 0:
@@ -171,6 +254,8 @@ def slice_dataset(settings, cases: list[Case], out_dir: Path, *, synthetic: bool
                         ", ".join(where[:10]) + (", ..." if len(where) > 10 else ""))
 
         class_slices = _check_classes(spec, store.class_slices, total)
+        if not synthetic:
+            _check_paper_slices(spec, n_fg_slices)
 
         if settings.spec.modality == "CT":
             norm = {"method": "ct_window", "window": [float(v) for v in settings.ct_window]}

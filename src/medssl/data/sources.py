@@ -2,7 +2,8 @@
 
 - A synthetic config: every dataset is its phantom twin in MSD layout, written by its own workflow rule under
   ``<resources>/synthetic/<name>/<digest>/`` (:meth:`medssl.layout.Layout.synthetic`); slicing reads it there.
-- URL sources (MSD tasks): ``<resources>/raw/<root>/`` after :func:`~medssl.data.download.fetch_url_source`.
+- URL sources (MSD tasks): ``<resources>/raw/<root>/`` after :func:`~medssl.data.download.fetch_url_source`
+  (a complete folder already extracted there, e.g. on an offline cluster, is used as it is, not downloaded).
 - Manual sources (ACDC, M&Ms, OAI-ZIB, MM-WHS): ``<resources>/raw/<root>/`` placed by the user, checked by
   :func:`~medssl.data.manual.check_manual_source`.
 - Datasets declared with a ``path`` in the config (:func:`medssl.registry.spec_from_config`): that folder,
@@ -19,7 +20,8 @@ from medssl.data.listers import list_cases
 from medssl.data.download import fetch_url_source
 from medssl.data.manual import check_manual_source, manual_problem
 
-__all__ = ["source_root", "prepare_source", "read_source", "check_local_source", "pending_manual_instructions"]
+__all__ = ["source_root", "prepare_source", "read_source", "check_local_source", "pending_manual_datasets",
+           "pending_manual_instructions"]
 
 
 def source_root(spec: registry.DatasetSpec, resources: str | Path) -> Path:
@@ -70,6 +72,22 @@ def read_source(source: str | Path) -> Path:
     if not isinstance(root, str):
         raise ValueError(f"{source}: not a ready file of a fetched dataset (no 'root')")
     return Path(root)
+
+
+def pending_manual_datasets(config: dict) -> list[str]:
+    """One line per manual dataset of the resolved ``config`` that is not (completely) in place: where to
+    register and the folder to put it in. [] for synthetic configs. Writes nothing: for the workflow to print
+    when it is parsed (a dry run shows what must be done by hand before anything runs)."""
+    if config["synthetic"]:
+        return []
+    lines = []
+    for name in config["datasets"]:
+        spec = registry.get(name, config)
+        if isinstance(spec.source, registry.ManualSource) and manual_problem(spec, config["resources"]) is not None:
+            folder = (Path(config["resources"]) / "raw" / spec.source.root).resolve()
+            lines.append(f"{name}: register at {spec.source.register_url}, download {spec.source.archive} and put "
+                         f"it in {folder}")
+    return lines
 
 
 def pending_manual_instructions(config: dict) -> str:

@@ -2,6 +2,7 @@
 
 >>> from medssl.models import build, n_params
 >>> net = build("hssl_net", out_channels=2)          # SegNet: encode / embed / decode / head / forward
+>>> net = load("results/demo/hssl/pretrain/hssl/all/model.pt")  # a trained model file, as it was trained
 
 Every model follows the :class:`~medssl.models.base.SegNet` contract (:mod:`medssl.models.base`): 1-channel
 input with H, W multiples of 32, output at input resolution, parameter names prefixed ``encoder.``,
@@ -35,6 +36,25 @@ PAPER_PARAMS: dict[str, int | None] = {
 }
 
 
+def load(path, device="cpu") -> SegNet:
+    """The network a medssl model file (``model.pt``, ``epoch<E>.pt``) holds, rebuilt as it was trained: its
+    architecture, output channels and width come from the file's own metadata; its tensors load with
+    ``strict=True``. Read with ``torch.load(weights_only=True)``: no code in the file runs. In eval mode.
+
+    >>> net = load("results/demo/hssl/pretrain/hssl/all/model.pt")   # the demo's quarter-width hssl_net
+    """
+    from medssl.train.checkpoint import ModelMismatchError, load_state_dict
+
+    state, meta = load_state_dict(path)
+    missing = [k for k in ("arch", "out_channels") if k not in meta]
+    if missing:
+        raise ModelMismatchError(f"{path}: its metadata lack {', '.join(missing)}: not a model file written by "
+                                 "medssl (a bare state dict loads into build(arch, out_channels, width=...))")
+    net = build(meta["arch"], int(meta["out_channels"]), width=float(meta.get("width", 1.0)))
+    net.load_state_dict(state, strict=True)
+    return net.to(device).eval()
+
+
 def build(arch: str, out_channels: int, **kw) -> SegNet:
     """Build architecture ``arch`` with ``out_channels`` output channels (1 for reconstruction, C classes
     for segmentation); ``kw`` go to the constructor (see each class). Every architecture takes ``width``
@@ -57,6 +77,7 @@ __all__ = [
     "UNet",
     "UNet3Plus",
     "build",
+    "load",
     "n_params",
     "transferable_state",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from medssl.io import write_text
@@ -49,6 +49,8 @@ class SummaryCell:
     miou: Summary  # % (segmentation only)
     patients: dict[str, float]
     synthetic: bool
+    per_class: dict[str, Summary] = field(default_factory=dict)  # Dice % per class (segmentation)
+    never_predicted: list[str] = field(default_factory=list)  # classes a model of the cell never predicts
     test: PairedTest | None = None
     is_baseline: bool = False
 
@@ -90,7 +92,11 @@ def collect(config: dict, study: str, metrics) -> dict[tuple[str, str, str], Sum
             else:
                 missing.append(str(source.path(key)))
         sp = [m.get("slice_pooled") or {} for m in found]
+        classes = next((list(m["classes"]) for m in found if m.get("classes")), [])
         cells[(run, dataset, ratio)] = SummaryCell(
+            per_class={k: summarise([None if (s.get("dice") or {}).get(k) is None else 100 * s["dice"][k]
+                                     for s in sp]) for k in classes},
+            never_predicted=sorted({k for m in found for k in m.get("never_predicted") or []}),
             run=run, label=config["studies"][study]["runs"][run]["label"], dataset=dataset, ratio=ratio,
             score=summarise([m.get("psnr") for m in found] if denoising
                             else [None if s.get("mean_dice") is None else 100 * s["mean_dice"] for s in sp]),
@@ -144,6 +150,11 @@ def render_markdown(config: dict, study: str, cells: dict) -> str:
     if base is not None:
         lines += [f"p: each run against **{cells_label(cells, base)}**, {TEST_DESCRIPTION}; * adjusted p < 0.05, "
                   "** adjusted p < 0.01."]
+    blind = [f"{c.label} on {c.dataset} at {percent_label(c.ratio)}: {', '.join(c.never_predicted)}"
+             for c in cells.values() if c.never_predicted]
+    if blind:
+        lines += ["† A model of this cell predicts no pixel of a class on the test slices (it labels them "
+                  f"background): its score for that class means nothing ({'; '.join(blind)}).", ""]
     lines.append("")
     for dataset in dict.fromkeys(d for _, d, _ in cells):
         ratios = list(dict.fromkeys(r for (_, d, r) in cells if d == dataset))
@@ -155,14 +166,25 @@ def render_markdown(config: dict, study: str, cells: dict) -> str:
         for run in dict.fromkeys(run for (run, d, _) in cells if d == dataset):
             row = [cells_label(cells, run)]
             get = [cells.get((run, dataset, r)) for r in ratios]
-            row += [_fmt(c.score) if c else "" for c in get]
+            row += [_fmt(c.score) + ("†" if c.never_predicted else "") if c else "" for c in get]
             if not denoising:
                 row += [_fmt(c.miou) if c else "" for c in get]
             row += [_p(c) if c else "" for c in get]
             body.append(row)
-        lines += [f"## `{dataset}`", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(str(x).replace("|", "\\|") for x in r) + " |" for r in body] + [""]
+        lines += [f"## `{dataset}`", "", _table(header, body), ""]
+        classes = [k for c in cells.values() if c.dataset == dataset for k in c.per_class]
+        classes = list(dict.fromkeys(classes))
+        if not denoising and len(classes) > 1:  # one class: its Dice is the mean above
+            header = ["Run", "Labels"] + [f"{k} Dice (%)" for k in classes]
+            body = [[c.label, percent_label(c.ratio)] + [_fmt(c.per_class[k]) if k in c.per_class else "" for k in classes]
+                    for c in cells.values() if c.dataset == dataset]
+            lines += [f"Per class, `{dataset}`:", "", _table(header, body), ""]
     return "\n".join(lines)
+
+
+def _table(header: list[str], body: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(str(x).replace("|", "\\|") for x in r) + " |" for r in body])
 
 
 def cells_label(cells: dict, run: str) -> str:
@@ -208,8 +230,10 @@ def plot(config: dict, study: str, cells: dict, png_out) -> None:
             x = np.arange(len(ratios)) + (i - (len(runs) - 1) / 2) * width
             y = [c.score.mean if c and c.score.mean is not None else np.nan for c in got]
             err = [c.score.sd if c and c.score.sd is not None else 0.0 for c in got]
-            ax.bar(x, y, width, yerr=err if any(err) else None, label=cells_label(cells, run), capsize=2)
+            bars = ax.bar(x, y, width, yerr=err if any(err) else None, label=cells_label(cells, run), capsize=2)
+            ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.1f}" for v in y], fontsize=6, padding=1)
         ax.set_xticks(np.arange(len(ratios)), [percent_label(r) for r in ratios])
+        ax.set_xlabel("labelled training data")
         ax.set_title(dataset)
         ax.set_ylabel("PSNR (dB)" if denoising else "Dice (%)")
         if not denoising:

@@ -176,7 +176,9 @@ def collect_cells(spec: TableSpec, metrics, *, config: dict) -> dict[tuple[str, 
                     paper=paper.value(ds_label, r_label, row.label),
                     is_baseline=spec.baseline is not None and row == spec.baseline,
                     extra={"hd95_units": sorted({str(m["hd95_units"]) for m in ms if m.get("hd95_units")}),
-                           "noisy_psnr": [m["noisy_psnr"] for m in ms if m.get("noisy_psnr") is not None]},
+                           "noisy_psnr": [m["noisy_psnr"] for m in ms if m.get("noisy_psnr") is not None],
+                           "never_predicted": sorted({c for m in ms for c in m.get("never_predicted") or []}),
+                           "slice_filter": next((m["slice_filter"] for m in ms if m.get("slice_filter")), None)},
                 )
     if all_missing and not spec.allow_missing:
         raise MissingInputError(spec.target, all_missing)
@@ -209,14 +211,6 @@ def fmt_delta(rep: float | None, paper: float | None, d: int) -> str:
     if rep is None or paper is None:
         return DASH
     return f"{rep - paper:+.{d}f}"
-
-
-def fmt_vs_paper(s: Summary, paper: float | None, d: int) -> str:
-    """'72.10 ± 0.30 [71.56, Δ +0.54]'; without a paper number just the reproduced value."""
-    text = fmt_summary(s, d)
-    if paper is None:
-        return text
-    return f"{text} [{paper:.{d}f}, Δ {fmt_delta(s.mean, paper, d)}]"
 
 
 def fmt_p(test: PairedTest | None, is_baseline: bool = False) -> str:
@@ -277,8 +271,10 @@ def csv_rows(spec: TableSpec, cells: dict) -> list[dict]:
                         "seeds": " ".join(map(str, c.seeds)), "missing_files": " ".join(c.missing)}
 
                 def add(measure, klass, s: Summary, u, p=None, test=None):
+                    # synthetic data are not comparable with the paper: its value is listed, no difference
+                    delta = None if p is None or s.mean is None or c.synthetic else s.mean - p
                     r = dict(base, measure=measure, **{"class": klass}, unit=u, mean=_num(s.mean), sd=_num(s.sd),
-                             paper=_num(p), delta=_num(None if p is None or s.mean is None else s.mean - p),
+                             paper=_num(p), delta=_num(delta),
                              p_value="", p_holm="", test="", n_pairs="")
                     if test is not None:
                         r.update(p_value=_num(test.p), p_holm=_num(test.p_adj), test=test.test, n_pairs=test.n)
@@ -308,17 +304,68 @@ def write_csv(path, rows: list[dict]) -> None:
     write_text(path, buf.getvalue())
 
 
+NOTHING = "†"  # a model of the cell predicts no pixel of a class on the test slices
+
+
+def nothing_mark(c: Cell) -> str:
+    return NOTHING if c.extra.get("never_predicted") else ""
+
+
 def _cell_grid_text(c: Cell, d: int, with_classes: bool) -> str:
-    """Paper-layout cell: mean (and per-class for multi-class datasets) with the paper's number and Δ."""
-    marker = significance_marker(c.test)
-    pv = c.paper
+    """A reproduced cell of the paper's layout: mean (per class then mean for multi-class datasets), markers."""
+    marker = significance_marker(c.test) + nothing_mark(c)
     if with_classes and len(c.classes) > 1:
-        rep = "; ".join(fmt_num(c.per_class[k].mean, d) for k in c.classes) + f" ({fmt_summary(c.mean, d)})"
-        if pv is not None:
-            pc = "; ".join(fmt_num(pv.classes.get(k), d) for k in c.classes) if pv.classes else ""
-            rep += f" [{pc + ' ' if pc else ''}({pv.mean:.{d}f}), Δ {fmt_delta(c.mean.mean, pv.mean, d)}]"
-        return rep + marker
-    return fmt_vs_paper(c.mean, pv.mean if pv else None, d) + marker
+        return "; ".join(fmt_num(c.per_class[k].mean, d) for k in c.classes) + f" ({fmt_summary(c.mean, d)})" + marker
+    return fmt_summary(c.mean, d) + marker
+
+
+def _paper_grid_text(c: Cell, d: int, with_classes: bool) -> str:
+    """The paper's number(s) of a cell, laid out as :func:`_cell_grid_text` lays out the reproduced ones."""
+    pv = c.paper
+    if pv is None:
+        return DASH
+    if with_classes and len(c.classes) > 1 and pv.classes:
+        return "; ".join(fmt_num(pv.classes.get(k), d) for k in c.classes) + f" ({fmt_num(pv.mean, d)})"
+    return fmt_num(pv.mean, d)
+
+
+def _delta_grid_text(c: Cell, d: int, with_classes: bool) -> str:
+    """Reproduced − paper of a cell's mean (and of each class of a multi-class dataset)."""
+    pv = c.paper
+    if pv is None:
+        return DASH
+    if with_classes and len(c.classes) > 1 and pv.classes:
+        return ("; ".join(fmt_delta(c.per_class[k].mean, pv.classes.get(k), d) for k in c.classes)
+                + f" ({fmt_delta(c.mean.mean, pv.mean, d)})")
+    return fmt_delta(c.mean.mean, pv.mean, d)
+
+
+def _layout_table(spec: TableSpec, cells: dict, grid: str, d: int, text, params: str) -> tuple[list, list]:
+    """(header, body) of the paper's layout with ``text(cell, d, with_classes)`` in each cell; ``params``:
+    ``reproduced``, ``paper`` or ``delta`` parameter counts (Table 3)."""
+    paper = spec.paper
+    if grid == "ratio_rows":
+        header = ["Task", "Anno."] + [r.label for r in spec.rows]
+        body = [[paper.dataset_label(ds_label), ratio_text(r_label)]
+                + [text(cells[(r.label, ds_label, r_label)], d, True) for r in spec.rows]
+                for ds_label, _ in spec.datasets for r_label, _ in spec.ratios]
+        return header, body
+    header = ["Method"] + (["Losses"] if "losses" in paper.extra else []) + (
+        ["Param. (M)"] if "params_m" in paper.extra else [])
+    header += [f"{paper.dataset_label(ds)} {ratio_text(r)}" for ds, _ in spec.datasets for r, _ in spec.ratios]
+    body = []
+    for row in spec.rows:
+        line = [row.label]
+        if "losses" in paper.extra:
+            line.append(" + ".join(paper.extra["losses"].get(row.label, [])) or DASH)
+        if "params_m" in paper.extra:
+            first = cells[(row.label, spec.datasets[0][0], spec.ratios[0][0])]
+            count = paper.extra["params_m"].get(row.label)
+            line.append(fmt_num(first.n_params.mean, 2) if params == "reproduced" else fmt_num(count, 2)
+                        if params == "paper" else fmt_delta(first.n_params.mean, count, 2))
+        line += [text(cells[(row.label, ds, r)], d, False) for ds, _ in spec.datasets for r, _ in spec.ratios]
+        body.append(line)
+    return header, body
 
 
 def render_markdown(spec: TableSpec, cells: dict, *, title: str, grid: str) -> str:
@@ -332,49 +379,36 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, grid: str) -> s
     lines = [f"# {title}{' — synthetic data' if synthetic else ''}", ""]
     if synthetic:
         lines += ["> **Synthetic data.** These numbers come from phantom twins of the datasets (the metrics files "
-                  "say `synthetic: true`); they test the pipeline and are not comparable with the paper's numbers.",
-                  ""]
+                  "say `synthetic: true`); they test the pipeline and are not comparable with the paper's numbers, "
+                  "so no difference to them is shown.", ""]
+    scored = ("the test patients' slices with a labelled structure (the population paper A trains on; the "
+              "metrics files hold the every-slice scores beside)" if any(
+                  c.extra.get("slice_filter") == "foreground" for c in cells.values())
+              else "every slice of the test patients")
     lines += [f"Paper: {paper.caption}", "",
               f"Reproduced cells: mean ± sd over seeds ({', '.join(map(str, seeds)) or 'none'}; sd omitted for a "
-              f"single seed), slice-pooled {mname}{unit} on the test split. In brackets: [paper value, "
-              "Δ = reproduced − paper]."]
+              f"single seed), slice-pooled {mname}{unit} over {scored}. The paper's values follow in the same "
+              "layout" + ("." if synthetic else ", then the differences, reproduced − paper.")]
     if spec.baseline is not None:
         pairs = sorted({c.test.n for c in cells.values() if c.test is not None})
         n_text = (f"n = {pairs[0]}" if len(pairs) == 1 else f"n = {pairs[0]}-{pairs[-1]}") if pairs else "n = 0"
         lines += [f"p: each method against **{spec.baseline.label}** ({n_text} test patients), {TEST_DESCRIPTION}; "
                   "* adjusted p < 0.05, ** adjusted p < 0.01."]
+    blind = sorted({f"{c.row.label} on {paper.dataset_label(c.dataset_label)} at {ratio_text(c.ratio_label)}: "
+                    + ", ".join(c.extra["never_predicted"]) for c in cells.values() if c.extra.get("never_predicted")})
+    if blind:
+        lines += [f"{NOTHING} A model of this cell predicts no pixel of a class on the test slices (it labels them "
+                  "background): its score for that class is 0 and means nothing but that it did not learn it "
+                  f"({'; '.join(blind)}).", ""]
     lines.append("")
 
-    # Overview in the paper's layout
-    multi = len(spec.datasets) * len(spec.ratios) > 1
-    if grid == "ratio_rows":
-        header = ["Task", "Anno."] + [r.label for r in spec.rows]
-        body = []
-        for ds_label, _ in spec.datasets:
-            for r_label, _ in spec.ratios:
-                body.append([paper.dataset_label(ds_label), ratio_text(r_label)]
-                            + [_cell_grid_text(cells[(r.label, ds_label, r_label)], d, True) for r in spec.rows])
-        lines += [f"## {mname}{unit} in the paper's layout", "", _md_table(header, body), ""]
-    elif multi or "params_m" in paper.extra or "losses" in paper.extra:
-        header = ["Method"]
-        if "losses" in paper.extra:
-            header += ["Losses"]
-        if "params_m" in paper.extra:
-            header += ["Param. (M)"]
-        header += [f"{paper.dataset_label(ds)} {ratio_text(r)}" for ds, _ in spec.datasets for r, _ in spec.ratios]
-        body = []
-        for row in spec.rows:
-            line = [row.label]
-            if "losses" in paper.extra:
-                line.append(" + ".join(paper.extra["losses"].get(row.label, [])) or DASH)
-            if "params_m" in paper.extra:
-                first = cells[(row.label, spec.datasets[0][0], spec.ratios[0][0])]
-                line.append(fmt_vs_paper(Summary(first.n_params.mean, None, first.n_params.n),
-                                         paper.extra["params_m"].get(row.label), 2))
-            line += [_cell_grid_text(cells[(row.label, ds, r)], d, False) for ds, _ in spec.datasets
-                     for r, _ in spec.ratios]
-            body.append(line)
-        lines += [f"## {mname}{unit} in the paper's layout", "", _md_table(header, body), ""]
+    # The paper's layout: reproduced, the paper's values, and (real data) the differences
+    layouts = [(f"{mname}{unit} in the paper's layout", _cell_grid_text, "reproduced"),
+               ("The paper's values", _paper_grid_text, "paper")]
+    if not synthetic:
+        layouts.append(("Reproduced − paper", _delta_grid_text, "delta"))
+    for heading, text, params in layouts:
+        lines += [f"## {heading}", "", _md_table(*_layout_table(spec, cells, grid, d, text, params)), ""]
 
     # Detail per dataset and ratio: per class, mean, p
     for ds_label, ds in spec.datasets:
@@ -388,10 +422,8 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, grid: str) -> s
             body = []
             for row in spec.rows:
                 c = cells[(row.label, ds_label, r_label)]
-                pv = c.paper
-                line = [row.label] + [fmt_vs_paper(c.per_class[k], pv.classes.get(k) if pv else None, d)
-                                      for k in classes]
-                line.append(fmt_vs_paper(c.mean, pv.mean if pv else None, d))
+                line = [row.label] + [fmt_summary(c.per_class[k], d) for k in classes]
+                line.append(fmt_summary(c.mean, d) + nothing_mark(c))
                 if spec.baseline is not None:
                     line.append(fmt_p(c.test, c.is_baseline))
                 body.append(line)
@@ -424,10 +456,11 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, grid: str) -> s
                     line += [fmt_summary(c.volume_dice, d), fmt_summary(c.volume_iou, d),
                              fmt_summary(c.hd95, 2)]
                 body.append(line)
-    lines += ["## Per-volume metrics", "",
-              "Per-volume scores are averaged over the test volumes (then mean ± sd over seeds); HD95 is the "
-              f"95th-percentile Hausdorff distance {hd95_units_note(hd_units)}, as the metrics files state "
-              "(medssl.scoring), averaged over the classes where it is defined.", "", _md_table(header, body), ""]
+    note = "Per-volume scores are averaged over the test volumes (then mean ± sd over seeds)"
+    if paper.metric != "psnr":  # an HD95 column: say what it holds
+        note += (f"; HD95 is the 95th-percentile Hausdorff distance {hd95_units_note(hd_units)}, as the metrics "
+                 "files state (medssl.scoring), averaged over the classes where it is defined")
+    lines += ["## Per-volume metrics", "", note + ".", "", _md_table(header, body), ""]
     if missing:
         lines += ["## Missing inputs", "", f"{len(missing)} metrics file(s) were missing; their cells show "
                   f"'{DASH}' or use the seeds found:", ""] + [f"- `{m}`" for m in missing] + [""]

@@ -17,7 +17,8 @@ the figure arrays of ``_pred.npz`` and the final log line of an evaluation.
 * ``val_dice`` = mean over foreground classes k ≥ 1 of 2TP_k / (2TP_k + FP_k + FN_k), from one confusion
   matrix pooled over every validation pixel (slice-pooled); a class absent from prediction and ground truth
   is left out; 0 when no class is defined.
-* Metrics JSON: ``hd95_units``, ``slice_pooled``, ``per_volume`` (Dice/IoU/HD95 per class per case),
+* Metrics JSON: ``hd95_units``, ``slice_pooled``, ``never_predicted`` (the classes of the ground truth the model
+  predicts no pixel of: a warning in the log, a mark in the tables), ``per_volume`` (Dice/IoU/HD95 per class per case),
   ``volume_mean``, ``confusion``, ``psnr: null``, ``slice_filter``, ``n_slices`` and ``all_slices``
   (:func:`all_slice_scores`); conventions in :mod:`medssl.train.evaluate` and :mod:`medssl.scoring`.
 * ``_pred.npz``: ``image`` = the clean image, ``label`` = the label map, ``pred`` = the argmax.
@@ -93,6 +94,13 @@ def predict_batches(model: torch.nn.Module, store, rows: np.ndarray, device: tor
             yield r, inp, out.float(), lab
     finally:
         model.train(was_training)
+
+
+def never_predicted(conf: np.ndarray, names) -> list[str]:
+    """The foreground classes present in the ground truth that a confusion matrix ``C[t, p]`` never predicts
+    (a model that segments nothing of them: a number that means nothing)."""
+    conf = np.asarray(conf)
+    return [n for k, n in enumerate(names, start=1) if conf[:, k].sum() == 0 and conf[k, :].sum() > 0]
 
 
 def class_prior(store, rows: np.ndarray) -> np.ndarray:
@@ -301,8 +309,15 @@ class Segmentation(Downstream):
         vm = {k: _mean_of([v[k] for v in per_volume], names) for k in ("dice", "iou", "hd95")}
         vm["mean_dice"] = _mean_classes(vm["dice"])
         vm["miou"] = _mean_classes(vm["iou"])
+        never = never_predicted(conf, names)
+        if never:
+            log.warning("the model predicts no pixel of %s on the %d test slices (it labels them background): "
+                        "its Dice for %s is 0 and means only that it learned nothing of %s",
+                        ", ".join(never), len(rows), "it" if len(never) == 1 else "them",
+                        "it" if len(never) == 1 else "them")
         block.update({
             "slice_pooled": M.segmentation_summary(conf, names),
+            "never_predicted": never,
             "per_volume": per_volume,
             "volume_mean": vm,
             "confusion": conf.tolist(),

@@ -231,6 +231,9 @@ def finetune(job: FinetuneJob, out_dir: str | Path, *, store: str | Path, split:
     if best["state"] is not None:
         state, selection = best["state"], "val"
         log.info("best %s %.4f at epoch %s", score_name, best["score"], best["epoch"])
+        if score_name == "val_dice" and best["score"] == 0:
+            log.warning("the model scored Dice 0 on the validation slices at every validation: it segments "
+                        "nothing there (too few steps or labels to learn from?)")
     else:
         state, selection = ckpt.cpu_state_dict(net), "last"
     if model is not None:

@@ -14,7 +14,7 @@ vector the method heads read, then l2-normalised. Logged (``log.csv``, the job l
 * ``embed_std``: the mean over dimensions of the standard deviation of z across the sample, SimSiam's collapse
   criterion: about 1/sqrt(d) for embeddings spread over the sphere, 0 for a collapsed encoder that maps every
   image to one point. A warning names the epoch when ``embed_std * sqrt(d)`` falls below
-  :data:`COLLAPSE_RATIO`.
+  :data:`COLLAPSE_RATIO` after training began (a randomly initialised encoder often maps images close together).
 
 The monitor runs in eval mode under ``no_grad`` and draws no random numbers, so training is the same with it
 or without it (bit for bit on the CPU); the model goes back to train mode after.
@@ -111,7 +111,7 @@ class RepresentationMonitor:
         row = {name: knn_accuracy(z, ids) for name, ids in self.labels.items()}
         std = float(z.std(dim=0, unbiased=False).mean())
         row["embed_std"] = std
-        if std * math.sqrt(z.shape[1]) < COLLAPSE_RATIO:
+        if epoch > 0 and std * math.sqrt(z.shape[1]) < COLLAPSE_RATIO:  # an untrained encoder need not spread
             log.warning("epoch %d: the representation has collapsed: embedding spread %.4g, below %.2g of an "
                         "isotropic one (%.4g); every image maps to nearly one point", epoch, std, COLLAPSE_RATIO,
                         1 / math.sqrt(z.shape[1]))
