@@ -25,7 +25,8 @@ def shrunk_demo(experiment: str, patients: int, scale: float) -> dict:
 
 def tiny_config(experiment: str = "tiny", datasets=("msd_heart", "msd_spleen")) -> dict:
     """The demo config shrunk to seconds: 2 datasets, 5 phantom patients, 32 px, 1 epoch of 2 steps, the
-    HSSL study with two runs (tfs, hssl) and one table built from them."""
+    HSSL study with three runs (tfs, simclr, hssl), Table 2 built from them and Table 1 of the two datasets
+    (the second sampled to 10 slices)."""
     config = shrunk_demo(experiment, patients=5, scale=0.12)
     config["datasets"] = {d: {} for d in datasets}
     study = config["studies"]["hssl"]
@@ -38,8 +39,10 @@ def tiny_config(experiment: str = "tiny", datasets=("msd_heart", "msd_spleen")) 
                      "simclr": {"method": "simclr", "arch": "hssl_net", "label": "SimCLR"},
                      "hssl": {"method": "hssl", "arch": "hssl_net", "label": "HSSL"}}
     config["studies"] = {"hssl": study}
+    config["datasets"][datasets[-1]]["sample_slices"] = 10  # paper A's Table 1 sampling, on one dataset
     config["reports"] = {"hssl_table2": {"study": "hssl", "runs": {"TFS": "tfs", "SimCLR": "simclr", "HSSL": "hssl"},
-                                         "datasets": {"1": datasets[0]}, "ratios": ["100"]}}
+                                         "datasets": {"1": datasets[0]}, "ratios": ["100"]},
+                         "hssl_table1": {"datasets": {str(i): d for i, d in enumerate(datasets, 1)}}}
     return copy.deepcopy(config)
 
 

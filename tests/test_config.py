@@ -88,8 +88,9 @@ def test_registry_covers_both_papers():
 
 
 def test_label_maps_follow_paper_order():
-    # MSD prostate: 1 = PZ, 2 = TZ; the paper lists central gland (TZ) first.
-    assert registry.get("msd_prostate").label_map() == {2: 1, 1: 2}
+    # MSD prostate: 1 = PZ, 2 = TZ, kept in MSD's order (the paper's per-class Dice fits it; docs/choices.md)
+    assert registry.get("msd_prostate").label_map() == {1: 1, 2: 2}
+    assert registry.get("msd_prostate").class_names == ["peripheral zone (label 1)", "transition zone (label 2)"]
     # ACDC 1 RV, 2 MYO, 3 LV and M&Ms 1 LV, 2 MYO, 3 RV map to the same named classes.
     acdc, mnms = registry.get("acdc"), registry.get("mnms")
     assert acdc.class_names == mnms.class_names == ["LV", "RV", "myocardium"]
@@ -180,6 +181,9 @@ def test_paper_a_moco_queue_is_below_the_pool(repo):
     paper = _paper(repo)
     pool = sum(registry.get(d).paper_slices for d in paper["studies"]["hssl"]["pretrain_datasets"])
     assert pool == 29358  # Table 1
+    # and the config samples each dataset to Table 1's count
+    assert {d: st.dataset_settings(paper, d).sample_slices for d in paper["studies"]["hssl"]["pretrain_datasets"]} \
+        == {d: registry.get(d).paper_slices for d in paper["studies"]["hssl"]["pretrain_datasets"]}
     k = paper["studies"]["hssl"]["runs"]["moco"]["params"]["queue_size"]
     assert k == 4096 and k < pool / 5
     # paper B's MoCo V2 keeps its own K = 1024 (the method's default)
@@ -313,7 +317,7 @@ def test_data_jobs_never_import_torch():
             "medssl.data.splits, medssl.data.sources, medssl.data.phantoms; "
             "medssl.jobs.SliceJob.from_json('{\"dataset\": \"msd_heart\", \"declaration\": {}, "
             "\"synthetic\": true, \"image_size\": 32, \"slice_axis\": \"axial\", \"ct_window\": [0, 1], "
-            "\"mri_percentiles\": [0, 1]}').spec; print('torch' in sys.modules)")
+            "\"mri_percentiles\": [0, 1], \"sample_slices\": null}').spec; print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

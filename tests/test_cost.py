@@ -123,13 +123,39 @@ def test_gpu_hours_scale_with_epochs_and_throughput():
 def test_slice_counts_for_real_data():
     config = load("paper.yaml")
     heart = cost.dataset_size(config, "msd_heart", "/nonexistent")
-    assert heart.fg_slices == 1262 and heart.source == "HSSL Table 1"
+    assert heart.fg_slices == 1262 and heart.source == "HSSL Table 1, sample_slices"
     assert heart.split_patients == (14, 2, 4)
     ct = cost.dataset_size(config, "mmwhs_ct", "/nonexistent")
     assert ct.slices == 20 * 270 and ct.split_patients == (5, 0, 15)
     settings = st.dataset_settings(config, "mmwhs_ct")
     assert cost.labelled_slices(ct, settings, "scans") == 5 * 20
     assert cost.labelled_slices(heart, st.dataset_settings(config, "msd_heart"), "5") == 45  # ceil(5% of 883)
+
+
+def test_the_sample_sets_the_slices_a_job_trains_on():
+    """paper.yaml samples each HSSL dataset to Table 1's count; a smaller sample shrinks the estimate, a store's
+    ``sampled`` column is counted exactly (test_store_counts_its_sample)."""
+    config = raw("paper.yaml")
+    config["datasets"]["msd_liver"] = {"sample_slices": 100}
+    liver = cost.dataset_size(resolved(config), "msd_liver", "/nonexistent")
+    assert liver.fg_slices == 100 and liver.slices == 58638
+    del config["datasets"]["msd_liver"]["sample_slices"]
+    assert cost.dataset_size(resolved(config), "msd_liver", "/nonexistent").source == "HSSL Table 1"
+    small = small_config()
+    small["datasets"]["msd_heart"] = {**(small["datasets"].get("msd_heart") or {}), "sample_slices": 3}
+    assert cost.dataset_size(resolved(small), "msd_heart", "/nonexistent").fg_slices == 3  # phantom geometry
+
+
+def test_store_counts_its_sample(tmp_path):
+    import pandas as pd
+
+    config = resolved(small_config())
+    store = tmp_path / "results" / config["experiment"] / "data" / "msd_heart"
+    store.mkdir(parents=True)
+    pd.DataFrame([{"row": i, "case": "p0", "patient": "p0", "slice": i, "n_slices": 6, "fg": int(i > 0),
+                   "sampled": int(i in (1, 4))} for i in range(6)]).to_csv(store / "index.csv", index=False)
+    size = cost.dataset_size(config, "msd_heart", tmp_path)
+    assert (size.slices, size.fg_slices, size.source) == (6, 2, "slice store")
 
 
 def test_one_pretraining_job_by_hand():

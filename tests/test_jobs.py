@@ -190,7 +190,7 @@ def _fallback(resolved: dict, path: tuple):
                 "counts": None, "steps": None, "steps_per_epoch": None, "pretrain_epoch": 1, "path": "/data/x",
                 "noise_sigma": 0.1, "scans_subset": [2, 2], "paper": "hssl", "keep_epochs": [],
                 "images_per_second": None, "pretrain_run": "hssl", "patients": 8, "synthetic_scale": 0.25,
-                "monitor_every": 10, "monitor_samples": 64}
+                "monitor_every": 10, "monitor_samples": 64, "sample_slices": 100}
     return defaults[key]
 
 
@@ -310,7 +310,7 @@ def test_records_round_trip_through_json(kind):
                  "pretrain": dict(zip(("study", "run", "pool"), plan.pretrains[0])),
                  "finetune": dict(zip(("study", "run", "dataset", "ratio", "seed"), plan.evaluations[0])),
                  "features": dict(zip(("study", "run"), plan.features[0])),
-                 "report": {"target": "hssl_table2"}, "summary": {"study": "hssl"}}[kind]
+                 "report": {"target": "hssl_table2"}, "summary": {"study": "hssl"}, "weights": {"name": "vgg19"}}[kind]
     if kind == "summary":
         config = {**config, "reports": {}}
     record = jobs.record(config, kind, **wildcards)

@@ -94,7 +94,7 @@ def test_source_root_and_format(tmp_path):
     assert source_root(registry.get("msd_heart"), tmp_path) == tmp_path / "raw" / "Task02_Heart"
     assert source_root(registry.get("acdc"), tmp_path) == tmp_path / "raw" / "acdc"
     job = SliceJob(dataset="acdc", declaration={}, synthetic=False, image_size=32, slice_axis="axial",
-                   ct_window=(0.0, 1.0), mri_percentiles=(0.0, 1.0))
+                   ct_window=(0.0, 1.0), mri_percentiles=(0.0, 1.0), sample_slices=None)
     assert job.source_format == "acdc"
     assert SliceJob(**{**vars(job), "synthetic": True}).source_format == "msd"  # a twin is in MSD layout
     assert SliceJob(**{**vars(job), "dataset": "msd_spleen"}).source_format == "msd"

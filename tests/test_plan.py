@@ -54,6 +54,8 @@ def _job_wildcards(config: dict):
             yield job, {"study": study, "run": run, "dataset": dataset, "ratio": ratio, "seed": seed}
     for study, run in plan.features:
         yield "features", {"study": study, "run": run}
+        if medssl_jobs.record(config, "features", study=study, run=run).generic == "vgg19":
+            yield "weights", {"name": "vgg19"}
     for target in plan.reports:
         yield "report", {"target": target}
     for study in plan.summaries:
@@ -80,7 +82,9 @@ def test_the_plan_is_a_config_that_jobs_read_as_they_would_the_config(path):
     assert plan == config  # a valid config (the schema holds every key), every default already written out
     kinds = _assert_jobs_read_the_same(config, plan)
     source = {"fetch"} if config["synthetic"] else {"synthesize"}
-    assert kinds >= set(medssl_jobs.JOBS) - {"summary"} - source  # no study of these lacks a paper report
+    pixels = {"weights"} if config["reports"]["hssl_fig3b_tsne"].get("generic") == "pixels" else set()
+    assert kinds >= set(medssl_jobs.JOBS) - {"summary"} - source - pixels  # every study has a paper report
+    assert ("weights" in kinds) == (path.name == "paper.yaml")  # the demo's Figure 3b draws pixels
 
 
 def test_an_own_dataset_and_study_overrides_resolve_into_the_plan(tmp_path):

@@ -130,7 +130,7 @@ def test_paper_values_cover_papers_md():
     assert t2.rows == ("TFS", "Rotation", "In-painting", "MoCo", "SimCLR", "HSSL")
     assert t2.value("1", "5", "HSSL").mean == 81.46
     v = t2.value("3", "100", "In-painting")
-    assert v.mean == 65.59 and v.classes == {"central gland": 53.19, "peripheral zone": 77.97}
+    assert v.mean == 65.59 and v.classes == {"peripheral zone (label 1)": 53.19, "transition zone (label 2)": 77.97}
     assert t2.value("5", "10", "SimCLR").classes == {"spleen": 78.25}
     assert sum(len(r) for d in t2.values.values() for r in d.values()) == 54
     t3 = paper_table("hssl", "table3")
@@ -211,9 +211,9 @@ def test_hssl_table2_cells(config, tmp_path):
                       patients={p: tfs + 0.01 * i for i, p in enumerate(pats)})
         write_metrics(root, "hssl", "hssl", "msd_heart", "5", seed, ["left atrium"], [hssl],
                       patients={p: hssl + 0.02 * i * i for i, p in enumerate(pats)})
-        write_metrics(root, "hssl", "tfs", "msd_prostate", "5", seed, ["central gland", "peripheral zone"],
+        write_metrics(root, "hssl", "tfs", "msd_prostate", "5", seed, ["peripheral zone (label 1)", "transition zone (label 2)"],
                       [0.2, 0.5])
-        write_metrics(root, "hssl", "hssl", "msd_prostate", "5", seed, ["central gland", "peripheral zone"],
+        write_metrics(root, "hssl", "hssl", "msd_prostate", "5", seed, ["peripheral zone (label 1)", "transition zone (label 2)"],
                       [0.3 + 0.02 * seed, 0.7])
     csv_out, md_out = tmp_path / "out" / "hssl_table2.csv", tmp_path / "out" / "hssl_table2.md"
     build("hssl_table2", config, root, csv_out, md_out)
@@ -226,7 +226,7 @@ def test_hssl_table2_cells(config, tmp_path):
     assert float(h["mean"]) == pytest.approx(82.0) and float(h["paper"]) == 81.46
     # per patient, averaged over seeds: TFS 71, 72, 73; HSSL 82, 84, 90 -> 3 patients: too few for a test
     assert h["test"] == "n < 6" and h["n_pairs"] == "3" and h["p_value"] == "" and h["p_holm"] == ""
-    cg = _cells(rows, method="HSSL", dataset_label="3", measure="dice", **{"class": "central gland"})[0]
+    cg = _cells(rows, method="HSSL", dataset_label="3", measure="dice", **{"class": "peripheral zone (label 1)"})[0]
     assert float(cg["mean"]) == pytest.approx(31.0) and float(cg["paper"]) == 35.30
     hd = _cells(rows, method="HSSL", dataset_label="3", measure="volume_hd95")[0]
     assert float(hd["mean"]) == 2.0
@@ -271,7 +271,7 @@ def test_missing_input_names_file(config, tmp_path):
         for run in ("tfs", "hssl"):
             write_metrics(root, "hssl", run, "msd_heart", "5", seed, ["left atrium"], [0.7])
             if not (run == "hssl" and seed == 1):
-                write_metrics(root, "hssl", run, "msd_prostate", "5", seed, ["central gland", "peripheral zone"],
+                write_metrics(root, "hssl", run, "msd_prostate", "5", seed, ["peripheral zone (label 1)", "transition zone (label 2)"],
                               [0.2, 0.5])
     out = tmp_path / "out"
     with pytest.raises(MissingInputError, match=r"hssl/metrics/hssl/msd_prostate/5/seed1\.json"):
@@ -308,7 +308,7 @@ def test_list_of_files_and_not_synthetic(config, tmp_path):
 def test_hssl_table3_and_table4(config, tmp_path):
     root = tmp_path / "results" / "t"
     config["reports"]["hssl_table3"]["seeds"] = [0]
-    for ds, cl in (("msd_heart", ["left atrium"]), ("msd_prostate", ["central gland", "peripheral zone"]),
+    for ds, cl in (("msd_heart", ["left atrium"]), ("msd_prostate", ["peripheral zone (label 1)", "transition zone (label 2)"]),
                    ("msd_spleen", ["spleen"])):
         for ratio in ("5", "10", "50"):
             for st, run, n in (("hssl_arch", "unet", 39_400_000), ("hssl_arch", "unet3plus", 26_970_000),
@@ -520,7 +520,7 @@ def test_fig5_all_panels(config, tmp_path):
     root = tmp_path / "results" / "t"
     rng = np.random.default_rng(0)
     for study, run, ds, ratio, seed in spec.keys():
-        classes = {"msd_prostate": ["central gland", "peripheral zone"]}.get(ds, ["x"])
+        classes = {"msd_prostate": ["peripheral zone (label 1)", "transition zone (label 2)"]}.get(ds, ["x"])
         _write_preds(root, (study, run, ds, ratio, seed), classes, _disc_labels(2, len(classes)), 1, rng)
     out = build("hssl_fig5_qualitative", config, root, tmp_path / "fig5.png")
     height = (1.7 * 2 + 0.8) * 3 + (1.7 * 2 + 0.8) + 0.7  # (a)-top, (a)-bottom, (c): 2 rows; (b): 2 datasets x 1
@@ -599,35 +599,80 @@ def test_cli(config, tmp_path):
     assert (root / "tables" / "hssl_table2.md").is_file() and (root / "tables" / "hssl_table2.csv").is_file()
 
 
-def test_fig3b_generic_panel_vgg19_when_cached_else_pixels(tmp_path, monkeypatch):
-    """Point 6: VGG-19 ImageNet features only from the local torch hub cache, never downloaded; else pixels,
-    and the panel's name (its title) says so."""
+def test_fig3b_generic_panel_is_vgg19_from_its_checked_file_or_pixels_when_asked(tmp_path, monkeypatch):
+    """Issue 22: Figure 3b's first panel is VGG-19 from torchvision's weight file, which the workflow fetches and
+    checks by its SHA-256 (not whatever a torch cache happens to hold); `generic: pixels` (the demo) draws pixels
+    and its name says so."""
+    import hashlib
+
     import torch
 
+    from medssl.data.weights import VGG19, Weights
     from medssl.reports import features as F
 
-    hub = tmp_path / "hub"
-    assert F.vgg19_weights_path(hub) is None
-    name, fn = F.generic_extractor(hub)
+    name, fn = F.generic_extractor("pixels")
     assert name == F.PIXELS_NAME and fn is F.pixel_features and "VGG-19" in name
-    ckpt = hub / "checkpoints" / "vgg19-dcbb9e9d.pth"
-    ckpt.parent.mkdir(parents=True)
-    ckpt.write_bytes(b"not a checkpoint")
-    assert F.vgg19_weights_path(hub) == ckpt
-    assert F.generic_extractor(hub)[0] == F.PIXELS_NAME  # unreadable weights: the fallback, not a crash
+    with pytest.raises(ValueError, match="needs the VGG-19 weight file"):
+        F.generic_extractor("vgg19")
+    wrong = tmp_path / "vgg19-dcbb9e9d.pth"
+    wrong.write_bytes(b"not the published file")
+    with pytest.raises(ValueError, match=r"vgg19-dcbb9e9d.pth: SHA-256 .* is not torchvision's"):
+        F.generic_extractor("vgg19", wrong)
 
     class TinyVGG(torch.nn.Module):  # stands in for torchvision's VGG-19 (same .features contract)
         def __init__(self):
             super().__init__()
             self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 5, 3, padding=1), torch.nn.MaxPool2d(4))
 
+    good = tmp_path / "good.pth"
+    good.write_bytes(b"published bytes")
+    digest = hashlib.sha256(b"published bytes").hexdigest()[:8]
+    monkeypatch.setattr("medssl.data.weights.VGG19", Weights("vgg19", "good.pth", VGG19.url, digest, "1 kB"))
     monkeypatch.setattr(F, "load_vgg19", lambda path: TinyVGG())
-    name, fn = F.generic_extractor(hub)
+    name, fn = F.generic_extractor("vgg19", good)
     assert name == F.VGG_NAME
     out = fn(np.random.default_rng(0).random((3, 1, 20, 20)).astype(np.float32))
     assert out.shape == (3, 5) and np.isfinite(out).all()
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))  # the default is torch's own hub folder
-    assert F.vgg19_weights_path() == ckpt
+
+
+def test_vgg19_weights_are_fetched_and_checked_or_placed_by_hand(tmp_path):
+    """The weights job downloads the file once (here from a loopback server), checks its SHA-256 by
+    torchvision's 8 leading digits, keeps a file already in place, and offline says where to put it."""
+    import hashlib
+    import http.server
+    import threading
+
+    from medssl.data.weights import Weights, fetch_weights
+
+    body = b"weights" * 1000
+    digest = hashlib.sha256(body).hexdigest()[:8]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/w.pth"
+        w = Weights("w", "w.pth", url, digest, "7 kB")
+        dest = tmp_path / "weights" / "w.pth"
+        assert fetch_weights(w, dest, retries=0).read_bytes() == body
+        mtime = dest.stat().st_mtime_ns
+        assert fetch_weights(w, dest, retries=0) == dest and dest.stat().st_mtime_ns == mtime  # in place: kept
+        with pytest.raises(Exception, match=r"sha256 mismatch"):
+            fetch_weights(Weights("w", "w.pth", url, "00000000", "7 kB"), tmp_path / "x.pth", retries=0)
+    finally:
+        server.shutdown()
+    offline = Weights("w", "w.pth", "http://127.0.0.1:9/w.pth", digest, "7 kB")
+    with pytest.raises(Exception, match=r"Offline\? Download http://127.0.0.1:9/w.pth .* put the file at "):
+        fetch_weights(offline, tmp_path / "y.pth", retries=0)
 
 
 def test_closing_summary_names_outputs_and_shows_the_first_grid(tmp_path):
@@ -699,3 +744,88 @@ def test_cells_of_models_that_segment_nothing_are_marked(config, tmp_path):
     lines = blind_models(files)
     assert len(lines) == 1 and "no c" in lines[0] and str(blind) in lines[0]
 
+
+
+def test_paper_a_tables_show_the_every_slice_dice_beside(config, tmp_path):
+    """Issue 22: paper A's cells score the test patients' slices with a labelled structure; the table says so
+    and shows the Dice over every test slice beside (the metrics JSON's all_slices)."""
+    config["reports"]["hssl_table2"] = {"study": "hssl", "runs": {"TFS": "tfs"}, "datasets": {"1": "msd_heart"},
+                                        "ratios": ["5"]}
+    root = tmp_path / "results" / "t"
+    for seed in (0, 1):
+        p = write_metrics(root, "hssl", "tfs", "msd_heart", "5", seed, ["left atrium"], [0.8])
+        m = json.loads(p.read_text())
+        m["slice_filter"] = "foreground"
+        m["all_slices"] = {"n_slices": 40, "slice_pooled": {"mean_dice": 0.6, "miou": 0.45}}
+        p.write_text(json.dumps(m))
+    build("hssl_table2", config, root, tmp_path / "o.csv", tmp_path / "o.md")
+    md = (tmp_path / "o.md").read_text()
+    assert "over the test patients' slices with a labelled structure" in md
+    assert "| Task-1 (heart) | 5% | 60.00 ± 0.00 (80.00 ± 0.00) |" in section(md, "Dice (%) over every test slice")
+
+
+# --------------------------------------------------------------------------- paper A's Table 1 (the datasets)
+def _table1_inputs(tmp_path, *, synthetic: bool):
+    """Two stores (heart: 3 patients; liver: 2, sampled to 3 slices) and their split files."""
+    from medssl.data.store import write_store
+
+    def store(name, task, group, roi, classes, paper, cases, sample):
+        with write_store(tmp_path / "data" / name, n_slices=sum(len(c) for c in cases.values()), image_size=2,
+                         n_classes=len(classes) + 1) as w:
+            for patient, labels in cases.items():
+                slab = (np.zeros((len(labels), 2, 2), np.float16),
+                        np.array([np.full((2, 2), v, np.uint8) for v in labels]))
+                w.write_case(patient, patient, [slab])
+            w.finish({"dataset": name, "modality": "MRI" if name == "msd_heart" else "CT", "roi": roi,
+                      "classes": classes, "task": task, "group": group, "paper_slices": paper,
+                      "reference": f"{name} paper", "synthetic": synthetic}, sample_slices=sample)
+        return tmp_path / "data" / name
+
+    def split(name, train, val, test):
+        path = tmp_path / "splits" / f"{name}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps({"dataset": name, "patients": {"train": train, "val": val, "test": test}}))
+        return path
+
+    return [store("msd_liver", 2, 2, "liver", ["liver", "tumour"], 4342, {"l1": [0, 1, 2, 1], "l2": [1, 1]}, 3),
+            split("msd_liver", ["l1"], [], ["l2"]),
+            store("msd_heart", 1, 1, "heart", ["left atrium"], 1262, {"h1": [0, 1], "h2": [1, 1], "h3": [0, 0]},
+                  None),
+            split("msd_heart", ["h1"], ["h2"], ["h3"])]
+
+
+TABLE1_CONFIG = {"experiment": "t", "resources": "resources", "datasets": {"msd_heart": {}, "msd_liver": {}},
+                 "reports": {"hssl_table1": {"datasets": {"2": "msd_liver", "1": "msd_heart"}}}}
+
+
+def test_hssl_table1_counts_the_stores_and_the_sample(tmp_path):
+    inputs = _table1_inputs(tmp_path, synthetic=False)
+    out = [tmp_path / f"t1.{e}" for e in ("csv", "md", "html")]
+    rows = build("hssl_table1", TABLE1_CONFIG, inputs, *out)
+    assert [r["task"] for r in rows] == ["1", "2"]  # Table 1's order
+    heart, liver = rows
+    assert (heart["roi_type"], heart["classes"], heart["group"]) == ("Heart-MRI", "1: left atrium", 1)
+    assert (heart["slices"], heart["foreground_slices"], heart["sampled_slices"]) == (6, 3, 3)
+    assert [heart[f"patients_{s}"] for s in ("train", "val", "test")] == [1, 1, 1]
+    assert [heart[f"sampled_{s}"] for s in ("train", "val", "test")] == [1, 2, 0]
+    assert (liver["classes"], liver["table1_slices"]) == ("1: liver, 2: tumour", 4342)
+    assert (liver["foreground_slices"], liver["sampled_slices"]) == (5, 3)  # sample_slices 3 of 5
+    assert liver["sampled_train"] + liver["sampled_test"] == 3 and liver["sampled_train"] == 2  # 3:2 of 5
+    with open(out[0]) as f:
+        assert [r["dataset"] for r in csv.DictReader(f)] == ["msd_heart", "msd_liver"]
+    md = out[1].read_text()
+    assert "synthetic" not in md.lower()
+    assert "| **All** |  |  |  | 5604 | 12 | 8 | 6 | 2/1/2 | 3/2/1 |" in md
+    assert "<table>" in out[2].read_text()
+
+
+def test_hssl_table1_on_phantoms_says_synthetic_and_names_a_missing_input(tmp_path):
+    inputs = _table1_inputs(tmp_path, synthetic=True)
+    out = [tmp_path / f"t1.{e}" for e in ("csv", "md")]
+    build("hssl_table1", TABLE1_CONFIG, inputs, *out)
+    assert out[1].read_text().startswith("# HSSL Table 1: the aggregated multi-domain dataset — synthetic data")
+    with pytest.raises(FileNotFoundError, match="split file of dataset 'msd_heart'"):
+        build("hssl_table1", TABLE1_CONFIG, inputs[:3], *out)
+    assert required_files({**TABLE1_CONFIG}, "hssl_table1") == [
+        Path("results/t/data/msd_heart"), Path("results/t/splits/msd_heart.json"),
+        Path("results/t/data/msd_liver"), Path("results/t/splits/msd_liver.json")]

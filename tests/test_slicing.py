@@ -155,10 +155,10 @@ def test_label_remap_prostate(tmp_path):
     _, labs, store = load(tmp_path / "s")
     # square resize of 10x12 to 12x12: compare through the same nearest resize on the source
     src = resize_labels(lab, X)
-    np.testing.assert_array_equal(labs[src == 2], 1)  # TZ (2) -> central gland (1)
-    np.testing.assert_array_equal(labs[src == 1], 2)  # PZ (1) -> peripheral zone (2)
-    np.testing.assert_array_equal(labs[(src == 0) | (src == 3)], 0)
-    assert store.class_names == ["central gland", "peripheral zone"]
+    np.testing.assert_array_equal(labs[src == 1], 1)  # PZ (MSD 1) -> class 1, in MSD's order (docs/choices.md)
+    np.testing.assert_array_equal(labs[src == 2], 2)  # TZ (MSD 2) -> class 2
+    np.testing.assert_array_equal(labs[(src == 0) | (src == 3)], 0)  # not a class: background
+    assert store.class_names == ["peripheral zone (label 1)", "transition zone (label 2)"]
 
 
 def test_label_remap_mmwhs_lut():
@@ -170,8 +170,8 @@ def test_label_remap_mmwhs_lut():
         assert out.dtype == np.uint8
         np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(remap_labels(src[:-1].astype(np.uint16), lut), expected[:-1])
-    prostate = label_lut(registry.get("msd_prostate").label_map())
-    np.testing.assert_array_equal(remap_labels(np.array([0, 1, 2, 3, 255], np.uint8), prostate), [0, 2, 1, 0, 0])
+    acdc = label_lut(registry.get("acdc").label_map())  # ACDC's 1 RV, 2 MYO, 3 LV -> LV, RV, myocardium
+    np.testing.assert_array_equal(remap_labels(np.array([0, 1, 2, 3, 255], np.uint8), acdc), [0, 2, 3, 1, 0])
 
 
 def test_mmwhs_store_labels(tmp_path):
@@ -190,7 +190,7 @@ def test_mmwhs_store_labels(tmp_path):
     np.testing.assert_array_equal(labs[src == 600], 2)
     assert set(np.unique(labs)) == {0, 1, 2}
     idx = store.index
-    assert list(idx.columns) == ["row", "case", "patient", "slice", "n_slices", "fg", "c1", "c2", "c3", "c4"]
+    assert list(idx.columns) == ["row", "case", "patient", "slice", "n_slices", "fg", "c1", "c2", "c3", "c4", "sampled"]
     np.testing.assert_array_equal(idx["c1"], [(labs[r] == 1).any() for r in range(len(labs))])
     np.testing.assert_array_equal(idx["fg"], [(labs[r] > 0).any() for r in range(len(labs))])
 
@@ -590,9 +590,9 @@ def test_pose_is_adopted_only_for_real_oai_zib_masks(tmp_path):
 
 
 # ------------------------------------------------------------- real data against HSSL Table 1's slice counts
-def _fg_slices_log(tmp_path, caplog, *, synthetic: bool, paper_slices: int | None):
+def _fg_slices_log(tmp_path, caplog, *, synthetic: bool, paper_slices: int | None, sample: int | None = None):
     spec = dataclasses.replace(registry.get("msd_heart"), paper_slices=paper_slices)
-    st = dataclasses.replace(settings_for("msd_heart", slice_axis="axial"), spec=spec)
+    st = dataclasses.replace(settings_for("msd_heart", slice_axis="axial", sample_slices=sample), spec=spec)
     case = write_case(tmp_path, "la_003", to_image(mri_volume()), to_image(blob_label(values=(1, 1))))
     with caplog.at_level("INFO", logger="medssl.data"):
         slice_dataset(st, [case], tmp_path / "s", synthetic=synthetic)
@@ -604,6 +604,17 @@ def test_real_data_far_from_the_paper_slice_count_warns(tmp_path, caplog):
     fg, said = _fg_slices_log(tmp_path, caplog, synthetic=False, paper_slices=1262)
     assert fg == 4 and len(said) == 1 and said[0].levelname == "WARNING"
     assert "1262" in said[0].getMessage() and " 4 " in said[0].getMessage() and "msd_heart" in said[0].getMessage()
+
+
+def test_a_sample_of_table_1s_count_is_compared_not_the_foreground(tmp_path, caplog):
+    """Paper A's liver: far more slices with foreground than Table 1's 4,342, sampled down to them: no warning;
+    a sample that cannot reach Table 1's count warns, naming the foreground, the sample and the paper's count."""
+    fg, said = _fg_slices_log(tmp_path, caplog, synthetic=False, paper_slices=2, sample=2)
+    assert fg == 4 and not said
+    assert SliceStore(tmp_path / "s").meta["sample"]["drawn"] == 2
+    (tmp_path / "short").mkdir()
+    _, said = _fg_slices_log(tmp_path / "short", caplog, synthetic=False, paper_slices=100, sample=100)
+    assert len(said) == 1 and all(f" {n}" in said[0].getMessage() for n in (4, 100)) and "sample" in said[0].getMessage()
 
 
 @pytest.mark.parametrize("synthetic, paper", [(True, 1262), (False, None), (False, 4)])

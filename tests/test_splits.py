@@ -103,6 +103,17 @@ def test_nested_label_subsets(tmp_path):
     assert (np.diff(rows) > 0).all()
 
 
+def test_label_subsets_come_from_the_sample(tmp_path):
+    """With a sample (paper A: Table 1's counts), labels are drawn from it, never from other foreground slices."""
+    store = simple_store(tmp_path, 20)
+    index = store.index.assign(sampled=store.index["fg"].astype(bool) & (store.index["slice"] % 2 == 0))
+    index.astype({"sampled": int}).to_csv(store.path / "index.csv", index=False)
+    store = SliceStore(store.path)
+    split = make_split(settings_for(), store, RATIOS)
+    full = {tuple(p) for p in split["label_subsets"]["100"]}
+    assert len(full) == 14 * 5 and all(s % 2 == 0 and 5 <= s < 15 for _, s in full)
+
+
 def test_small_ratio_gives_at_least_one_and_non_integer_keys(tmp_path):
     store = simple_store(tmp_path, 10, n_slices=3, fg=[1])  # 7 labelled slices
     split = make_split(settings_for(), store, [1, 12.5, 100])

@@ -4,6 +4,7 @@ settings."""
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import shlex
@@ -176,7 +177,7 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     code, out = snakemake_cli("all", "--cores", "2", "--configfile", path, cwd=checkout)
     assert code == 0, out[-4000:]
     # The run ends by saying where its tables are, with the headline table's grid.
-    assert "medssl: 3 of 3 tables and figures are in place:" in out and "results/tiny/tables/hssl_table2.md" in out
+    assert "medssl: 6 of 6 tables and figures are in place:" in out and "results/tiny/tables/hssl_table2.md" in out
     assert "| Task | Anno. | TFS | SimCLR | HSSL |" in out.split("Headline", 1)[1]
     res = checkout / "results" / "tiny"
     for dataset in ("msd_heart", "msd_spleen"):
@@ -191,6 +192,13 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     assert not (res / "hssl" / "pretrain" / "tfs").exists()
     table = (res / "tables" / "hssl_table2.md").read_text()
     assert "synthetic" in table.lower() and all(name in table for name in ("TFS", "SimCLR", "HSSL"))
+    # Table 1: the spleen is sampled to 10 slices with foreground, and its split and pretraining use only them
+    with open(res / "tables" / "hssl_table1.csv") as f:
+        table1 = {r["dataset"]: r for r in csv.DictReader(f)}
+    spleen = table1["msd_spleen"]
+    assert spleen["sampled_slices"] == "10" and int(spleen["foreground_slices"]) > 10 and spleen["synthetic"] == "true"
+    assert sum(int(spleen[f"sampled_{s}"]) for s in ("train", "val", "test")) == 10
+    assert table1["msd_heart"]["sampled_slices"] == table1["msd_heart"]["foreground_slices"]
     # The job's log starts with its settings record, one key a line, and where it ran; the run's config and
     # plan are recorded once it succeeded (for people: no job reads them).
     log = (res / "logs" / "finetune" / "hssl" / "hssl" / "msd_heart" / "100" / "seed0.log").read_text()
@@ -256,6 +264,15 @@ def test_tiny_end_to_end_and_reruns_follow_the_settings(checkout):
     counts = job_counts(out)
     assert counts["split_dataset"] == 2 and counts["finetune"] == 3 and counts["pretrain"] == 2, out[-3000:]
     assert "synthesize_dataset" not in counts and "slice_dataset" not in counts
+
+    # The sample size reruns that dataset's slicing and what reads it, not its phantoms or the other dataset.
+    config = tiny_config()
+    config["datasets"]["msd_spleen"]["sample_slices"] = 8
+    write_config(checkout, "tiny", config)
+    code, out = snakemake_cli("all", "-n", "--configfile", path, cwd=checkout)
+    counts = job_counts(out)
+    assert counts["slice_dataset"] == 1 and counts["split_dataset"] == 1 and counts["pretrain"] == 2, out[-3000:]
+    assert "synthesize_dataset" not in counts
 
     # The networks' width is read by every training job: it reruns them (issue 21: it used to rerun nothing).
     config = tiny_config()
@@ -359,7 +376,7 @@ def test_demo_all_schedules_every_table_and_figure(checkout):
     code, out = snakemake_cli("all", "-n", cwd=checkout)
     assert code == 0, out
     counts = job_counts(out)
-    tables = [t for t, info in TARGETS.items() if info.kind == "table"]
+    tables = [t for t, info in TARGETS.items() if info.is_table]
     assert {r: n for r, n in counts.items() if r.startswith("report_")} == {
         "report_table": len(tables), "report_figure": len(TARGETS) - len(tables)}
     for target, info in TARGETS.items():

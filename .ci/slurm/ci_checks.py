@@ -172,8 +172,12 @@ def check_resume(workdir: str, run: str, epochs: str, jid: str, requeued: str = 
         fail(f"{out / 'model.pt'} missing after the resumed run")
     with open(out / "log.csv") as f:
         rows = list(csv.DictReader(f))
-    if [int(r["epoch"]) for r in rows] != list(range(1, int(epochs) + 1)):
-        fail(f"{out / 'log.csv'} epochs {[r['epoch'] for r in rows]}, expected 1..{epochs}")
+    # one row per trained epoch, 1..epochs once each (no repeat after the resume); the representation
+    # monitor adds its epoch-0 baseline, measured before training, as a row of its own without a loss
+    trained = [int(r["epoch"]) for r in rows if r.get("loss")]
+    baseline = [int(r["epoch"]) for r in rows if not r.get("loss")]
+    if trained != list(range(1, int(epochs) + 1)) or baseline not in ([], [0]):
+        fail(f"{out / 'log.csv'} epochs {[r['epoch'] for r in rows]}, expected 1..{epochs} (and the monitor's 0)")
     job = next((j for j in slurm_jobs() if j["JobId"] == jid), None)
     if job is None:
         fail(f"SLURM job {jid} not found")

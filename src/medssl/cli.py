@@ -50,6 +50,13 @@ def _fetch(args, job, runtime):
     write_json(args.out, {"dataset": job.dataset, "root": str(root)})
 
 
+def _weights(args, job, runtime):
+    from medssl.data.weights import WEIGHTS, fetch_weights
+
+    path = fetch_weights(WEIGHTS[job.name], args.out)
+    logging.info("%s weights at %s (SHA-256 checked)", job.name, path)
+
+
 def _slice(args, job, runtime):
     from medssl.data.listers import list_cases
     from medssl.data.slicing import slice_dataset
@@ -95,7 +102,7 @@ def _evaluate(args, job, runtime):
 def _features(args, job, runtime):
     from medssl.reports.extract import extract_features
 
-    extract_features(job, Path(args.out), model=args.model, stores=args.stores)
+    extract_features(job, Path(args.out), model=args.model, stores=args.stores, vgg19=args.vgg19)
 
 
 def _report(args, job, runtime):
@@ -194,6 +201,9 @@ JOB_COMMANDS = {
                    "medssl synthesize --settings rec.json --out resources/synthetic/msd_heart/<digest>"),
     "fetch": (_fetch, "download a dataset (md5-checked) or check one placed by hand; write its ready file",
               "medssl fetch --settings rec.json --out resources/ready/msd_heart/<digest>.json"),
+    "weights": (_weights, "download published weights (VGG-19 for Figure 3b) or check those placed by hand, by "
+                          "their SHA-256", "medssl weights --settings '{\"name\": \"vgg19\"}' --out "
+                          "resources/weights/vgg19-dcbb9e9d.pth"),
     "slice": (_slice, "cut a dataset's volumes into its slice store",
               "medssl slice --settings rec.json --source resources/ready/msd_heart/<digest>.json "
               "--out results/demo/data/msd_heart"),
@@ -270,6 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     _path(p, "out", "the twin's folder to write (MSD layout: dataset.json, imagesTr/, labelsTr/)")
     p = _job_parser(sub, "fetch")
     _path(p, "out", "the ready file to write (JSON naming the dataset's root folder)")
+    p = _job_parser(sub, "weights")
+    _path(p, "out", "the weight file to write (or check, when it is already there)")
     p = _job_parser(sub, "slice")
     _path(p, "source", "a synthetic twin's folder, or a fetch job's ready file")
     _path(p, "out", "the slice store folder to write")
@@ -299,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _job_parser(sub, "features")
     _path(p, "model", "the pretrained model file")
     _path(p, "stores", "the pool datasets' slice store folders, in the pool's order", many=True)
+    _path(p, "vgg19", "torchvision's VGG-19 weight file, for the record's generic: vgg19", required=False)
     _path(p, "out", "the features .npz to write")
     p = _job_parser(sub, "report")
     _path(p, "inputs", "the metrics JSON files (Figure 5: _pred.npz; Figure 3b: the features .npz) it reads",

@@ -28,11 +28,13 @@ run ``medssl cost --config C --measure`` on a GPU node to time the config's arch
 the numbers into the config (``pretrain: {images_per_second: ...}`` / ``finetune: {...}``).
 
 Slice counts (:func:`dataset_size`), best source first: the slice store of the experiment on disk
-(``results/<experiment>/data/<D>/index.csv``, exact) with its split file (exact label subsets); for
+(``results/<experiment>/data/<D>/index.csv``, exact: its sample of slices with foreground, the ``sampled``
+column) with its split file (exact label subsets); for
 ``synthetic: true`` the phantom geometry (:func:`medssl.data.phantoms.geometry`; every slice counted as
 foreground); for real data the registry's ``paper_slices`` (HSSL Table 1, foreground slices) with the
 patients and total slices of the entry's ``release`` (:class:`medssl.registry.Release`; for MM-WHS estimates:
-CT ~20 scans x ~270 axial slices, MRI ~20 scans x ~150 sagittal slices, of which paper B's split uses 14).
+CT ~20 scans x ~270 axial slices, MRI ~20 scans x ~150 sagittal slices, of which paper B's split uses 14); a
+dataset's ``sample_slices`` caps its slices with foreground (the sample the jobs train on).
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ from medssl.plan import Plan
 from medssl.registry import Release
 
 # Rules of the workflow in DAG order; GPU rules declare `gpu=1` (workflow/rules/train.smk).
-RULES = ("synthesize_dataset", "fetch_dataset", "slice_dataset", "split_dataset", "pretrain", "finetune",
-         "tsne_features", "report_table", "report_figure", "report_summary", "all")
+RULES = ("synthesize_dataset", "fetch_dataset", "fetch_weights", "slice_dataset", "split_dataset", "pretrain",
+         "finetune", "tsne_features", "report_table", "report_figure", "report_summary", "all")
 GPU_RULES = ("pretrain", "finetune")
 
 # ASSUMED training throughput (images/s at 192x192, forward + backward + Adam step, bf16 autocast,
@@ -92,11 +94,13 @@ def dag_jobs(config: dict) -> dict[str, list[dict]]:
     jobs["finetune"] = [{"study": st, "run": r, "dataset": d, "ratio": str(ratio), "seed": int(seed)}
                         for st, r, d, ratio, seed in plan.evaluations]
     jobs["tsne_features"] = [{"study": st, "run": r} for st, r in plan.features]
-    jobs["pretrain"] = [{"study": st, "run": r, "pool": p} for st, r, p in plan.pretrains]
-    from medssl.reports.targets import target_info
+    from medssl.reports.targets import target_info, tsne_spec
 
+    if plan.features and tsne_spec(config).generic == "vgg19":  # the VGG-19 weight file, fetched once
+        jobs["fetch_weights"].append({})
+    jobs["pretrain"] = [{"study": st, "run": r, "pool": p} for st, r, p in plan.pretrains]
     for target in plan.reports:
-        jobs["report_table" if target_info(target).kind == "table" else "report_figure"].append({"target": target})
+        jobs["report_table" if target_info(target).is_table else "report_figure"].append({"target": target})
     jobs["report_summary"] = [{"study": study} for study in plan.summaries]
     jobs["all"].append({})
     return {rule: js for rule, js in jobs.items() if js}
@@ -152,7 +156,8 @@ def _from_store(config: dict, name: str, root: Path) -> DatasetSize | None:
     index = pd.read_csv(store / "index.csv", dtype={"case": str, "patient": str})
     settings = st.dataset_settings(config, name)
     patients = int(index["patient"].nunique())
-    size = DatasetSize(name, patients, len(index), int(index["fg"].astype(bool).sum()), "slice store",
+    sampled = index["sampled" if "sampled" in index.columns else "fg"].astype(bool)
+    size = DatasetSize(name, patients, len(index), int(sampled.sum()), "slice store",
                        _split_patients(settings, patients),
                        max(1, round(index["case"].nunique() / max(patients, 1))))
     split_path = root / Layout.of(config).split(name)
@@ -182,11 +187,13 @@ def dataset_size(config: dict, name: str, root: str | Path = ".") -> DatasetSize
         cases = max(1, len(spec.frames))
         patients = settings.synthetic_patients
         slices = patients * cases * int(geo.size[geo.slice_axis])
-        return DatasetSize(name, patients, slices, slices, "phantom geometry",
+        return DatasetSize(name, patients, slices, min(slices, settings.sample_slices or slices), "phantom geometry",
                            _split_patients(settings, patients), cases)
     real = spec.release or GENERIC_REAL
     fg = spec.paper_slices or real.fg_slices or real.slices
     source = "HSSL Table 1" if spec.paper_slices else ("estimate" if spec.release else "generic estimate")
+    if settings.sample_slices:
+        fg, source = min(fg, settings.sample_slices), f"{source}, sample_slices"
     cases = max(1, len(spec.frames))
     return DatasetSize(name, real.patients, max(real.slices, fg), fg, source,
                        _split_patients(settings, real.patients), cases)

@@ -138,13 +138,14 @@ class SliceJob(Job):
     slice_axis: str
     ct_window: tuple[float, float]
     mri_percentiles: tuple[float, float]
+    sample_slices: int | None  # draw this many slices with foreground (HSSL Table 1); None: keep all
 
     @classmethod
     def of(cls, config: dict, dataset: str) -> SliceJob:
         ds = st.dataset_settings(config, dataset)
         return cls(dataset=dataset, declaration=_declaration(config, dataset), synthetic=config["synthetic"],
                    image_size=ds.image_size, slice_axis=ds.slice_axis, ct_window=ds.ct_window,
-                   mri_percentiles=ds.mri_percentiles)
+                   mri_percentiles=ds.mri_percentiles, sample_slices=ds.sample_slices)
 
     @property
     def spec(self) -> registry.DatasetSpec:
@@ -303,6 +304,7 @@ class FeaturesJob(Job):
     run: Run
     per_task: int
     seed: int
+    generic: str  # the first panel's features: vgg19 (the weight file is an input) or pixels
 
     @classmethod
     def of(cls, config: dict, study: str, run: str) -> FeaturesJob:
@@ -311,7 +313,20 @@ class FeaturesJob(Job):
         spec = tsne_spec(config)
         pool = cfg.features_pool(config, study, run)
         return cls(study=study, pool=pool, ids=PoolIds.of(config, study, pool), run=st.run_model(config, study, run),
-                   per_task=spec.per_task, seed=spec.seed)
+                   per_task=spec.per_task, seed=spec.seed, generic=spec.generic)
+
+
+@dataclass(frozen=True)
+class WeightsJob(Job):
+    """A published weight file put in place: downloaded, or checked where the user put it, by its SHA-256
+    (:mod:`medssl.data.weights`); shared by experiments, named by the file's own hash."""
+
+    kind: ClassVar[str] = "weights"
+    name: str
+
+    @classmethod
+    def of(cls, config: dict, name: str) -> WeightsJob:
+        return cls(name=name)
 
 
 _RUN_SHOWN = ("method", "arch", "label", "finetune_datasets", "label_ratios")  # what tables and summaries show
@@ -362,8 +377,9 @@ class SummaryJob(Job):
         return cls(study=study, config=shown_config(config, [study], {}))
 
 
-JOBS: dict[str, type[Job]] = {cls.kind: cls for cls in (SynthesizeJob, FetchJob, SliceJob, SplitJob, PretrainJob,
-                                                          FinetuneJob, FeaturesJob, ReportJob, SummaryJob)}
+JOBS: dict[str, type[Job]] = {cls.kind: cls for cls in (SynthesizeJob, FetchJob, WeightsJob, SliceJob, SplitJob,
+                                                          PretrainJob, FinetuneJob, FeaturesJob, ReportJob,
+                                                          SummaryJob)}
 
 
 def record(config: dict, kind: str, **wildcards) -> Job:

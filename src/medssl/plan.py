@@ -4,7 +4,8 @@
 gets a generic summary reading its whole grid, :mod:`medssl.reports.summary`) into:
 
 * ``inputs``: the files each report target reads (metrics JSONs, ``_pred.npz`` for Figure 5, the features
-  ``.npz`` for Figure 3b), paths from :class:`~medssl.layout.Layout`;
+  ``.npz`` for Figure 3b, slice stores and split files for paper A's Table 1), paths from
+  :class:`~medssl.layout.Layout`;
 * ``evaluations``: one finetuning job (which also evaluates) per (study, run, dataset, ratio, seed) read;
 * ``features``: one t-SNE feature job per (study, run) whose features file the workflow makes;
 * ``pretrains``: one pretraining job per (study, run, pool) those need (:func:`medssl.config.pretraining_of`:
@@ -56,6 +57,9 @@ class Plan:
                 inputs[target] = (Path(spec.features),)
                 if Path(spec.features) == layout.features(spec.study, spec.run):  # else a file of the user's
                     features.append((spec.study, spec.run))
+                continue
+            if report_targets.target_info(target).kind == "datasets":  # Table 1: stores and split files
+                inputs[target] = tuple(report_targets.required_files(config, target))
                 continue
             read = [tuple(k) for k in report_targets.required_metrics(config, target)]
             pred = report_targets.target_info(target).kind == "qualitative"  # Figure 5 reads the predictions

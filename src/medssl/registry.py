@@ -191,8 +191,9 @@ for _spec in (
     ),
     DatasetSpec(
         name="msd_prostate", title="Prostate zones (MSD Task05_Prostate)", modality="MRI", roi="prostate",
-        # MSD labels 1 = PZ, 2 = TZ; the paper lists central gland (TZ) first.
-        classes=(("central gland", (2,)), ("peripheral zone", (1,))),
+        # MSD labels 1 = PZ, 2 = TZ, in that order: the paper's per-class Dice fits it, whatever its Table 1 says
+        # (docs/choices.md); the names say the zone and its label value
+        classes=(("peripheral zone (label 1)", (1,)), ("transition zone (label 2)", (2,))),
         source=_msd("Task05_Prostate", "35138f08b1efaef89d7424d2bcc928db"), channel=0,
         paper_task=3, paper_group=3, paper_slices=483, notes="4D images (T2, ADC): channel 0 = T2 is used.",
         release=Release(32, 602),

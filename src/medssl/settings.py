@@ -94,6 +94,7 @@ class DatasetSettings:
     mri_percentiles: tuple[float, float]
     split: dict
     scans_subset: tuple[int, int] | None
+    sample_slices: int | None = None  # slices with foreground drawn for the store (None: all; HSSL Table 1)
     synthetic_patients: int | None = None  # a synthetic config's twin size; None for real data
     synthetic_scale: float | None = None
 
@@ -195,10 +196,12 @@ class Runtime:
 def dataset_settings(config: dict, name: str) -> DatasetSettings:
     entry = config["datasets"][name]
     scans = entry.get("scans_subset")  # optional: absent where a dataset has no scans budget
+    sample = entry.get("sample_slices")  # optional: absent keeps every slice with foreground
     return DatasetSettings(
         spec=registry.get(name, config), image_size=int(entry["image_size"]), slice_axis=entry["slice_axis"],
         ct_window=tuple(entry["ct_window"]), mri_percentiles=tuple(entry["mri_percentiles"]),
         split=dict(entry["split"]), scans_subset=tuple(scans) if scans else None,
+        sample_slices=int(sample) if sample else None,
         synthetic_patients=entry["patients"] if config["synthetic"] else None,
         synthetic_scale=entry["synthetic_scale"] if config["synthetic"] else None)
 

@@ -13,6 +13,7 @@ from medssl import cost as medssl_cost
 from medssl import jobs as medssl_jobs
 from medssl import settings as medssl_settings
 from medssl.data.sources import pending_manual_datasets, pending_manual_instructions
+from medssl.data.weights import VGG19, weights_path
 from medssl.io import write_text
 from medssl.layout import Layout
 from medssl.plan import Plan
@@ -231,7 +232,15 @@ def features_inputs(wildcards):
     pool = mcfg.features_pool(PLAN_CONFIG, wildcards.study, wildcards.run)
     names = mcfg.pool_datasets(PLAN_CONFIG, wildcards.study, pool)
     model = LAYOUT.pretrained_model(wildcards.study, wildcards.run, pool)
-    return {"pretrained": str(model), "stores": [store_dir(d) for d in names]}
+    inputs = {"pretrained": str(model), "stores": [store_dir(d) for d in names]}
+    if record("features", study=wildcards.study, run=wildcards.run).generic == "vgg19":
+        inputs["vgg19"] = str(weights_path(PLAN_CONFIG["resources"], VGG19))
+    return inputs
+
+
+def vgg19_arg(wildcards, input):
+    """--vgg19 and the weight file, or nothing (generic: pixels)."""
+    return ["--vgg19", input.vgg19] if "vgg19" in input.keys() else []
 
 
 def finetune_outputs():
@@ -305,9 +314,7 @@ def all_targets():
     return [str(p) for p in PLAN.targets()]
 
 
-TABLE_TARGETS = [
-    t for t in PLAN.reports if report_targets.target_info(t).kind == "table"
-]
+TABLE_TARGETS = [t for t in PLAN.reports if report_targets.target_info(t).is_table]
 FIGURE_TARGETS = [t for t in PLAN.reports if t not in TABLE_TARGETS]
 
 

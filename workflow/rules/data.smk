@@ -37,6 +37,23 @@ rule fetch_dataset:
         "medssl fetch --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
 
 
+rule fetch_weights:
+    output:
+        str(weights_path(PLAN_CONFIG["resources"], VGG19)),
+    log:
+        str(LAYOUT.source_log("weights", "vgg19", VGG19.sha256)),
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    params:
+        settings=record("weights", name="vgg19").to_json(),
+    shell:
+        "medssl weights --settings {params.settings:q} --out {output:q} > {log:q} 2>&1"
+
+
 rule slice_dataset:
     input:
         source=source_of,

@@ -75,9 +75,10 @@ rule tsne_features:
     params:
         settings=settings("features"),
         runtime=runtime(),
+        vgg19=vgg19_arg,
     shell:
         "medssl features --settings {params.settings:q} {params.runtime:q} --model {input.pretrained:q} "
-        "--stores {input.stores:q} --out {output:q} > {log:q} 2>&1"
+        "--stores {input.stores:q} {params.vgg19:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_summary:

@@ -55,13 +55,13 @@ __all__ = [
 
 
 class ChecksumError(RuntimeError):
-    """A downloaded file's md5 differs from the expected one (the file has been deleted)."""
+    """A downloaded file's md5 (or SHA-256) differs from the expected one (the file has been deleted)."""
 
-    def __init__(self, url: str, expected: str, actual: str, path: Path | None = None):
+    def __init__(self, url: str, expected: str, actual: str, path: Path | None = None, algo: str = "md5"):
         self.url, self.expected, self.actual, self.path = url, expected, actual, path
         super().__init__(
-            f"md5 mismatch for {url}: expected {expected}, got {actual}"
-            + (f" (deleted {path})" if path is not None else "")
+            f"{algo} mismatch for {url}: expected {expected}{'...' if len(expected) < len(actual) else ''}, "
+            f"got {actual}" + (f" (deleted {path})" if path is not None else "")
         )
 
 
@@ -119,8 +119,8 @@ def _content_range_start(value: str | None) -> int | None:
         return None
 
 
-def _attempt(url: str, part: Path, chunk: int, timeout: float, desc: str) -> tuple[str, bool]:
-    """One HTTP request appending to / rewriting ``part``; return (md5 of the whole file, resumed?)."""
+def _attempt(url: str, part: Path, chunk: int, timeout: float, desc: str, algo: str = "md5") -> tuple[str, bool]:
+    """One HTTP request appending to / rewriting ``part``; return (``algo`` digest of the whole file, resumed?)."""
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     if offset:
@@ -139,7 +139,7 @@ def _attempt(url: str, part: Path, chunk: int, timeout: float, desc: str) -> tup
             part.unlink(missing_ok=True)  # a partial answer we did not ask for: start again
             raise _Restart
         resumed = offset > 0 and status == 206
-        h = hashlib.md5()
+        h = hashlib.new(algo)
         if resumed:
             with open(part, "rb") as f:
                 while block := f.read(chunk):
@@ -169,17 +169,27 @@ def _attempt(url: str, part: Path, chunk: int, timeout: float, desc: str) -> tup
         return h.hexdigest(), offset > 0
 
 
+def file_digest(path: str | os.PathLike, algo: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def download_file(
     url: str,
     dest: str | os.PathLike,
-    md5: str,
+    md5: str | None = None,
     *,
+    sha256: str | None = None,
     retries: int = 5,
     chunk: int = 1 << 20,
     timeout: float = 60,
     backoff: float = 1.0,
 ) -> Path:
-    """Download ``url`` to ``dest`` and verify its md5; return ``dest``.
+    """Download ``url`` to ``dest`` and verify its md5 (or, with ``sha256``, its SHA-256, which may be given by
+    its leading hex digits: torchvision names its weight files by the first 8); return ``dest``.
 
     If ``dest`` already exists with the right md5 nothing is fetched (a wrong one is deleted and fetched
     again). Data stream into ``<dest>.part``; an existing ``.part`` is resumed with ``Range:`` when the
@@ -190,10 +200,12 @@ def download_file(
     ``.part`` is discarded and the file fetched once more from zero before giving up.
     """
     dest = Path(dest)
-    md5 = md5.lower()
+    algo, expected = ("sha256", sha256.lower()) if sha256 else ("md5", str(md5).lower())
+    if len(expected) < 8:
+        raise ValueError(f"{url}: a checksum of at least 8 hex digits is needed, got {expected!r}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
-        if md5_file(dest, chunk) == md5:
+        if file_digest(dest, algo, chunk).startswith(expected):
             return dest
         dest.unlink()
     part = dest.with_name(dest.name + ".part")
@@ -201,7 +213,7 @@ def download_file(
     restarts = 0
     while True:
         try:
-            actual, was_resumed = _attempt(url, part, chunk, timeout, dest.name)
+            actual, was_resumed = _attempt(url, part, chunk, timeout, dest.name, algo)
         except _Restart:
             restarts += 1
             if restarts > 3:
@@ -225,15 +237,15 @@ def download_file(
                 raise
             raise full from err
         else:
-            if actual == md5:
+            if actual.startswith(expected):
                 os.replace(part, dest)
                 return dest
             part.unlink(missing_ok=True)
             if was_resumed and restarts == 0:
                 restarts += 1
-                print(f"[medssl] md5 mismatch after resuming {url}; restarting from zero", file=sys.stderr)
+                print(f"[medssl] {algo} mismatch after resuming {url}; restarting from zero", file=sys.stderr)
                 continue
-            raise ChecksumError(url, md5, actual, dest)
+            raise ChecksumError(url, expected, actual, dest, algo)
         delay = min(60.0, backoff * 2 ** (failures - 1))
         print(f"[medssl] download of {url} failed ({last!r}); retry {failures}/{retries} in {delay:g}s",
               file=sys.stderr)

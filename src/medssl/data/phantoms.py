@@ -64,6 +64,8 @@ Geometry and on-disk conventions
 
 from __future__ import annotations
 
+import re
+
 import logging
 import math
 import zlib
@@ -423,7 +425,7 @@ class _Bound:
 
 
 def _role_of(spec: DatasetSpec, class_name: str) -> str:
-    name = class_name.strip().lower()
+    name = re.sub(r"\s*\(label \d+\)$", "", class_name.strip().lower())  # "peripheral zone (label 1)"
     if name in LESIONS:
         return f"{spec.roi.lower()}_tumour"
     return CLASS_ROLES.get(name, name)

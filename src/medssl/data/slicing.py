@@ -29,10 +29,15 @@ image with a mirrored mask without any error. Such a case (sizes that are a perm
 with :class:`SlicingError` saying what to convert and how; any other mismatch stops as for other datasets.
 Synthetic twins are written consistent, so a mismatch there is always an error.
 
-Real data against the paper: when ``synthetic`` is false and the registry gives ``paper_slices`` (HSSL Table 1,
-slices with a labelled structure), a foreground slice count that differs from it by more than
-:data:`PAPER_SLICES_RTOL` is a WARNING naming both numbers (slicing goes on; a partial or different release,
-or another slice axis, shows up here).
+Sample: with ``sample_slices`` (paper A: Table 1's count in ``config/paper.yaml``) the store marks that many of
+its slices with foreground as the dataset's sample (:func:`medssl.data.store.draw_sample`: spread over the
+patients, seeded), the ``sampled`` column of ``index.csv``; every slice is still written (all-slice scores and
+paper B's neighbours need them), and the split and every training job use the sample.
+
+Real data against the paper: when ``synthetic`` is false and the registry gives ``paper_slices`` (HSSL Table 1),
+a sample (every slice with foreground without ``sample_slices``) that differs from it by more than
+:data:`PAPER_SLICES_RTOL` is a WARNING naming the foreground count, the sample and Table 1's number (slicing
+goes on; a partial or different release, or another slice axis, shows up here).
 
 Warnings (logger ``medssl.data``; slicing goes on): label values outside the class map (one message per
 dataset naming the values and the cases holding them), a case whose label holds no voxel of any class, a
@@ -116,16 +121,19 @@ def _case_headers(case: Case, adopt_pose: bool) -> tuple[Header, Header, bool]:
     return img_h, lab_h, adopted
 
 
-def _check_paper_slices(spec, n_fg_slices: int) -> None:
-    """WARNING when real data's foreground slice count is more than :data:`PAPER_SLICES_RTOL` away from the
-    registry's ``paper_slices`` (HSSL Table 1)."""
+def _check_paper_slices(spec, n_fg_slices: int, sample_slices: int | None) -> None:
+    """WARNING when real data's sample (``sample_slices`` of the ``n_fg_slices`` slices with foreground, all of
+    them without it) is more than :data:`PAPER_SLICES_RTOL` away from the registry's ``paper_slices`` (HSSL
+    Table 1)."""
     paper = spec.paper_slices
-    if not paper or abs(n_fg_slices - paper) <= PAPER_SLICES_RTOL * paper:
+    drawn = min(n_fg_slices, sample_slices or n_fg_slices)
+    if not paper or abs(drawn - paper) <= PAPER_SLICES_RTOL * paper:
         return
-    log.warning("%s: WARNING: the store holds %d slices with foreground, HSSL Table 1 reports %d (%+.0f %%, more "
-                "than %.0f %% apart): check that the source is the complete release and the slice axis is the "
-                "paper's", spec.name, n_fg_slices, paper, 100.0 * (n_fg_slices - paper) / paper,
-                100 * PAPER_SLICES_RTOL)
+    sample = f"a sample of {drawn}" if sample_slices else "all of them in the sample (no sample_slices)"
+    log.warning("%s: WARNING: the store holds %d slices with foreground, %s; HSSL Table 1 reports %d (%+.0f %%, "
+                "more than %.0f %% apart): check that the source is the complete release, the slice axis is the "
+                "paper's and datasets.%s.sample_slices is Table 1's count", spec.name, n_fg_slices, sample, paper,
+                100.0 * (drawn - paper) / paper, 100 * PAPER_SLICES_RTOL, spec.name)
 
 
 def _check_values(case: Case, image: np.ndarray, labels: np.ndarray, label_map: dict[int, int],
@@ -255,7 +263,7 @@ def slice_dataset(settings, cases: list[Case], out_dir: Path, *, synthetic: bool
 
         class_slices = _check_classes(spec, store.class_slices, total)
         if not synthetic:
-            _check_paper_slices(spec, n_fg_slices)
+            _check_paper_slices(spec, n_fg_slices, settings.sample_slices)
 
         if settings.spec.modality == "CT":
             norm = {"method": "ct_window", "window": [float(v) for v in settings.ct_window]}
@@ -263,12 +271,14 @@ def slice_dataset(settings, cases: list[Case], out_dir: Path, *, synthetic: bool
             norm = {"method": "mri_percentiles", "percentiles": [float(v) for v in settings.mri_percentiles]}
         norm["resize"] = {"image": "bilinear (anti-aliased when shrinking > 2x)", "label": "nearest"}
         store.finish({
-            "dataset": spec.name, "title": spec.title, "modality": spec.modality,
+            "dataset": spec.name, "title": spec.title, "modality": spec.modality, "roi": spec.roi,
+            "reference": spec.reference, "paper_slices": spec.paper_slices,
             "classes": spec.class_names, "n_classes": spec.n_classes, "image_size": size,
             "slice_axis": axis, "orientation": CANONICAL_ORIENTATION if axis != "acquisition" else "acquisition",
             "synthetic": bool(synthetic), "task": spec.paper_task, "group": spec.paper_group,
             "n_cases": len(cases), "n_patients": len({c.patient_id for c in cases}), "n_slices": total,
             "normalisation": norm, "class_slices": class_slices, "spacing": spacing_meta, "cases": cases_meta,
-        })
-    log.info("%s: %d cases, %d slices (%d with foreground) of %dx%d written to %s", spec.name, len(cases), total,
-             n_fg_slices, size, size, out_dir)
+        }, sample_slices=settings.sample_slices)
+    log.info("%s: %d cases, %d slices (%d with foreground, %d in the sample) of %dx%d written to %s", spec.name,
+             len(cases), total, n_fg_slices, min(n_fg_slices, settings.sample_slices or n_fg_slices), size, size,
+             out_dir)

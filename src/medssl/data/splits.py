@@ -124,7 +124,7 @@ def make_split(settings, store: SliceStore, label_ratios: list[float]) -> dict:
     patient_col = index["patient"].astype(str).to_numpy()
     case_col = index["case"].astype(str).to_numpy()
     slice_col = index["slice"].to_numpy()
-    fg_col = index["fg"].astype(bool).to_numpy()
+    fg_col = store.sampled  # the slices with foreground of the dataset's sample (all, without sample_slices)
     train_mask = np.isin(patient_col, groups["train"])
     labelled_mask = train_mask & fg_col
     if not labelled_mask.any():

@@ -84,13 +84,21 @@ class SliceStore:
         return list(self.meta["classes"])
 
     def rows(self, patients=None, foreground_only: bool = False) -> np.ndarray:
-        """Row ids of the slices of ``patients`` (all if None), optionally only slices with foreground."""
+        """Row ids of the slices of ``patients`` (all if None); ``foreground_only``: the slices with foreground
+        that the dataset's sample holds (:func:`draw_sample`: all of them unless ``sample_slices`` was set)."""
         mask = np.ones(len(self.index), dtype=bool)
         if patients is not None:
             mask &= self.index["patient"].isin(list(patients)).to_numpy()
         if foreground_only:
-            mask &= self.index["fg"].astype(bool).to_numpy()
+            mask &= self.sampled
         return np.flatnonzero(mask)
+
+    @property
+    def sampled(self) -> np.ndarray:
+        """Per row: a slice with foreground in the dataset's sample (stores written before sampling: every
+        slice with foreground)."""
+        column = "sampled" if "sampled" in self.index.columns else "fg"
+        return self.index[column].astype(bool).to_numpy()
 
     def rows_of(self, pairs, split: str | Path | None = None) -> np.ndarray:
         """Row ids of ``[case, slice]`` pairs (as written in split files).
@@ -224,8 +232,9 @@ class StoreWriter:
         self._rows.append(pd.DataFrame(part))
         return fg
 
-    def finish(self, meta: dict) -> None:
-        """Check that every slice was written, close the arrays, write ``index.csv`` and ``meta.json``."""
+    def finish(self, meta: dict, sample_slices: int | None = None) -> None:
+        """Check that every slice was written, close the arrays, write ``index.csv`` (with the ``sampled``
+        column of :func:`draw_sample`) and ``meta.json``."""
         size = self.image_size
         for f, name, itemsize, offset in ((self._fi, IMAGES, 2, self._offsets[0]),
                                           (self._fl, LABELS, 1, self._offsets[1])):
@@ -234,11 +243,42 @@ class StoreWriter:
                                  f"{self.n_slices * size * size * itemsize}")
         self._fi.close()
         self._fl.close()
-        pd.concat(self._rows, ignore_index=True).to_csv(self.folder / INDEX, index=False)
+        index = pd.concat(self._rows, ignore_index=True)
+        index["sampled"] = draw_sample(index, sample_slices).astype(np.uint8)
+        meta = {**meta, "sample": {"slices": sample_slices, "seed": SAMPLE_SEED, "drawn": int(index["sampled"].sum()),
+                                   "foreground_slices": int(index["fg"].astype(bool).sum())}}
+        index.to_csv(self.folder / INDEX, index=False)
         with open(self.folder / META, "w") as f:
             json.dump(meta, f, indent=1)
             f.write("\n")
         self.finished = True
+
+
+SAMPLE_SEED = 0
+
+
+def draw_sample(index: pd.DataFrame, n: int | None, seed: int = SAMPLE_SEED) -> np.ndarray:
+    """Which slices with foreground a dataset's sample holds: all of them without ``n``, else ``n`` of them
+    (all when it has no more), spread over its patients: each patient's share is proportional to its
+    foreground slices (largest remainder; ties to the patient first in sorted order), drawn at random within
+    the patient with ``numpy.random.default_rng([seed, k])`` for the k-th patient (sorted). Paper A's Table 1
+    counts such a sample of each dataset's slices (e.g. 4,342 of the liver's); drawn before the patient split,
+    so pretraining, the label subsets, validation and test all come from it."""
+    fg = index["fg"].astype(bool).to_numpy()
+    if n is None or n >= fg.sum():
+        return fg
+    patients = index["patient"].astype(str).to_numpy()
+    names = sorted(set(patients[fg]))
+    counts = np.array([int((fg & (patients == p)).sum()) for p in names])
+    exact = counts * n / counts.sum()
+    quota = np.floor(exact).astype(int)
+    for k in sorted(range(len(names)), key=lambda k: (-(exact[k] - quota[k]), k))[: n - int(quota.sum())]:
+        quota[k] += 1
+    out = np.zeros(len(index), dtype=bool)
+    for k, (name, q) in enumerate(zip(names, quota)):
+        rows = np.flatnonzero(fg & (patients == name))
+        out[np.random.default_rng([seed, k]).choice(rows, size=int(q), replace=False)] = True
+    return out
 
 
 @contextlib.contextmanager

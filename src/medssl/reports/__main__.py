@@ -28,9 +28,12 @@ def main(argv=None) -> int:
     if not args.target:
         p.error("--target is required unless --list")
     inputs = args.inputs or [str(Layout.of(config).root)]
-    if targets.target_info(args.target).kind == "tsne":
+    kind = targets.target_info(args.target).kind
+    if kind == "tsne":
         inputs = args.inputs[0] if args.inputs else str(targets.tsne_spec(config, args.target).features)
-    kwargs = {"allow_missing": True} if args.allow_missing and targets.target_info(args.target).kind != "tsne" else {}
+    if kind == "datasets":  # the stores and split files
+        inputs = args.inputs or [str(p) for p in targets.required_files(config, args.target)]
+    kwargs = {"allow_missing": True} if args.allow_missing and kind not in ("tsne", "datasets") else {}
     builders.build(args.target, config, inputs, *(args.outputs or []), **kwargs)
     return 0
 

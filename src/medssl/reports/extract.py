@@ -4,9 +4,9 @@ Draws ``per_task`` foreground slices from each dataset of the pretraining pool (
 same for every model), rebuilds the pretraining method from its ``model.pt`` (the backbone state plus
 ``method_state``, which holds the heads), and writes, per slice:
 
-- the paper's generic feature: ``VGG-19 (ImageNet)`` when torchvision's VGG-19 weights are in the local
-  torch hub cache, else ``pixels (no VGG-19 weights cached)``, down-sampled intensities
-  (:func:`medssl.reports.features.generic_extractor`; nothing is downloaded);
+- the paper's generic feature: ``VGG-19 (ImageNet)`` from torchvision's weight file (the job's ``--vgg19``
+  input, fetched by the workflow), or down-sampled pixels with the report block's ``generic: pixels``
+  (:func:`medssl.reports.features.generic_extractor`);
 - ``F_image``, ``F_task``, ``F_group``: the outputs of the image-level projection head P_l and of the task
   and group heads P_t, P_g on the shared latent vector (only those the run trained).
 """
@@ -40,9 +40,11 @@ def sample_pool(datasets: list[str], stores: list, per_task: int, seed: int):
     return np.concatenate(images), np.concatenate(task)
 
 
-def extract_features(job: FeaturesJob, out: str | Path, *, model: str | Path, stores: list) -> Path:
+def extract_features(job: FeaturesJob, out: str | Path, *, model: str | Path, stores: list,
+                     vgg19: str | Path | None = None) -> Path:
     """Write the features .npz that :func:`medssl.reports.figures` turns into Figure 3b. ``model`` (the
-    pretrained model file) and ``stores`` (the pool's stores, in its order) are the job's inputs."""
+    pretrained model file), ``stores`` (the pool's stores, in its order) and ``vgg19`` (the VGG-19 weight file,
+    for ``generic: vgg19``) are the job's inputs."""
     state = ckpt.load(model)
     ids = job.ids
     datasets = list(ids.datasets)
@@ -65,7 +67,7 @@ def extract_features(job: FeaturesJob, out: str | Path, *, model: str | Path, st
         return extract
 
     probe = method.features(torch.from_numpy(images[:2, None]))
-    generic_name, generic = generic_extractor()
+    generic_name, generic = generic_extractor(job.generic, vgg19)
     extractors = {generic_name: generic}
     extractors.update({name: head_output(key) for key, name in HEAD_NAMES.items() if key in probe})
     features = compute_features(images[:, None], extractors)

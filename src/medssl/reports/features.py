@@ -7,16 +7,15 @@ A features file (``.npz``) holds one ``(N, d)`` array per feature name, ``task (
 feature (the generic baseline below, and the pretrained method's projection heads) and :func:`save_features`::
 
     from medssl.reports.features import compute_features, generic_extractor, save_features
-    name, generic = generic_extractor()
+    name, generic = generic_extractor("vgg19", "resources/weights/vgg19-dcbb9e9d.pth")
     feats = compute_features(images, {name: generic, "F_task": task_head})  # images (N, 1, H, W), float
     save_features(path, feats, task, group, task_labels=[...], group_labels=[...], synthetic=True)
 
-The paper's generic baseline (Figure 3b's first panel) is ImageNet VGG-19 features. :func:`generic_extractor`
-gives them (:data:`VGG_NAME`) when torchvision's ImageNet VGG-19 checkpoint (:data:`VGG19_CHECKPOINT`) is in
-the local torch hub cache (``torch.hub.get_dir()/checkpoints``, where ``torchvision.models.vgg19(weights=
-"IMAGENET1K_V1")`` leaves it on a user's machine; nothing is ever downloaded here), and otherwise falls back to
-``pixel_features`` (down-sampled intensities) under the name :data:`PIXELS_NAME`, which the panel title shows:
-the demo and CI, with no cached weights, draw the pixel panel. VGG-19 features are the last convolutional
+The paper's generic baseline (Figure 3b's first panel) is ImageNet VGG-19 features (:data:`VGG_NAME`), from
+torchvision's published weight file, which the workflow fetches as it fetches the datasets and checks by its
+SHA-256 (:mod:`medssl.data.weights`; the report block's ``generic: vgg19``, the default). ``generic: pixels``
+(the demo's: no 548 MB download for a synthetic run) draws ``pixel_features`` (down-sampled intensities)
+instead, under the name :data:`PIXELS_NAME`, which the panel title shows. VGG-19 features are the last convolutional
 block's output (``features``, 512 channels) globally average-pooled, on the grey slice repeated to 3 channels,
 resized to 224 x 224 and normalised with the ImageNet mean and std: a 512-d descriptor that, unlike the
 4096-d fc7 layer, does not depend on the 224-px input size the classifier layers were trained for (the paper
@@ -36,9 +35,9 @@ from medssl.io import atomic_path
 RESERVED = {"task", "group", "task_labels", "group_labels", "feature_order", "synthetic"}
 Extractor = Callable[[np.ndarray], np.ndarray]
 
-VGG19_CHECKPOINT = "vgg19-dcbb9e9d.pth"  # torchvision VGG19_Weights.IMAGENET1K_V1, as cached by torch.hub
 VGG_NAME = "VGG-19 (ImageNet)"
-PIXELS_NAME = "pixels (no VGG-19 weights cached)"
+PIXELS_NAME = "down-sampled pixels (generic: pixels, not the paper's VGG-19)"
+GENERIC = ("vgg19", "pixels")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -55,16 +54,6 @@ def pixel_features(images: np.ndarray, size: int = 16) -> np.ndarray:
     x = x[:, : fh * (h // fh), : fw * (w // fw)]
     x = x.reshape(b, h // fh, fh, w // fw, fw).mean(axis=(2, 4))
     return x.reshape(b, -1)
-
-
-def vgg19_weights_path(hub_dir: str | Path | None = None) -> Path | None:
-    """The cached ImageNet VGG-19 checkpoint (``<hub dir>/checkpoints/vgg19-dcbb9e9d.pth``), or None."""
-    if hub_dir is None:
-        import torch
-
-        hub_dir = torch.hub.get_dir()
-    path = Path(hub_dir) / "checkpoints" / VGG19_CHECKPOINT
-    return path if path.is_file() else None
 
 
 def load_vgg19(path: str | Path):
@@ -100,19 +89,18 @@ def vgg_features(model, *, device: str = "cpu", size: int = 224) -> Extractor:
     return fn
 
 
-def generic_extractor(hub_dir: str | Path | None = None, *, device: str = "cpu") -> tuple[str, Extractor]:
-    """``(name, extractor)`` for Figure 3b's first panel: VGG-19 ImageNet features when the weights are cached
-    locally, else the pixel fallback (module docstring)."""
-    path = vgg19_weights_path(hub_dir)
-    if path is None:
-        log.info("no %s in the torch hub cache: Figure 3b's first panel uses pixels", VGG19_CHECKPOINT)
+def generic_extractor(kind: str, weights: str | Path | None = None, *, device: str = "cpu") -> tuple[str, Extractor]:
+    """``(name, extractor)`` for Figure 3b's first panel: ``vgg19`` (ImageNet VGG-19 features from the weight file
+    ``weights``, checked by its SHA-256) or ``pixels`` (module docstring)."""
+    if kind == "pixels":
         return PIXELS_NAME, pixel_features
-    try:
-        model = load_vgg19(path)
-    except Exception as err:  # a broken cache file must not stop the figure
-        log.warning("cannot load VGG-19 weights %s (%s): Figure 3b's first panel uses pixels", path, err)
-        return PIXELS_NAME, pixel_features
-    return VGG_NAME, vgg_features(model, device=device)
+    if kind != "vgg19":
+        raise ValueError(f"unknown generic features {kind!r}; known: {', '.join(GENERIC)}")
+    if weights is None:
+        raise ValueError("generic: vgg19 needs the VGG-19 weight file (--vgg19; the workflow fetches it)")
+    from medssl.data.weights import VGG19, check_weights
+
+    return VGG_NAME, vgg_features(load_vgg19(check_weights(VGG19, weights)), device=device)
 
 
 def compute_features(images: np.ndarray, extractors: Mapping[str, Extractor], *, batch_size: int = 64

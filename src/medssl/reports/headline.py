@@ -34,7 +34,7 @@ def blind_models(metrics_files) -> list[str]:
 
 def closing_summary(outputs: list[str | Path], metrics_files=()) -> str:
     """Lines naming each report output that exists (and those missing), the models that learned nothing of a
-    class (a warning), then the first table's grid."""
+    class (a warning), then the first results table's grid."""
     outputs = [Path(p) for p in outputs]
     made = [p for p in outputs if p.is_file()]
     lines = [f"medssl: {len(made)} of {len(outputs)} tables and figures are in place:"]
@@ -45,7 +45,8 @@ def closing_summary(outputs: list[str | Path], metrics_files=()) -> str:
         lines += ["", f"medssl: WARNING: {len(blind)} finetuned model(s) predict no pixel of a class on their test "
                   "slices (background only), so their scores for it mean nothing; the tables mark these cells "
                   "with †:"] + blind
-    table = next((p for p in made if p.suffix == ".md"), None)
+    # the first table of results: one with a grid section (paper A's Table 1, the datasets, has none)
+    table = next((p for p in made if p.suffix == ".md" and "\n## " in p.read_text()), None)
     if table is not None:
         lines += ["", f"Headline ({table}):", "", paper_layout_section(table.read_text())]
     return "\n".join(lines)

@@ -69,6 +69,12 @@ def patient_scores(m: dict, metric: str) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in acc.items()}
 
 
+def _every_slice(m: dict, metric: str) -> float | None:
+    """The summary score over every slice of the test patients (``all_slices``; paper A scores fewer)."""
+    pooled = (m.get("all_slices") or {}).get("slice_pooled") or {}
+    return pooled.get(SUMMARY_KEYS[metric]) if metric in SUMMARY_KEYS else None
+
+
 def _volume_mean(m: dict, metric: str) -> float | None:
     vm = m.get("volume_mean") or {}
     if metric in SUMMARY_KEYS and vm.get(SUMMARY_KEYS[metric]) is not None:
@@ -178,7 +184,8 @@ def collect_cells(spec: TableSpec, metrics, *, config: dict) -> dict[tuple[str, 
                     extra={"hd95_units": sorted({str(m["hd95_units"]) for m in ms if m.get("hd95_units")}),
                            "noisy_psnr": [m["noisy_psnr"] for m in ms if m.get("noisy_psnr") is not None],
                            "never_predicted": sorted({c for m in ms for c in m.get("never_predicted") or []}),
-                           "slice_filter": next((m["slice_filter"] for m in ms if m.get("slice_filter")), None)},
+                           "slice_filter": next((m["slice_filter"] for m in ms if m.get("slice_filter")), None),
+                           "every_slice": summarise(_scaled([_every_slice(m, paper.metric) for m in ms], scale))},
                 )
     if all_missing and not spec.allow_missing:
         raise MissingInputError(spec.target, all_missing)
@@ -236,7 +243,7 @@ def _ratio_heading(label: str) -> str:
     return f"{text} labels" if text.endswith("%") else text
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list[str]]) -> str:
     def esc(x):
         return str(x).replace("|", "\\|")
     lines = ["| " + " | ".join(esc(h) for h in header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -296,9 +303,9 @@ def csv_rows(spec: TableSpec, cells: dict) -> list[dict]:
     return out
 
 
-def write_csv(path, rows: list[dict]) -> None:
+def write_csv(path, rows: list[dict], fields: list[str] = CSV_FIELDS) -> None:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     write_text(path, buf.getvalue())
@@ -338,6 +345,14 @@ def _delta_grid_text(c: Cell, d: int, with_classes: bool) -> str:
         return ("; ".join(fmt_delta(c.per_class[k].mean, pv.classes.get(k), d) for k in c.classes)
                 + f" ({fmt_delta(c.mean.mean, pv.mean, d)})")
     return fmt_delta(c.mean.mean, pv.mean, d)
+
+
+def _every_slice_text(c: Cell, d: int, with_classes: bool) -> str:
+    """A cell's mean over every test slice, beside the mean over the scored ones: 'every (scored)'."""
+    every = c.extra.get("every_slice")
+    if every is None or every.mean is None:
+        return DASH
+    return f"{fmt_summary(every, d)} ({fmt_summary(c.mean, d)})"
 
 
 def _layout_table(spec: TableSpec, cells: dict, grid: str, d: int, text, params: str) -> tuple[list, list]:
@@ -389,6 +404,8 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, grid: str) -> s
               f"Reproduced cells: mean ± sd over seeds ({', '.join(map(str, seeds)) or 'none'}; sd omitted for a "
               f"single seed), slice-pooled {mname}{unit} over {scored}. The paper's values follow in the same "
               "layout" + ("." if synthetic else ", then the differences, reproduced − paper.")]
+    for note in paper.extra.get("notes", []):
+        lines += [" ".join(note.split()), ""]
     if spec.baseline is not None:
         pairs = sorted({c.test.n for c in cells.values() if c.test is not None})
         n_text = (f"n = {pairs[0]}" if len(pairs) == 1 else f"n = {pairs[0]}-{pairs[-1]}") if pairs else "n = 0"
@@ -408,7 +425,13 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, grid: str) -> s
     if not synthetic:
         layouts.append(("Reproduced − paper", _delta_grid_text, "delta"))
     for heading, text, params in layouts:
-        lines += [f"## {heading}", "", _md_table(*_layout_table(spec, cells, grid, d, text, params)), ""]
+        lines += [f"## {heading}", "", md_table(*_layout_table(spec, cells, grid, d, text, params)), ""]
+    if any(c.extra.get("slice_filter") == "foreground" for c in cells.values()):
+        lines += [f"## {mname}{unit} over every test slice", "",
+                  "The same models scored over every slice of the test patients, those without a labelled "
+                  "structure too (the grids above score the slices with one, as paper A's population is), "
+                  "beside the reproduced values:", "",
+                  md_table(*_layout_table(spec, cells, grid, d, _every_slice_text, "reproduced")), ""]
 
     # Detail per dataset and ratio: per class, mean, p
     for ds_label, ds in spec.datasets:
@@ -433,7 +456,7 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, grid: str) -> s
                 body.append(["Noisy input (no model)"] + [""] * len(classes) + [fmt_summary(summarise(noisy), d)]
                             + ([""] if spec.baseline is not None else []))
             lines += [f"## {paper.dataset_label(ds_label)} (`{ds}`), {_ratio_heading(r_label)}", "",
-                      _md_table(header, body), ""]
+                      md_table(header, body), ""]
 
     # Per-volume metrics beside the slice-pooled summary
     hd_units = sorted({u for c in cells.values() for u in c.extra.get("hd95_units", [])})
@@ -460,7 +483,7 @@ def render_markdown(spec: TableSpec, cells: dict, *, title: str, grid: str) -> s
     if paper.metric != "psnr":  # an HD95 column: say what it holds
         note += (f"; HD95 is the 95th-percentile Hausdorff distance {hd95_units_note(hd_units)}, as the metrics "
                  "files state (medssl.scoring), averaged over the classes where it is defined")
-    lines += ["## Per-volume metrics", "", note + ".", "", _md_table(header, body), ""]
+    lines += ["## Per-volume metrics", "", note + ".", "", md_table(header, body), ""]
     if missing:
         lines += ["## Missing inputs", "", f"{len(missing)} metrics file(s) were missing; their cells show "
                   f"'{DASH}' or use the seeds found:", ""] + [f"- `{m}`" for m in missing] + [""]

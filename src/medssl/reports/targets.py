@@ -34,21 +34,30 @@ class TargetInfo:
     """One report target: everything about it but its config block and its paper values."""
 
     name: str
-    kind: str  # table | bars | qualitative | tsne | epochs (medssl.reports.builders: which builder)
+    kind: str  # table | datasets | bars | qualitative | tsne | epochs (medssl.reports.builders: which builder)
     paper: str
     table: str  # key under paper_values' tables
     outputs: tuple[str, ...]
     title: str = ""  # tables: the heading of the Markdown/HTML (figures title themselves)
     grid: str = "method_rows"  # tables: ratio_rows (a row per dataset x ratio) | method_rows (a row per method)
 
+    @property
+    def is_table(self) -> bool:
+        """A table (CSV, Markdown, HTML) rather than a figure (PNG)."""
+        return self.kind in TABLE_KINDS
+
+
+TABLE_KINDS = ("table", "datasets")  # datasets: paper A's Table 1, read from the stores (medssl.reports.datasets)
+
 
 def _t(name, kind, paper, table, title="", grid="method_rows"):
-    outs = ((f"tables/{name}.csv", f"tables/{name}.md", f"tables/{name}.html") if kind == "table"
+    outs = ((f"tables/{name}.csv", f"tables/{name}.md", f"tables/{name}.html") if kind in TABLE_KINDS
             else (f"figures/{name}.png",))
     return TargetInfo(name, kind, paper, table, outs, title, grid)
 
 
 TARGETS: dict[str, TargetInfo] = {t.name: t for t in (
+    _t("hssl_table1", "datasets", "hssl", "table1", "HSSL Table 1: the aggregated multi-domain dataset"),
     _t("hssl_table2", "table", "hssl", "table2", "HSSL Table 2: Dice (%) of pre-training methods on Task-1/-3/-5",
        "ratio_rows"),
     _t("hssl_table3", "table", "hssl", "table3", "HSSL Table 3: Dice (%) of different models on Task-1/-3/-5"),
@@ -374,6 +383,17 @@ def epochs_spec(config: dict, target: str = "ssmtl_fig7_epochs", *, allow_missin
                       bool(am if allow_missing is None else allow_missing), str(block.get("metric", "miou")))
 
 
+def datasets_spec(config: dict, target: str = "hssl_table1") -> list[tuple[str, str]]:
+    """``reports/<target>/datasets`` of a dataset table: (paper task id, config dataset) in task order."""
+    where = f"reports/{target}/datasets"
+    pairs = [(str(k), str(v)) for k, v in (target_config(config, target).get("datasets") or {}).items()]
+    if not pairs:
+        raise ConfigError(f"config key '{where}': at least one dataset is required")
+    for _, ds in pairs:
+        _check_dataset(config, ds, where)
+    return _ratio_sort(pairs)  # numeric task ids in order, other labels after them
+
+
 @dataclass
 class TsneSpec:
     target: str
@@ -383,6 +403,7 @@ class TsneSpec:
     per_task: int
     perplexity: float
     seed: int
+    generic: str = "vgg19"  # Figure 3b's first panel: vgg19 (the paper's) or pixels
 
 
 def tsne_spec(config: dict, target: str = "hssl_fig3b_tsne") -> TsneSpec:
@@ -392,7 +413,7 @@ def tsne_spec(config: dict, target: str = "hssl_fig3b_tsne") -> TsneSpec:
     _check_run(config, study, run, f"{where}/run")
     default = Layout.of(config).features(study, run)
     return TsneSpec(target, study, run, Path(block.get("features", default)), int(block.get("per_task", 100)),
-                    float(block.get("perplexity", 30.0)), int(block.get("seed", 0)))
+                    float(block.get("perplexity", 30.0)), int(block.get("seed", 0)), str(block.get("generic", "vgg19")))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -429,6 +450,9 @@ def required_files(config: dict, target: str) -> list[Path]:
     kind = target_info(target).kind
     if kind == "tsne":
         return [tsne_spec(config, target).features]
+    if kind == "datasets":  # each dataset's slice store (a folder) and split file
+        layout = Layout.of(config)
+        return [p for _, ds in datasets_spec(config, target) for p in (layout.store(ds), layout.split(ds))]
     file_kind = "pred" if kind == "qualitative" else "json"
     return [metrics_path(config, k, file_kind) for k in required_metrics(config, target)]
 
@@ -436,4 +460,4 @@ def required_files(config: dict, target: str) -> list[Path]:
 def check_reports(config: dict) -> None:
     """Resolve every configured target (raises :class:`ConfigError` naming the bad key)."""
     for t in configured_targets(config):
-        required_metrics(config, t) if target_info(t).kind != "tsne" else tsne_spec(config, t)
+        required_files(config, t)
