@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 import shutil
 from pathlib import Path
@@ -195,23 +196,127 @@ def test_cli_prints_table_and_total(capsys):
     out = capsys.readouterr().out
     for rule in ("fetch_dataset", "pretrain", "finetune", "total"):
         assert re.search(rf"^{rule}\s+\d+", out, re.M), out
-    total = re.search(r"^total\s+(\d+)\s+([\d.]+)$", out, re.M)
+    total = re.search(r"^total\s+(\d+)\s+([\d.]+)\s+assumed$", out, re.M)
     est = cost.estimate(load("paper.yaml"))
     assert int(total.group(1)) == sum(est.counts.values())
     assert float(total.group(2)) == pytest.approx(est.gpu_hours(), abs=0.06)
     assert "ASSUMED" in out and "hssl/hssl" in out
+    # every figure says where it comes from: the rule table's and the per-run table's last column
+    assert re.search(r"^pretrain\s+\d+\s+[\d.]+\s+assumed$", out, re.M)
+    assert re.search(r"^fetch_dataset\s+\d+\s+-\s+-$", out, re.M)
+    assert re.search(r"^hssl/hssl\s+pretrain\s+1\s+[\d.]+\s+500\s+assumed$", out, re.M)
+
+
+def tiny_loaded(tmp_path) -> dict:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(small_config()))
+    return cfg.load_config(path)
+
+
+def record(arch="hssl_net", stage="finetune", size=192, ips=100.0, **kw) -> cost.Measurement:
+    fields = dict(device="NVIDIA H100 80GB HBM3", date="2026-12-04T10:00:00+00:00", passes={"hssl": 1.0}, pack=1)
+    return cost.Measurement(arch, stage, size, images_per_second=ips, **{**fields, **kw})
 
 
 def test_measure_throughput_runs_on_cpu():
     import torch
 
     torch.set_num_threads(1)
-    result = cost.measure_throughput(["hssl_net"], 32, batch_size=2, steps=1, warmup=1, device="cpu")
+    result = cost.measure_throughput(["hssl_net"], 32, batch_size=2, steps=1, warmup=1, device="cpu", width=0.25)
     assert result[("hssl_net", 32)] > 0
 
 
-def test_runtime_minutes_follow_the_estimate():
-    """A training job's walltime: estimated GPU time x safety x attempt (for the rules' runtime resource)."""
+def test_measure_writes_one_record_per_architecture_stage_and_size(tmp_path):
+    """`--measure` on CPU with a tiny config: the experiment's throughput file, with every field, read back."""
+    import datetime
+
+    import torch
+
+    torch.set_num_threads(1)
+    config = tiny_loaded(tmp_path)
+    path, records = cost.measure_to_file(config, tmp_path, device="cpu", batch_size=2, steps=1, warmup=1)
+    assert path == tmp_path / "results" / "tiny" / "cost" / "throughput.yaml"
+    data = yaml.safe_load(path.read_text())
+    by_key = {(r["arch"], r["stage"], r["image_size"]): r for r in data["measurements"]}
+    assert set(by_key) == {("hssl_net", "pretrain", 32), ("hssl_net", "finetune", 32)}
+    pre = by_key[("hssl_net", "pretrain", 32)]
+    assert set(pre) == {"arch", "stage", "image_size", "device", "date", "images_per_second", "passes", "pack"}
+    assert pre["device"].startswith("cpu: ") and pre["images_per_second"] > 0 and pre["pack"] == 1
+    assert datetime.datetime.fromisoformat(pre["date"]).tzinfo is not None
+    # the passes the estimate divides by: two views for SimCLR and HSSL; a supervised pass when finetuning
+    assert pre["passes"] == {"simclr": 2.0, "hssl": 2.0}
+    assert by_key[("hssl_net", "finetune", 32)]["passes"] == {"tfs": 1.0, "simclr": 1.0, "hssl": 1.0}
+    assert cost.read_measurements(path) == {r.key: r for r in records}
+    assert not list(path.parent.glob(".*"))  # written atomically: no temporary file left beside it
+
+
+def test_measure_packs_jobs_side_by_side(tmp_path, monkeypatch):
+    """--pack K: K copies timed together (each its own process); the file records K, GPU-hours are walltime / K."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the spawned copies' torch threads on a small CI machine
+    config = tiny_loaded(tmp_path)
+    path, records = cost.measure_to_file(config, tmp_path, device="cpu", pack=2, batch_size=2, steps=2, warmup=1)
+    assert {r.pack for r in records} == {2} and all(r.images_per_second > 0 for r in records)
+    est = cost.estimate(config, root=tmp_path)
+    assert all(j.throughput_source == "measured" and j.gpu_hours == pytest.approx(j.hours / 2) for j in est.jobs)
+    assert "2 jobs side by side" in cost.format_measurements(path, records)
+
+
+@pytest.mark.parametrize("args", [["--pack", "2"], ["--measure", "--pack", "0"]])
+def test_pack_goes_with_measure(args, capsys):
+    assert main(["cost", "--config", str(REPO / "config" / "paper.yaml"), *args]) == 2
+    assert "--pack" in capsys.readouterr().err
+
+
+def test_the_estimate_uses_the_measured_file_and_says_so(tmp_path):
+    config = load("paper.yaml")
+    cost.write_measurements(cost.throughput_file(config, tmp_path),
+                            [record("hssl_net", "pretrain", 192, 2000.0, passes={"hssl": 2.0, "moco": 1.5})])
+    est = cost.estimate(config, root=tmp_path, config_name="paper.yaml")
+    jobs = {(j.rule, j.wildcards["run"]): j for j in est.jobs if j.wildcards["study"] == "hssl"}
+    assert jobs["pretrain", "hssl"].throughput == pytest.approx(1000.0)       # 2000 / 2 passes
+    assert jobs["pretrain", "hssl"].throughput_source == "measured"
+    assert jobs["pretrain", "moco"].throughput == pytest.approx(2000.0 / 1.5)
+    assert jobs["pretrain", "rotation"].throughput == pytest.approx(2000.0)  # a method it does not list: 1 pass
+    assert jobs["finetune", "hssl"].throughput_source == "assumed"           # no finetune record
+    out = cost.format_table(est, by_run=True)
+    assert re.search(r"^pretrain\s+\d+\s+[\d.]+\s+assumed\+measured$", out, re.M)  # ssmtl: no record at 256 px
+    assert re.search(r"^hssl/hssl\s+pretrain\s+1\s+[\d.]+\s+1000\s+measured$", out, re.M)
+    assert (f"measured on NVIDIA H100 80GB HBM3, 2026-12-04T10:00:00+00:00 ({tmp_path}/results/paper/cost/"
+            "throughput.yaml): hssl_net pretrain 192 px 2000/s (/ passes: hssl 2, moco 1.5)") in out
+    assert "ASSUMED" in out
+
+
+def test_a_config_value_wins_over_the_measurement(tmp_path):
+    """config images_per_second > measured file > assumed default (cost module docstring)."""
+    config = raw("paper.yaml")
+    config["studies"]["hssl"]["pretrain"]["images_per_second"] = 123.0
+    config["studies"]["hssl"]["runs"]["moco"]["pretrain"] = {"images_per_second": 45.0}
+    config = resolved(config)
+    cost.write_measurements(cost.throughput_file(config, tmp_path), [record("hssl_net", "pretrain", 192, 2000.0)])
+    est = cost.estimate(config, root=tmp_path)
+    jobs = {(j.rule, j.wildcards["run"]): j for j in est.jobs if j.wildcards["study"] == "hssl"}
+    assert (jobs["pretrain", "hssl"].throughput, jobs["pretrain", "hssl"].throughput_source) == (123.0, "config")
+    assert jobs["pretrain", "moco"].rate.detail == "studies.hssl.runs.moco.pretrain.images_per_second"
+    assert jobs["pretrain", "moco"].throughput == 45.0
+    out = cost.format_table(est)
+    assert "studies.hssl.pretrain.images_per_second = 123" in out and "measured" not in out.split("\n\n")[1]
+    assert re.search(r"^pretrain\s+\d+\s+[\d.]+\s+assumed\+config$", out, re.M)
+
+
+def test_packed_jobs_share_the_gpu_hours():
+    """A record measured with K jobs side by side: walltime at its images/s, GPU-hours / K."""
+    config = load("paper.yaml")
+    measured = {r.key: r for r in [record(stage="pretrain", ips=2000.0, pack=1),
+                                   record(stage="finetune", ips=2000.0, pack=2)]}
+    est = cost.estimate(config, root="/nonexistent", measured=measured)
+    ft = next(j for j in est.jobs if j.rule == "finetune" and j.wildcards["run"] == "hssl")
+    assert ft.gpu_hours == pytest.approx(ft.hours / 2)
+    assert "with 2 jobs a GPU" in cost.format_table(est)
+
+
+def test_runtime_minutes_follow_the_estimate(tmp_path):
+    """A training job's walltime: estimated GPU time x safety x attempt (for the rules' runtime resource), at
+    the measured throughput when the experiment has a throughput file."""
     config = load("paper.yaml")
     est = cost.estimate(config, root="/nonexistent")
     job = next(j for j in est.jobs if j.rule == "finetune" and j.wildcards["run"] == "hssl"
@@ -221,9 +326,29 @@ def test_runtime_minutes_follow_the_estimate():
     assert cost.runtime_minutes(config, "finetune", job.wildcards, 2, root="/nonexistent") == 2 * minutes
     pre = next(j for j in est.jobs if j.rule == "pretrain")
     assert cost.runtime_minutes(config, "pretrain", pre.wildcards, root="/nonexistent") >= 10
+    cost.write_measurements(cost.throughput_file(config, tmp_path), [record(ips=100.0, passes={"hssl": 1.0})])
+    measured = cost.estimate(config, root=tmp_path)
+    slow = next(j for j in measured.jobs if j.wildcards == job.wildcards)
+    assert slow.throughput == 100.0 and slow.gpu_hours > 5 * job.gpu_hours
+    assert cost.runtime_minutes(config, "finetune", job.wildcards, 1, root=tmp_path) == pytest.approx(
+        slow.gpu_hours * 60 * 2, abs=1)
 
 
-def test_cli_measure_uses_the_measured_throughput(monkeypatch, capsys):
+def test_a_measurement_reruns_nothing(tmp_path):
+    """The throughput file feeds the walltime (a resource), never a job's settings record."""
+    from medssl import jobs
+
+    config = load("paper.yaml")
+    w = {"study": "hssl", "run": "hssl", "dataset": "mnms", "ratio": "100", "seed": 0}
+    before = (jobs.record(config, "finetune", **w).digest(), cost.runtime_minutes(config, "finetune", w, root=tmp_path))
+    cost.write_measurements(cost.throughput_file(config, tmp_path), [record(ips=10.0)])
+    after = (jobs.record(config, "finetune", **w).digest(), cost.runtime_minutes(config, "finetune", w, root=tmp_path))
+    assert before[0] == after[0] and after[1] > before[1]
+    rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    assert "throughput" not in rules  # no rule names the file (as an input or otherwise)
+
+
+def test_cli_measure_writes_the_file_the_estimate_reads(monkeypatch, capsys, tmp_path):
     calls = []
 
     def fake(archs, size, **kw):
@@ -231,7 +356,93 @@ def test_cli_measure_uses_the_measured_throughput(monkeypatch, capsys):
         return {(a, size): 2000.0 for a in archs}
 
     monkeypatch.setattr(cost, "measure_throughput", fake)
-    assert main(["cost", "--config", str(REPO / "config" / "paper.yaml"), "--measure"]) == 0
+    paper = str(REPO / "config" / "paper.yaml")
+    assert main(["cost", "--config", paper, "--measure", "--directory", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert ("hssl_net", 192) in {(a, s) for archs, s in calls for a in archs}
-    assert "measured hssl_net at 192 px: 2000.0" in out and "measured on this machine" in out
+    assert "measured hssl_net at 192 px: 2000.0" in out
+    path = tmp_path / "results" / "paper" / "cost" / "throughput.yaml"
+    assert f"written to {path}" in out and "ASSUMED" not in out
+    assert re.search(r"^finetune\s+\d+\s+[\d.]+\s+measured$", out, re.M)
+    # a later estimate reads the file: the same figures, no measuring
+    calls.clear()
+    assert main(["cost", "--config", paper, "--directory", str(tmp_path)]) == 0
+    again = capsys.readouterr().out
+    assert not calls and again.split("\n\n", 1)[1] == out.split("\n\n", 1)[1]
+    assert "measured on cpu: " in again or "measured on NVIDIA" in again
+
+
+BAD_FILES = {
+    "yaml": "measurements: [unclosed\n",
+    "python tag": "!!python/object/apply:os.system ['touch pwned']\n",
+    "not a mapping": "- 1\n",
+    "extra key": "measurements: []\nother: 1\n",
+    "record not a mapping": "measurements: [3]\n",
+    "missing key": "measurements: [{arch: hssl_net, stage: pretrain}]\n",
+    "unknown key": None,
+    "negative": None,
+    "nan": None,
+    "bool size": None,
+    "stage": None,
+    "passes": None,
+    "pack": None,
+    "date": None,
+    "duplicate": None,
+    "binary": b"\xff\xfe\x00measurements",
+}
+
+
+def _bad_record(case: str) -> str:
+    good = dataclasses.asdict(record())
+    changes = {"unknown key": {"speed": 1}, "negative": {"images_per_second": -1.0},
+               "nan": {"images_per_second": float("nan")}, "bool size": {"image_size": True},
+               "stage": {"stage": "evaluate"}, "passes": {"passes": {"hssl": 0}}, "pack": {"pack": 0},
+               "date": {"date": "yesterday"}}
+    records = [good, good] if case == "duplicate" else [{**good, **changes[case]}]
+    return yaml.safe_dump({"measurements": records})
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_a_bad_throughput_file_is_one_line_naming_it(case, tmp_path, capsys):
+    """Untrusted input: parsed as data only (a python tag is refused, never run), every field checked."""
+    config = tiny_loaded(tmp_path)
+    path = cost.throughput_file(config, tmp_path)
+    path.parent.mkdir(parents=True)
+    body = BAD_FILES[case] if BAD_FILES[case] is not None else _bad_record(case)
+    path.write_bytes(body if isinstance(body, bytes) else body.encode())
+    with pytest.raises(ValueError, match=re.escape(f"{path}: not a valid throughput file")) as err:
+        cost.estimate(config, root=tmp_path)
+    assert "\n" not in str(err.value) and not (tmp_path / "pwned").exists()
+    assert main(["cost", "--config", str(tmp_path / "tiny.yaml"), "--directory", str(tmp_path)]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"medssl: error: {path}: not a valid throughput file")
+
+
+def test_an_unreadable_throughput_file_is_named(tmp_path):
+    config = tiny_loaded(tmp_path)
+    cost.throughput_file(config, tmp_path).mkdir(parents=True)   # a folder where the file should be
+    with pytest.raises(ValueError, match="throughput.yaml: not a valid throughput file: cannot be read"):
+        cost.runtime_minutes(config, "finetune", {"study": "hssl", "run": "tfs", "dataset": "msd_heart",
+                                                  "ratio": "100", "seed": 0}, root=tmp_path)
+
+
+def test_the_documented_throughput_file_is_one(tmp_path):
+    """docs/slurm.md's example file is what `--measure` writes and the estimate reads."""
+    from test_docs_code import marked
+
+    path = tmp_path / "throughput.yaml"
+    path.write_text(marked("run by tests/test_cost.py", "slurm.md"))
+    records = cost.read_measurements(path)
+    assert ("hssl_net", "pretrain", 192) in records and all(r.pack == 1 for r in records.values())
+
+
+def test_a_pretraining_on_several_gpus_is_shorter_and_counts_every_gpu():
+    config = raw("paper.yaml")
+    one = cost.estimate(resolved(config), root="/nonexistent")
+    config["studies"]["hssl"]["runs"]["hssl"].setdefault("pretrain", {})["gpus"] = 4
+    four = cost.estimate(resolved(config), root="/nonexistent")
+    job = lambda est: next(j for j in est.jobs if j.rule == "pretrain" and j.wildcards["run"] == "hssl")  # noqa: E731
+    compute = lambda j: j.hours - cost.JOB_OVERHEAD_S / 3600  # noqa: E731
+    assert compute(job(four)) == pytest.approx(compute(job(one)) / (4 * cost.SCALING_EFFICIENCY))
+    assert job(four).gpu_hours == pytest.approx(job(four).hours * 4)
+    assert "gpus: N pretrainings" in "\n".join(cost.format_table(four).splitlines()[-6:])

@@ -278,7 +278,10 @@ def test_runtime_keys_reach_the_job_outside_its_record():
     config = mcfg.load_config(REPO / "config" / "paper.yaml")
     rt = st.runtime(config, "hssl", "finetune", "hssl")
     assert (rt.device, rt.threads, rt.checkpoint_every, rt.num_workers) == ("auto", 8, 100, 6)
-    assert rt.args() == ["--device", "auto", "--threads", "8", "--num-workers", "6", "--checkpoint-every", "100"]
+    assert rt.args() == ["--device", "auto", "--threads", "8", "--num-workers", "6", "--checkpoint-every", "100",
+                         "--data-on-gpu", "auto", "--data-on-gpu-fraction", "0.25"]
+    pre = st.runtime(config, "hssl", "pretrain", "hssl")
+    assert pre.args("pretrain")[-2:] == ["--gpus", "1"] and "--compile" not in pre.args("pretrain")
     record = jobs.record(config, "finetune", study="hssl", run="hssl", dataset="msd_heart", ratio="5", seed=0)
     text = record.to_json()
     for key in st.RUNTIME_KEYS:

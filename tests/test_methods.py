@@ -285,8 +285,8 @@ def test_moco_logits_use_queue_before_enqueue_and_enqueue_at_pointer():
     rec = {}
     orig = m.encode_pair
 
-    def spy(x):
-        q, k = orig(x)
+    def spy(*args):
+        q, k = orig(*args)
         rec["q"], rec["k"] = q, k
         return q, k
 

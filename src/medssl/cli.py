@@ -78,9 +78,10 @@ def _split(args, job, runtime):
 
 
 def _pretrain(args, job, runtime):
+    from medssl.train.distributed import launch
     from medssl.train.pretrain import pretrain
 
-    pretrain(job, Path(args.out), stores=args.stores, splits=args.splits, runtime=runtime)
+    launch(pretrain, job, Path(args.out), stores=args.stores, splits=args.splits, runtime=runtime)
 
 
 def _finetune(args, job, runtime):
@@ -124,14 +125,11 @@ def _cost(args):
     from medssl import cost
 
     config = cfg.load_config(args.config)
-    measured = None
+    if args.pack < 1 or (args.pack > 1 and not args.measure):
+        raise UsageError(f"--pack {args.pack}: give a number of jobs >= 1, with --measure")
     if args.measure:
-        measured = {}
-        for size, archs in sorted(cost.config_archs(config).items()):
-            measured.update(cost.measure_throughput(sorted(archs), size, device=config["device"]))
-        for (arch, size), ips in sorted(measured.items()):
-            print(f"measured {arch} at {size} px: {ips:.1f} training images/s")
-    est = cost.estimate(config, root=args.directory, config_name=args.config, measured=measured)
+        print(cost.format_measurements(*cost.measure_to_file(config, args.directory, pack=args.pack)))
+    est = cost.estimate(config, root=args.directory, config_name=args.config)
     print(cost.format_table(est, by_run=args.by_run))
 
 
@@ -245,6 +243,13 @@ def _runtime_options(p, kind: str) -> None:
         g.add_argument("--logger", dest="loggers", action="append", choices=["tensorboard"], default=[],
                        help="also write the scalars for TensorBoard (event files in --out; repeatable; default: "
                             "none)")
+        g.add_argument("--compile", action="store_true",
+                       help="torch.compile the network's encoder and decoder (default: eager)")
+        g.add_argument("--data-on-gpu", choices=["auto", "off"], default=top["data_on_gpu"],
+                       help="auto: copy the slice stores to the GPU when they fit in --data-on-gpu-fraction of its "
+                            "memory; off: the data loader reads them (default: %(default)s)")
+        g.add_argument("--data-on-gpu-fraction", type=float, metavar="SHARE", default=top["data_on_gpu_fraction"],
+                       help="share of the GPU's memory the stores may take (default: %(default)s)")
     if kind == "pretrain":
         pre = cfg.stage_defaults("pretrain")
         g.add_argument("--monitor-every", type=int, metavar="EPOCHS", default=pre["monitor_every"],
@@ -252,6 +257,9 @@ def _runtime_options(p, kind: str) -> None:
                             "before training and at the end (default: %(default)s)")
         g.add_argument("--monitor-samples", type=int, metavar="N", default=pre["monitor_samples"],
                        help="validation slices per pool dataset the monitor embeds (default: %(default)s)")
+        g.add_argument("--gpus", type=int, metavar="N", default=pre["gpus"],
+                       help="GPUs (one process each; without GPUs, CPU processes) sharing the global batch; the "
+                            "result is that of one process (default: %(default)s)")
 
 
 def _job_parser(sub, kind: str):
@@ -337,9 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     config_option(p)
     p.add_argument("--by-run", action="store_true", help="also break the GPU-hours down by study/run")
     p.add_argument("--measure", action="store_true",
-                   help="time the config's architectures on this machine's device and use those numbers")
+                   help="time the config's architectures on this machine's device and write the figures to "
+                        "results/<experiment>/cost/throughput.yaml, which the estimate and the SLURM walltimes "
+                        "then read (a config's images_per_second still wins)")
+    p.add_argument("--pack", type=int, default=1, metavar="K",
+                   help="with --measure: time K copies of each job side by side on the device (K jobs sharing "
+                        "one GPU); a job's GPU-hours are then its walltime / K (default: %(default)s)")
     p.add_argument("--directory", default=".", metavar="PATH",
-                   help="workflow directory holding results/, for slice counts (default: %(default)s)")
+                   help="workflow directory holding results/, for slice counts and the measured throughput "
+                        "file (default: %(default)s)")
     p = tool("status", _status, "where a run stands: every training job's state, epoch, last loss or score, "
              "time spent and left, and the GPU-hours left (reads results/; no snakemake needed)",
              "medssl status --config config/paper.yaml --watch 60")
@@ -399,7 +413,9 @@ def _runtime(args):
     return Runtime(device=getattr(args, "device", "auto"), threads=getattr(args, "threads", None),
                    num_workers=getattr(args, "num_workers", 0), checkpoint_every=getattr(args, "checkpoint_every", 1),
                    loggers=tuple(getattr(args, "loggers", ())), monitor_every=getattr(args, "monitor_every", None),
-                   monitor_samples=getattr(args, "monitor_samples", None))
+                   monitor_samples=getattr(args, "monitor_samples", None), gpus=getattr(args, "gpus", 1),
+                   compile=getattr(args, "compile", False), data_on_gpu=getattr(args, "data_on_gpu", "auto"),
+                   data_on_gpu_fraction=getattr(args, "data_on_gpu_fraction", 0.25))
 
 
 def _check_names(config: dict, where: str, wildcards: dict) -> None:

@@ -17,6 +17,7 @@
       tables/<target>.{csv,md,html}, figures/<target>.png
       logs/<rule>/..., benchmarks/<rule>/...     one log and one benchmark file per job
       config.yaml, plan.yaml                     the last successful run's config and plan (every default applied)
+      cost/throughput.yaml                       training images/s measured by `medssl cost --measure`
 
 The workflow builds its patterns from the same methods with wildcards as arguments
 (``layout.metrics("{study}", "{run}", "{dataset}", "{ratio}", "{seed}")``), so a rule's output and the
@@ -127,3 +128,8 @@ class Layout:
         """The plan of the last successful run (:func:`medssl.config.resolve`), for people to read, edit and
         run with ``--configfile`` (no job reads it: each reads its own settings record)."""
         return self.root / "plan.yaml"
+
+    def throughput(self) -> Path:
+        """Training throughput measured by ``medssl cost --measure`` (:mod:`medssl.cost`); read by the cost
+        estimate and the SLURM walltimes, never by a job."""
+        return self.root / "cost" / "throughput.yaml"

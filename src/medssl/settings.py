@@ -23,7 +23,8 @@ from medssl import config as cfg
 from medssl import registry
 
 #: keys that say where and how a job runs (top level: device, threads, loggers; the others: stage keys)
-RUNTIME_KEYS = ("device", "threads", "loggers", "num_workers", "checkpoint_every", "monitor_every", "monitor_samples")
+RUNTIME_KEYS = ("device", "threads", "loggers", "data_on_gpu", "data_on_gpu_fraction", "num_workers", "checkpoint_every",
+                "compile", "gpus", "monitor_every", "monitor_samples")
 #: stage keys read only by the cost estimate (medssl.cost) and the SLURM walltimes
 COST_KEYS = ("images_per_second",)
 
@@ -178,16 +179,24 @@ class Runtime:
     loggers: tuple[str, ...] = ()
     monitor_every: int | None = None  # pretraining's representation monitor (None: finetuning, tools)
     monitor_samples: int | None = None
+    gpus: int = 1  # pretraining's processes (medssl.train.distributed)
+    compile: bool = False
+    data_on_gpu: str = "auto"
+    data_on_gpu_fraction: float = 0.25
 
     def args(self, stage: str | None = "finetune") -> list[str]:
         """The command-line options that hand this runtime to a ``medssl`` job of ``stage`` (a training stage
-        takes loader workers, checkpoint interval and loggers; pretraining the monitor's settings too)."""
+        takes loader workers, checkpoint interval, loggers, compile and data placement; pretraining the
+        monitor's settings and its GPUs too)."""
         out = ["--device", self.device] + (["--threads", str(self.threads)] if self.threads else [])
         if stage:
             out += ["--num-workers", str(self.num_workers), "--checkpoint-every", str(self.checkpoint_every)]
             out += [a for logger in self.loggers for a in ("--logger", logger)]
+            out += ["--data-on-gpu", self.data_on_gpu, "--data-on-gpu-fraction", str(self.data_on_gpu_fraction)]
+            out += ["--compile"] if self.compile else []
         if stage == "pretrain":
             out += ["--monitor-every", str(self.monitor_every), "--monitor-samples", str(self.monitor_samples)]
+            out += ["--gpus", str(self.gpus)]
         return out
 
 
@@ -236,7 +245,10 @@ def runtime(config: dict, study: str | None = None, stage: str | None = None, ru
     block = stage_block(config, study, stage, run) if stage else cfg.stage_defaults("finetune")
     return Runtime(device=config["device"], threads=config["threads"], num_workers=block["num_workers"],
                    checkpoint_every=block["checkpoint_every"], loggers=tuple(config["loggers"]),
-                   monitor_every=block.get("monitor_every"), monitor_samples=block.get("monitor_samples"))
+                   monitor_every=block.get("monitor_every"), monitor_samples=block.get("monitor_samples"),
+                   gpus=int(block["gpus"]) if stage == "pretrain" else 1, compile=bool(block["compile"]),
+                   data_on_gpu=config["data_on_gpu"],
+                   data_on_gpu_fraction=float(config["data_on_gpu_fraction"]))
 
 
 def label_ratios(config: dict) -> list[float]:

@@ -127,11 +127,12 @@ def gpu_hours_left(config: dict, states: list[JobStatus], root: str | Path = "."
     from medssl import cost
 
     sizes = {d: cost.dataset_size(config, d, root) for d in config["datasets"]}
+    measured = cost.read_measurements(cost.throughput_file(config, root))  # as the estimate: measured if known
     left = 0.0
     for s in states:
         if s.state == "done":
             continue
-        hours = cost._job_cost(config, s.kind, s.wildcards, sizes, None).gpu_hours
+        hours = cost.job_cost(config, s.kind, s.wildcards, sizes, measured).gpu_hours
         left += hours * (1 - s.epoch / s.epochs if s.epochs else 1)
     return left
 

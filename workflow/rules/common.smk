@@ -278,6 +278,21 @@ def keep_model_arg(wildcards, output):
     return ["--model", output.model] if "model" in output.keys() else []
 
 
+def pretrain_gpus(wildcards):
+    """GPUs of a pretraining job (its stage's `gpus`; one process each)."""
+    return medssl_settings.runtime(PLAN_CONFIG, wildcards.study, "pretrain", wildcards.run).gpus
+
+
+def pretrain_threads(wildcards):
+    """CPU threads of a pretraining job: `threads` for each of its processes."""
+    return PLAN_CONFIG["threads"] * pretrain_gpus(wildcards)
+
+
+def pretrain_mem_mb(wildcards):
+    """Host memory of a pretraining job: 16 GB for each of its processes."""
+    return 16000 * pretrain_gpus(wildcards)
+
+
 def stage_resources(rule):
     """Walltime (minutes) of a training job: its estimated GPU time (medssl.cost, from the config's epochs,
     the job's slice counts and images/s) x 2 safety x attempt, so a retried job asks for more.

@@ -24,11 +24,11 @@ rule pretrain:
         str(LAYOUT.benchmark("pretrain", "{study}", "{run}", "{pool}"))
     conda:
         ENV
-    threads: PLAN_CONFIG["threads"]
+    threads: pretrain_threads
     resources:
-        mem_mb=16000,
+        mem_mb=pretrain_mem_mb,
         runtime=stage_resources("pretrain"),
-        gpu=1,
+        gpu=pretrain_gpus,
     params:
         settings=settings("pretrain"),
         runtime=runtime("pretrain"),
@@ -49,6 +49,9 @@ rule finetune:
         str(LAYOUT.log("finetune", *JOB[:4], "seed{seed}")),
     benchmark:
         str(LAYOUT.benchmark("finetune", *JOB[:4], "seed{seed}"))
+    # packed on a cluster: the profile's group-components puts K finetunes of one run in one job
+    group:
+        "finetune_{study}_{run}"
     conda:
         ENV
     threads: PLAN_CONFIG["threads"]

@@ -14,6 +14,11 @@ Sequence anchors: an anchor j needs both neighbours j±t inside its own scan (``
 after clipping (only the middle slice of a scan of exactly 2t+1 slices). Neighbours and pairs are drawn
 from all slices of the scan even when the anchors are restricted (e.g. to foreground slices).
 
+Data on the GPU (:func:`keep_on_device`): when a training job's stores fit in a share of the GPU's memory, their
+arrays are copied to the GPU once and batches are indexed there (no loader workers, no copy per batch); the
+datasets are the same, only where :class:`_StoreArrays` reads from changes (on the CPU, :func:`to_device` puts
+them in memory as tensors: the same indexing, which is how the tests check it).
+
 Randomness is deterministic per (seed, epoch, batch): :class:`EpochBatchSampler` permutes with
 ``numpy.random.default_rng([seed, epoch])`` and passes each batch a salt ``(seed, epoch, batch)`` that seeds
 the pair draw, so results do not depend on the number of workers and a resumed run sees the same data.
@@ -21,6 +26,7 @@ the pair draw, so results do not depend on the number of workers and a resumed r
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +36,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from medssl.data.store import IMAGES, LABELS, SliceStore
+
+log = logging.getLogger("medssl.data")
 
 
 def worker_init_fn(worker_id: int) -> None:
@@ -46,15 +54,28 @@ def _split_items(items) -> tuple[np.ndarray, tuple | None]:
 
 
 class _StoreArrays:
-    """Memory maps opened lazily per process (a pickled dataset never carries the arrays)."""
+    """Memory maps opened lazily per process (a pickled dataset never carries the arrays), or the store's
+    tensors on a device (:meth:`move_to`)."""
 
     def __init__(self, path: Path, labels: bool):
         self.path = Path(path)
         self.want_labels = labels
         self._images = self._labels = None
+        self.resident: tuple[torch.Tensor, torch.Tensor | None] | None = None
 
     def __getstate__(self):
-        return {"path": self.path, "want_labels": self.want_labels, "_images": None, "_labels": None}
+        return {"path": self.path, "want_labels": self.want_labels, "_images": None, "_labels": None,
+                "resident": None}
+
+    def nbytes(self) -> int:
+        """Bytes of what :meth:`move_to` copies: the images, and the labels when wanted."""
+        return self.images.nbytes + (self.labels.nbytes if self.want_labels else 0)
+
+    def move_to(self, device: torch.device) -> None:
+        """Read the store whole onto ``device``; later reads index it there."""
+        images = torch.from_numpy(np.array(self.images)).to(device)  # read whole (a copy of the memmap)
+        labels = torch.from_numpy(np.array(self.labels)).to(device) if self.want_labels else None
+        self.resident = (images, labels)
 
     @property
     def images(self) -> np.ndarray:
@@ -68,14 +89,18 @@ class _StoreArrays:
             self._labels = np.load(self.path / LABELS, mmap_mode="r")
         return self._labels
 
-    def read(self, rows: np.ndarray, labels: bool = False):
-        """Images (and labels) of ``rows`` in the given order; one sorted read of the memmap."""
+    def read(self, rows: np.ndarray, labels: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images (and labels) of ``rows`` in the given order: indexed on the device where the store is
+        resident, else one sorted read of the memmap."""
+        if self.resident is not None:
+            index = torch.from_numpy(rows).to(self.resident[0].device, non_blocking=True)
+            return self.resident[0][index], self.resident[1][index] if labels else None
         order = np.argsort(rows, kind="stable")
         srt = rows[order]
         inv = np.empty_like(order)
         inv[order] = np.arange(len(order))
-        img = np.ascontiguousarray(self.images[srt][inv])
-        lab = np.ascontiguousarray(self.labels[srt][inv]) if labels else None
+        img = torch.from_numpy(np.ascontiguousarray(self.images[srt][inv]))
+        lab = torch.from_numpy(np.ascontiguousarray(self.labels[srt][inv])) if labels else None
         return img, lab
 
 
@@ -96,12 +121,12 @@ class SliceDataset(Dataset):
         rows = self.rows[idx]
         img, lab = self.arrays.read(rows, self.labels)
         n = len(rows)
-        batch = {"image": torch.from_numpy(img).unsqueeze(1),
+        batch = {"image": img.unsqueeze(1),
                  "task": torch.full((n,), self.task, dtype=torch.int64),
                  "group": torch.full((n,), self.group, dtype=torch.int64),
                  "row": torch.from_numpy(rows.copy())}
         if self.labels:
-            batch["label"] = torch.from_numpy(lab)
+            batch["label"] = lab
         return batch
 
     def __getitem__(self, item) -> dict:
@@ -166,7 +191,7 @@ class SequenceDataset(Dataset):
             rng = np.random.default_rng(list(salt) if salt is not None else [self.seed, *idx.tolist()])
             parts.append(draw_pairs(j, self.case_start[j], self.case_stop[j], t, rng))
         img, _ = self.arrays.read(np.concatenate(parts))
-        img = torch.from_numpy(img).unsqueeze(1)
+        img = img.unsqueeze(1)
         batch = {"image": img[:n], "prev": img[n:2 * n], "next": img[2 * n:3 * n]}
         if self.pair:
             batch["pair"] = img[3 * n:]
@@ -271,6 +296,34 @@ def _identity(batch):
     return batch
 
 
+def _store_arrays(dataset: Dataset) -> list[_StoreArrays]:
+    parts = getattr(dataset, "parts", [dataset])
+    return [p.arrays for p in parts]
+
+
+def to_device(dataset: Dataset, device: torch.device) -> None:
+    """Put the stores ``dataset`` reads (a pool's: each of them) on ``device`` once."""
+    for arrays in _store_arrays(dataset):
+        arrays.move_to(device)
+
+
+def keep_on_device(dataset: Dataset, device: torch.device, mode: str, fraction: float) -> bool:
+    """:func:`to_device` when ``mode`` is ``auto``, ``device`` a GPU and the stores take at most ``fraction``
+    of its memory (config ``data_on_gpu``, ``data_on_gpu_fraction``); whether it did. The batches are then
+    drawn on the GPU by the main process: a loader of no workers and no pinned memory."""
+    if mode != "auto" or torch.device(device).type != "cuda":
+        return False
+    need = sum(a.nbytes() for a in _store_arrays(dataset))
+    room = fraction * torch.cuda.get_device_properties(device).total_memory
+    if need > room:
+        log.info("data stay on the host: the stores take %.2f GB, more than %.2f GB (data_on_gpu_fraction %.2f)",
+                 need / 1e9, room / 1e9, fraction)
+        return False
+    to_device(dataset, device)
+    log.info("data on the GPU: %.2f GB of stores copied once; batches are drawn there", need / 1e9)
+    return True
+
+
 def make_loader(dataset: Dataset, batch_size: int, *, shuffle: bool = True, drop_last: bool = True,
                 seed: int = 0, num_workers: int = 0, pin_memory: bool = False,
                 max_batches: int | None = None, fill: bool = False, batches: int | None = None) -> DataLoader:
@@ -294,7 +347,7 @@ def batch_to_device(batch: dict, device: torch.device,
     for k, v in batch.items():
         v = v.to(device, non_blocking=True)
         if k in IMAGE_KEYS:
-            v = v.float()
+            v = v.to(torch.get_default_dtype())  # float32 (float16 in the store)
             if memory_format is not torch.contiguous_format:
                 v = v.contiguous(memory_format=memory_format)
         elif k == "label":

@@ -9,7 +9,8 @@ from torch import Tensor
 from ._precision import at_least_fp32
 
 
-def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5, *, directions: str = "sum") -> Tensor:
+def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5, *, directions: str = "sum",
+            rows: slice | None = None) -> Tensor:
     r"""Normalised temperature-scaled cross entropy over a batch of N positive pairs (2N views).
 
     ``z_a[i]`` and ``z_b[i]`` are projections of two augmentations of image i. With the 2N views
@@ -30,6 +31,10 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5, *, directions: s
 
     Computed in float32 (autocast disabled), as small logit errors matter at low temperature.
     Returns a scalar. ``z_a``/``z_b``: (N, D), N >= 2 (with N = 1 there are no negatives and l = 0).
+
+    ``rows`` (training on several processes, :mod:`medssl.parallel`): ``z_a``/``z_b`` hold the whole global
+    batch and the result is the share of the pairs ``rows``, the same reduction over those pairs' terms only
+    (still divided by N), so that the shares of all processes sum to L.
     """
     if z_a.shape != z_b.shape or z_a.dim() != 2:
         raise ValueError(f"nt_xent needs two (N, D) tensors of the same shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
@@ -43,5 +48,8 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float = 0.5, *, directions: s
     sim = sim.masked_fill(self_mask, float("-inf"))                 # a view is never its own negative
     target = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
     per_view = F.cross_entropy(sim, target, reduction="none")        # l(a_i,b_i) for i<N, l(b_i,a_i) for i>=N
-    total = per_view.sum() / n                                       # mean over pairs of l(a,b)+l(b,a)
+    if rows is None:
+        total = per_view.sum() / n                                   # mean over pairs of l(a,b)+l(b,a)
+    else:                                                            # the terms of pairs `rows` only
+        total = (per_view[:n][rows].sum() + per_view[n:][rows].sum()) / n
     return total if directions == "sum" else total / 2

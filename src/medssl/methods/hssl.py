@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..augment import build_views
 from ..losses import nt_xent, reconstruction_mse
+from ..parallel import gather, part
 from .base import PretrainMethod, mlp
 
 
@@ -87,22 +88,26 @@ class HSSL(PretrainMethod):
         return out
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        p = part(batch["image"].shape[0])  # several processes: this part's terms (medssl.parallel)
         x = batch["image"]
         w = self.weights
         terms: dict[str, Tensor] = {}
         if w["img"]:
-            z_a = self.img_head(self.latent(self.views(x, self.generator)))
-            z_b = self.img_head(self.latent(self.views(x, self.generator)))
-            terms["img"] = nt_xent(z_a, z_b, self.temperature, directions="sum")
+            v_a, v_b = self.views(x, self.generator), self.views(x, self.generator)
+            z_a = gather(self.img_head(self.latent(p.of(v_a))), p)
+            z_b = gather(self.img_head(self.latent(p.of(v_b))), p)
+            terms["img"] = nt_xent(z_a, z_b, self.temperature, directions="sum", rows=None if p.whole else p.rows)
         if w["task"] or w["group"] or w["rec"]:
+            mine = p.local(batch)
+            x = mine["image"]
             feats = self.backbone.encode(x)
             if w["task"] or w["group"]:
                 z = self.backbone.embed(feats)
                 if w["task"]:
-                    terms["task"] = F.cross_entropy(self.task_head(z), batch["task"].long())
+                    terms["task"] = p.share(F.cross_entropy(self.task_head(z), mine["task"].long()))
                 if w["group"]:
-                    terms["group"] = F.cross_entropy(self.group_head(z), batch["group"].long())
+                    terms["group"] = p.share(F.cross_entropy(self.group_head(z), mine["group"].long()))
             if w["rec"]:
-                terms["rec"] = reconstruction_mse(self.reconstruct(x, feats), x)
+                terms["rec"] = p.share(reconstruction_mse(self.reconstruct(x, feats), x))
         loss = sum(w[k] * v for k, v in terms.items())
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}

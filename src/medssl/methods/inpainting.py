@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..augment import _rand
 from ..losses import masked_mse
+from ..parallel import part
 from .base import PretrainMethod
 
 
@@ -87,10 +88,11 @@ class Inpainting(PretrainMethod):
         return square_mask(b, h, w, self.fraction, self.region, x.device, self.generator)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        x = batch["image"]
-        mask = self.make_mask(x)
+        p = part(batch["image"].shape[0])  # several processes: masks drawn for the whole batch, this part used
+        mask = p.of(self.make_mask(batch["image"]))
+        x = p.of(batch["image"])
         fill = x.mean(dim=(1, 2, 3), keepdim=True)
         x_in = x * (1 - mask) + fill * mask
         pred = self.reconstruct(x_in)
-        loss = masked_mse(pred, x, mask, self.outside_weight)
+        loss = p.share(masked_mse(pred, x, mask, self.outside_weight))  # every image masks the same area
         return {"loss": loss, "rec_masked": loss.detach()}

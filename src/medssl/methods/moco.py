@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..augment import build_views
 from ..losses import moco_infonce
+from ..parallel import Part, gather_detached, part
 from .base import PretrainMethod
 from .base import mlp as make_mlp
 
@@ -128,11 +129,13 @@ class MoCo(PretrainMethod):
         out[perm] = k
         return out
 
-    def encode_pair(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Two random views of ``x`` -> (normalised queries with grad, normalised keys without grad)."""
+    def encode_pair(self, x: Tensor, p: Part | None = None) -> tuple[Tensor, Tensor]:
+        """Two random views of ``x`` -> (normalised queries with grad, normalised keys without grad); with
+        several processes the views are drawn for the whole batch and only part ``p`` is encoded."""
+        p = p or part(x.shape[0])
         v1 = self.views(x, self.generator)
         v2 = self.views(x, self.generator)
-        return self.query(v1), self.key(v2)
+        return self.query(p.of(v1)), self.key(p.of(v2))
 
     # -- queue ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -160,13 +163,18 @@ class MoCo(PretrainMethod):
             pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        q, k = self.encode_pair(batch["image"])
+        x = batch["image"]
+        p = part(x.shape[0])  # several processes: queries and keys of this part, every key enqueued
+        if not p.whole and self.bn_splits > 1:
+            raise ValueError("MoCo's bn_splits (shuffle-BN on one device) is for one process; on several GPUs "
+                             "BatchNorm is synchronised over the global batch: set params.bn_splits: 1")
+        q, k = self.encode_pair(x, p)
         queue = self.queue.clone().detach()  # negatives = the queue before this batch's keys
-        loss = moco_infonce(q, k, queue, self.temperature)
+        loss = p.share(moco_infonce(q, k, queue, self.temperature))
         with torch.no_grad():
-            acc = ((q * k).sum(1, keepdim=True) > q @ queue.t()).all(dim=1).float().mean()
+            acc = p.share(((q * k).sum(1, keepdim=True) > q @ queue.t()).all(dim=1).float().mean())
         if self.training:
-            self.enqueue(k)
+            self.enqueue(gather_detached(k, p))
         return {"loss": loss, "infonce": loss.detach(), "acc": acc}
 
 

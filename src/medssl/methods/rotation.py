@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..parallel import part
 from .base import PretrainMethod
 
 N_ROTATIONS = 4
@@ -45,8 +46,9 @@ class Rotation(PretrainMethod):
         self.classifier = nn.Linear(backbone.latent_dim, N_ROTATIONS)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        xs, labels = rotate_batch(batch["image"])
+        p = part(batch["image"].shape[0])  # several processes: this part's images in their four rotations
+        xs, labels = rotate_batch(p.of(batch["image"]))
         logits = self.classifier(self.backbone.embed(self.backbone.encode(xs)))
-        loss = F.cross_entropy(logits, labels)
-        acc = (logits.detach().argmax(1) == labels).float().mean()
+        loss = p.share(F.cross_entropy(logits, labels))
+        acc = p.share((logits.detach().argmax(1) == labels).float().mean())
         return {"loss": loss, "rotation": loss.detach(), "acc": acc}

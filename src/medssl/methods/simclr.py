@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..augment import build_views
 from ..losses import nt_xent
+from ..parallel import gather, part
 from .base import PretrainMethod, mlp
 
 
@@ -52,7 +53,8 @@ class SimCLR(PretrainMethod):
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         x = batch["image"]
-        z_a = self.project(self.views(x, self.generator))
-        z_b = self.project(self.views(x, self.generator))
-        loss = nt_xent(z_a, z_b, self.temperature, directions=self.directions)
+        p = part(x.shape[0])  # several processes: views of the whole batch, projections of this part
+        v_a, v_b = self.views(x, self.generator), self.views(x, self.generator)
+        z_a, z_b = gather(self.project(p.of(v_a)), p), gather(self.project(p.of(v_b)), p)
+        loss = nt_xent(z_a, z_b, self.temperature, directions=self.directions, rows=None if p.whole else p.rows)
         return {"loss": loss, "ntxent": loss.detach()}

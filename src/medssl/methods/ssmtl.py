@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..losses import simsiam_negcos, ssmtl_pretext
+from ..parallel import part
 from .base import PretrainMethod, mlp
 
 
@@ -51,7 +52,9 @@ class SSMTL(PretrainMethod):
         return {"pretext": loss, **parts}
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        terms = self.pretext(self.backbone.encode(batch["image"]), batch)
+        p = part(batch["image"].shape[0])  # several processes: this part's anchors and their neighbours
+        batch = p.local(batch)
+        terms = {k: p.share(v) for k, v in self.pretext(self.backbone.encode(batch["image"]), batch).items()}
         loss = terms["pretext"]
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}
 
@@ -86,11 +89,14 @@ class SSMTLPlus(SSMTL):
         return {"offset": self.offset, "pair": True}
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        part_ = part(batch["image"].shape[0])  # several processes: this part's anchors, neighbours and pairs
+        batch = part_.local(batch)
         feats = self.backbone.encode(batch["image"])
         terms = self.pretext(feats, batch)
         p = self.predictor(self.backbone.embed(feats))
         with torch.no_grad():
             z = self.backbone.embed(self.backbone.encode(batch["pair"]))
         terms["sim"] = simsiam_negcos(p, z)
+        terms = {k: part_.share(v) for k, v in terms.items()}
         loss = terms["pretext"] + self.lambda_sim * terms["sim"]
         return {"loss": loss, **{k: v.detach() for k, v in terms.items()}}

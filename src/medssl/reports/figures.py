@@ -77,8 +77,13 @@ def build_hssl_fig4_domains(config, metrics, png_out, *, allow_missing=None, tar
     aliases = same_as.get("rows", {})
 
     n_panels = len(spec.datasets)
-    fig, axes = plt.subplots(1, n_panels, figsize=(3.8 * n_panels + 0.4, 4.6), dpi=DPI, squeeze=False,
-                             sharey=True, layout="constrained")
+    n_cols = min(2, n_panels)  # two panels a row: the value labels stay readable where a report shrinks it
+    n_grid_rows = -(-n_panels // n_cols)
+    fig, grid = plt.subplots(n_grid_rows, n_cols, figsize=(5.2 * n_cols + 0.4, 4.2 * n_grid_rows + 1.0), dpi=DPI,
+                             squeeze=False, sharey=True, layout="constrained")
+    for ax in grid.flat[n_panels:]:
+        ax.set_visible(False)
+    axes = [list(grid.flat[:n_panels])]
     colours = plt.get_cmap("tab10").colors
     n_rows = len(spec.rows)
     width = 0.8 / n_rows
@@ -94,7 +99,7 @@ def build_hssl_fig4_domains(config, metrics, png_out, *, allow_missing=None, tar
             heights = [np.nan if m is None else m for m in means]
             bars = ax.bar(xs, heights, width * 0.92, yerr=sds if n_seeds > 1 else None, capsize=2,
                           color=colours[i % 10], label=row.label, error_kw={"elinewidth": 0.8})
-            ax.bar_label(bars, labels=["" if m is None else f"{m:.0f}" for m in means], fontsize=6, padding=1)
+            ax.bar_label(bars, labels=["" if m is None else f"{m:.0f}" for m in means], fontsize=8, padding=1)
             drawn += [m + sd for m, sd in zip(means, sds) if m is not None]
             ys = [np.nan] * len(spec.ratios)
             if ref is not None and row.label in aliases:
@@ -111,7 +116,8 @@ def build_hssl_fig4_domains(config, metrics, png_out, *, allow_missing=None, tar
         ax.set_xlabel("Labelled training images")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylim(0, _value_axis_top(drawn, cap=100.0))  # shared y: all panels
-    axes[0][0].set_ylabel("Mean Dice (%), test")
+    for row_axes in grid:
+        row_axes[0].set_ylabel("Mean Dice (%), test")
     handles, labels = [], []
     for ax in axes[0]:
         for h, lab in zip(*ax.get_legend_handles_labels()):

@@ -139,7 +139,7 @@ def render_markdown(config: dict, study: str, cells: dict) -> str:
     denoising = s["downstream"] == "denoising"
     synthetic = any(c.synthetic for c in cells.values())
     score = "PSNR (dB)" if denoising else "Dice (%)"
-    title = f"Summary of study `{study}`" + (f": {s['title']}" if s.get("title") else "")
+    title = f"Summary of study `{study}`" + (f": {s['title']}" if s.get("title") not in (None, study) else "")
     lines = [f"# {title}{' — synthetic data' if synthetic else ''}", ""]
     if synthetic:
         lines += ["> **Synthetic data.** These numbers come from phantom twins of the datasets; they test the "
@@ -231,7 +231,7 @@ def plot(config: dict, study: str, cells: dict, png_out) -> None:
             y = [c.score.mean if c and c.score.mean is not None else np.nan for c in got]
             err = [c.score.sd if c and c.score.sd is not None else 0.0 for c in got]
             bars = ax.bar(x, y, width, yerr=err if any(err) else None, label=cells_label(cells, run), capsize=2)
-            ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.1f}" for v in y], fontsize=6, padding=1)
+            ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.1f}" for v in y], fontsize=8, padding=1)
         ax.set_xticks(np.arange(len(ratios)), [percent_label(r) for r in ratios])
         ax.set_xlabel("labelled training data")
         ax.set_title(dataset)

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from medssl.data.loaders import SliceDataset, make_loader
+from medssl.data.loaders import SliceDataset, keep_on_device, make_loader
 from medssl.jobs import FinetuneJob, file_digest
 from medssl.settings import Runtime
 from medssl.train import checkpoint as ckpt
@@ -174,12 +174,15 @@ def finetune(job: FinetuneJob, out_dir: str | Path, *, store: str | Path, split:
     if hasattr(net, "init_head_bias"):  # the head is never transferred
         task.init_head(net, store, rows)
     net = dev.prepare_module(net, device)
+    dev.compile_network(net, runtime.compile)
     module = Supervised(net, task)
 
     max_batches, batches = epoch_batches(stage)
-    loader = make_loader(SliceDataset(store, rows, labels=True), stage.batch_size, shuffle=True,
-                         fill=True, seed=seed, num_workers=runtime.num_workers,
-                         pin_memory=dev.is_cuda(device), max_batches=max_batches, batches=batches)
+    train_set = SliceDataset(store, rows, labels=True)
+    resident = keep_on_device(train_set, device, runtime.data_on_gpu, runtime.data_on_gpu_fraction)
+    loader = make_loader(train_set, stage.batch_size, shuffle=True, fill=True, seed=seed,
+                         num_workers=0 if resident else runtime.num_workers,
+                         pin_memory=dev.is_cuda(device) and not resident, max_batches=max_batches, batches=batches)
     optimizer = build_optimizer(net.parameters(), stage.lr, stage.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_lambda(stage.epochs, stage.poly_power))
 

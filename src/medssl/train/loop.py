@@ -31,6 +31,12 @@ Files in ``out_dir``:
 
 Loss values are checked every step on CPU; on CUDA they stay on the device and are checked every
 ``sync_every`` steps (the error still names the first bad step), to keep the loop free of per-step syncs.
+
+Several processes (a pretraining on N GPUs, :mod:`medssl.train.distributed`): ``train_module`` is the
+DistributedDataParallel wrapper of ``module``; every term the module returns is this process's share
+(:mod:`medssl.parallel`), so the loop back-propagates ``loss x N`` (DDP averages gradients: their mean is then
+the sum of the shares, the single-process gradient) and sums the logged terms over the processes. Process 0
+alone writes the log, the curves and the checkpoints; every process resumes from the same checkpoint.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from medssl import parallel
 from medssl.data.loaders import batch_to_device
 from medssl.io import write_text
 from medssl.train import checkpoint as ckpt
@@ -67,13 +74,16 @@ SCORED = SCORES + MONITOR  # a row holding one of these ends a validation or mon
 
 
 def ensure_logging() -> None:
-    """Send medssl.train INFO messages to stderr when nobody configured logging."""
+    """Send medssl.train INFO messages to stderr when nobody configured logging (of several processes, only
+    process 0's; the others say warnings only)."""
     if not logging.getLogger().handlers and not log.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
         log.propagate = False
+    if parallel.rank():
+        log.setLevel(logging.WARNING)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -112,8 +122,10 @@ class Loop:
                  extra_state: Callable[[], dict] | None = None, load_extra: Callable[[dict], None] | None = None,
                  desc: str = "train", sync_every: int | None = None, progress: bool = True,
                  checkpoint_at_end: bool = True, first_row: Callable[[], dict] | None = None,
-                 loggers: tuple[str, ...] = (), title: str | None = None):
+                 loggers: tuple[str, ...] = (), title: str | None = None, train_module: torch.nn.Module | None = None):
         self.module, self.optimizer, self.scheduler, self.loader = module, optimizer, scheduler, loader
+        self.train_module = train_module if train_module is not None else module  # what a step calls
+        self.world, self.main = parallel.world_size(), parallel.rank() == 0
         self.device = torch.device(device)
         self.out_dir = Path(out_dir)
         self.epochs, self.kind, self.checkpoint_every = int(epochs), kind, int(checkpoint_every)
@@ -224,31 +236,33 @@ class Loop:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.try_resume()
         self.show = Progress(self.out_dir, title=self.title, epochs=self.epochs, loggers=self.loggers,
-                             start_epoch=self.epoch)
+                             start_epoch=self.epoch) if self.main else None
         try:
             if self.epoch >= self.epochs:
-                if self.rows:
+                if self.rows and self.main:
                     write_log(self.out_dir / LOG_PARTIAL, self.rows)
                     self.show.draw(self.rows)
                 return self.rows
-            if self.epoch == 0 and not self.rows and self.first_row is not None:
+            if self.epoch == 0 and not self.rows and self.first_row is not None and self.main:
                 self.rows.append({"epoch": 0, "step": 0, **self.first_row()})
                 self.show.update(self.rows)
             n_batches = len(self.loader)
             bar = tqdm(total=(self.epochs - self.epoch) * n_batches, desc=self.desc, file=sys.stderr,
-                       disable=not (self.progress and sys.stderr.isatty()), mininterval=1.0, dynamic_ncols=True,
-                       leave=False)  # a terminal only: a log file gets one line an epoch (Progress)
+                       disable=not (self.progress and self.main and sys.stderr.isatty()), mininterval=1.0,
+                       dynamic_ncols=True, leave=False)  # a terminal only: a log file gets one line an epoch
             try:
                 for epoch in range(self.epoch + 1, self.epochs + 1):
                     self._run_epoch(epoch, bar)
             finally:
                 bar.close()
         finally:
-            self.show.close()
+            if self.show is not None:
+                self.show.close()
         return self.rows
 
     def _check(self, pending: list, keys: list[str], sums: np.ndarray, epoch: int, first_step: int) -> None:
-        vals = torch.stack(pending).cpu().numpy().astype(np.float64)  # (n, terms)
+        # (n, terms); of several processes, the sums of their shares: the single-process values
+        vals = parallel.all_reduce_sum(torch.stack(pending)).cpu().numpy().astype(np.float64)
         bad = ~np.isfinite(vals[:, 0])
         if bad.any():
             i = int(np.argmax(bad))
@@ -259,7 +273,7 @@ class Loop:
         sums += vals.sum(0)
 
     def _run_epoch(self, epoch: int, bar) -> None:
-        module, opt, device = self.module, self.optimizer, self.device
+        module, opt, device = self.train_module, self.optimizer, self.device
         sampler = getattr(self.loader, "batch_sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -282,7 +296,7 @@ class Loop:
                 out = module(batch)
             loss = out["loss"]
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * self.world if self.world > 1 else loss).backward()  # DDP averages: the mean of N x shares
             opt.step()
             if self.after_step is not None:
                 self.after_step()
@@ -315,6 +329,8 @@ class Loop:
         if dev.is_cuda(device):
             row["gpu_mem_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 4)
         self.rows.append(row)
+        if not self.main:  # process 0 writes for all
+            return
         write_log(self.out_dir / LOG_PARTIAL, self.rows)
         if self.show is not None:
             self.show.update(self.rows, scored=any(row.get(k) is not None for k in SCORED))

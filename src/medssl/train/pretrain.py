@@ -20,6 +20,11 @@ remains available as ``lr_scaling: linear``. config/paper.yaml sets ``poly_power
 Seed: pretraining is seeded with :data:`PRETRAIN_SEED` (one pretraining per run and pool; finetuning seeds
 vary downstream).
 
+Several GPUs (``gpus: N``, started by :func:`medssl.train.distributed.launch`): every process reads the same
+global batches and draws the same augmentations; each encodes its part of the batch and computes its share
+of the loss (:mod:`medssl.parallel`), BatchNorm runs over the global batch, and DistributedDataParallel sums
+the gradients, so the processes compute what one process computes (to float rounding). Process 0 writes.
+
 Outputs in ``out_dir`` (see :mod:`medssl.train.loop` for ``log.csv``/``checkpoint.pt``): ``model.pt`` =
 ``{"state_dict": backbone state, "kind": "pretrain", "arch", "out_channels": 1, "n_params", "method",
 "run", "study", "pool", "datasets", "epochs", "image_size", "patients", "width"}`` and the method's own
@@ -33,7 +38,8 @@ from pathlib import Path
 
 import torch
 
-from medssl.data.loaders import IMAGE_KEYS, PoolDataset, SequenceDataset, SliceDataset, make_loader
+from medssl import parallel
+from medssl.data.loaders import IMAGE_KEYS, PoolDataset, SequenceDataset, SliceDataset, keep_on_device, make_loader
 from medssl.jobs import PretrainJob, file_digest
 from medssl.settings import Runtime
 from medssl.train import checkpoint as ckpt
@@ -86,9 +92,10 @@ def pretrain(job: PretrainJob, out_dir: str | Path, *, stores: list, splits: lis
     run, stage, opts, ids = job.run, job.stage, job.options, job.ids
     if run.method == "tfs":
         raise ValueError(f"run {run.name!r} uses method 'tfs' (training from scratch): it has no pretraining")
-    device = dev.pick_device(runtime.device)
+    device = dev.pick_device(runtime.device, index=parallel.rank() if parallel.world_size() > 1 else None)
     dev.configure(device, runtime.threads)
     seed_everything(PRETRAIN_SEED, deterministic=not dev.is_cuda(device))
+    main = parallel.rank() == 0
 
     datasets = list(ids.datasets)
     stores = [common.open_store(d, path) for d, path in zip(datasets, common.pool_inputs(datasets, stores, "stores"))]
@@ -106,11 +113,16 @@ def pretrain(job: PretrainJob, out_dir: str | Path, *, stores: list, splits: lis
     backbone = common.build_model(run.arch, 1, width=job.width)
     method = common.build_method(run.method, backbone, n_tasks=ids.n_tasks, n_groups=ids.n_groups,
                                  image_size=image_size, **run.params)
-    method = dev.prepare_module(method, device)
+    method = dev.prepare_module(parallel.synchronise_batchnorm(method, device), device)
+    backbone = method.backbone  # (BatchNorm layers replaced in place on several processes)
+    dev.compile_network(backbone, runtime.compile)
+    train_module = dev.distribute(method, device)
     dataset = build_pool_dataset(method, stores, datasets, ids.tasks, ids.groups, opts.slice_filter,
                                  patients_of, PRETRAIN_SEED)
+    resident = keep_on_device(dataset, device, runtime.data_on_gpu, runtime.data_on_gpu_fraction)
     loader = make_loader(dataset, int(stage.batch_size), shuffle=True, drop_last=True, seed=PRETRAIN_SEED,
-                         num_workers=runtime.num_workers, pin_memory=dev.is_cuda(device),
+                         num_workers=0 if resident else runtime.num_workers,
+                         pin_memory=dev.is_cuda(device) and not resident,
                          **dict(zip(("max_batches", "batches"), epoch_batches(stage))))
     lr = stage.scaled_lr
     optimizer = build_optimizer([p for p in method.parameters() if p.requires_grad], lr, stage.weight_decay)
@@ -121,8 +133,9 @@ def pretrain(job: PretrainJob, out_dir: str | Path, *, stores: list, splits: lis
         warning = queue_warning(method.queue_size, len(dataset))
         if warning:
             log.warning("pretrain %s/%s: %s", job.study, run.name, warning)
-    log.info("pretrain %s/%s on %s: %s + %s, %d slices/anchors, %d batches/epoch, lr %.3g, device %s",
-             job.study, run.name, job.pool, run.method, run.arch, len(dataset), len(loader), lr, device)
+    log.info("pretrain %s/%s on %s: %s + %s, %d slices/anchors, %d batches/epoch, lr %.3g, device %s%s",
+             job.study, run.name, job.pool, run.method, run.arch, len(dataset), len(loader), lr, device,
+             f" x {parallel.world_size()} processes" if parallel.world_size() > 1 else "")
 
     norm = common.normaliser(opts.input_norm)
     prepare = None
@@ -134,13 +147,15 @@ def pretrain(job: PretrainJob, out_dir: str | Path, *, stores: list, splits: lis
             return batch
 
     monitor = build_monitor(job, backbone, stores, datasets, split_files, device, runtime,
-                            (lambda x: norm(x)) if opts.input_norm == "instance" else None)
+                            (lambda x: norm(x)) if opts.input_norm == "instance" else None) if main else None
     keep = {int(e) for e in stage.keep_epochs}
     meta = {"kind": "pretrain", "arch": run.arch, "out_channels": 1, "n_params": common.n_params(backbone),
             "method": run.method, "run": run.name, "study": job.study, "pool": job.pool, "datasets": datasets,
             "image_size": image_size, "patients": job.patients, "width": job.width}
 
     def on_epoch_end(epoch: int):
+        if not main:
+            return None
         if epoch in keep:
             ckpt.save_model(out_dir / f"epoch{epoch}.pt", ckpt.cpu_state_dict(backbone), epochs=epoch, **meta)
         return monitor(epoch) if monitor is not None else None
@@ -151,8 +166,11 @@ def pretrain(job: PretrainJob, out_dir: str | Path, *, stores: list, splits: lis
                 prepare=prepare, after_step=method.after_step, on_epoch_end=on_epoch_end,
                 desc=f"pretrain {run.name}/{job.pool}", progress=progress, checkpoint_at_end=False,
                 first_row=(lambda: monitor(0)) if monitor is not None else None, loggers=runtime.loggers,
-                title=f"pretrain {job.study}/{run.name} ({run.method}, {run.arch}) on {job.pool}")
+                title=f"pretrain {job.study}/{run.name} ({run.method}, {run.arch}) on {job.pool}",
+                train_module=train_module)
     loop.run()
+    if not main:
+        return out_dir / MODEL
     # The method's own modules (projection/task/group heads, momentum encoder, queue) travel with the backbone
     # so that the t-SNE features of Figure 3b can be computed from model.pt alone.
     method_state = {k: v for k, v in ckpt.cpu_state_dict(method).items() if not k.startswith("backbone.")}

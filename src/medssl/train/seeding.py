@@ -27,8 +27,8 @@ def set_deterministic(mode: bool) -> None:
     """``torch.use_deterministic_algorithms(mode, warn_only=True)`` without its import of ``torch._inductor``.
 
     That import pulls in ``torch._dynamo`` (2-4 s of CPU per process, paid by every Snakemake job) only to set
-    inductor's ``deterministic`` flag; medssl never compiles, so the flag is set only when inductor is
-    already loaded.
+    inductor's ``deterministic`` flag; medssl compiles only with ``compile: true``, so the flag is set here only
+    when inductor is already loaded, and by :func:`medssl.train.device.compile_network` when it compiles.
     """
     torch._C._set_deterministic_algorithms(mode, warn_only=True)
     inductor_config = sys.modules.get("torch._inductor.config")
