@@ -2,20 +2,26 @@
 # CI with a real SLURM cluster (root on Debian 12; called by .ci/run). Takes ~6-8 min on 2 cores.
 #
 #  1. apt-get installs munge slurmctld slurmd slurm-client; start_cluster.sh starts a one-node cluster with
-#     a fake GPU on loopback (partitions debug (default) and gpu).
-#  2. The tiny config of tests/conftest.py runs end to end through
+#     two fake GPUs on loopback (partitions debug (default) and gpu).
+#  2. The tiny config of tests/conftest.py (plus a study with 4 finetunes of one run) runs end to end through
 #       snakemake --profile slurm --profile .ci/slurm/profile all
 #     (the user profile slurm/config.yaml + the CI overlay), then: every target exists, a local dry run
-#     has nothing left to do, and the cluster's job records show one job per DAG job with a GPU request
-#     (partition gpu) for pretrain/finetune only, every job submitted with --requeue.
-#  3. Preemption: a pretraining job of several epochs is requeued by SLURM (`scontrol requeue`, what
-#     preemption with PreemptMode=REQUEUE does) after its first checkpoint; the same snakemake run
-#     waits, the job restarts and resumes ("resuming from epoch E") and finishes. Then another one is
+#     has nothing left to do, and the cluster's job records show one job per DAG job, per dataset's data
+#     stage (job group) and per pack of K finetunes of a run (profile group-components), with a GPU request
+#     (partition gpu) for pretrain/finetune only, one GPU a pack, every job submitted with --requeue; the
+#     run with 4 finetunes went to SLURM as one job, whose log names all 4 outputs.
+#  3. Packing, a failed member: a pack of 4 finetunes loses one (its process is killed once another member
+#     has finished); snakemake fails, the finished member's outputs stay; a second `snakemake` submits one
+#     pack of the members left and does not redo the finished one (its files are unchanged).
+#  4. Preemption: a pretraining job of several epochs on the cluster's 2 GPUs (`gpus: 2`: 2 processes, gloo
+#     on this CPU node) is requeued by SLURM (`scontrol requeue`, what preemption with PreemptMode=REQUEUE
+#     does) after its first checkpoint; the same snakemake run waits, the job restarts, both processes
+#     resume ("resuming from epoch E") and it finishes. Then another one is
 #     cancelled (`scancel`): snakemake fails, a second `snakemake` resumes it from its checkpoint.
 #  The daemons it started are stopped on exit (trap), whatever happens.
 #
-# Every step is time-bounded (apt-get 300 s, the tiny run 480 s, each preemption run 240 s: worst case
-# ~22 min); snakemake runs in the background and is waited for, so INT/TERM reach the trap at once.
+# Every step is time-bounded (apt-get 300 s, the tiny run 480 s, each packing and preemption run 240 s:
+# worst case ~30 min); snakemake runs in the background and is waited for, so INT/TERM reach the trap at once.
 # Environment: SLURM_CI_KEEP=1 keeps the work directory (it is always kept when the test fails).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -99,6 +105,7 @@ unlock() { snakemake --unlock -d "$work" --configfile "$1" >/dev/null 2>&1 || tr
 python "$here/ci_checks.py" write-configs "$work" "$preempt_epochs"
 tiny="$work/tiny.yaml"
 pre="$work/preempt.yaml"
+pack="$work/pack.yaml"
 
 # -- 2. the tiny config end to end ------------------------------------------------------------------
 log "snakemake --profile slurm --profile .ci/slurm/profile all (tiny config)"
@@ -112,9 +119,28 @@ python "$here/ci_checks.py" check-outputs "$work" "$tiny"
 snakemake all -n --cores 1 -d "$work" --configfile "$tiny" > "$work/noop.log" 2>&1 || die "dry run failed"
 grep -q "Nothing to be done" "$work/noop.log" || die "a local dry run after the SLURM run still has jobs to do"
 python "$here/ci_checks.py" check-jobs "$tiny"
+python "$here/ci_checks.py" check-pack "$work" "$tiny" packed
 log "tiny config done through SLURM"
 
-# -- 3. preemption: requeue (same run) and cancel (second run) -------------------------------------
+# -- 3. packing: a member of a pack fails; the next run redoes only what did not finish ----------------
+targets_line="$(python "$here/ci_checks.py" targets "$pack" pack_fail)"
+read -r -a targets <<< "$targets_line"
+log "pack_fail: 4 finetunes, one pack; a member is killed once another has finished"
+sm_bg "$t_step" "$work/pack.1.log" "${targets[@]}" --configfile "$pack"
+python "$here/ci_checks.py" kill-member "$work" "$pack" pack_fail "$bg_pid" || die "could not kill a member"
+rc=0; sm_wait || rc=$?
+[ "$rc" != 0 ] || die "snakemake succeeded although a member of its pack was killed"
+unlock "$pack"
+python "$here/ci_checks.py" check-pack-failed "$work" "$pack" pack_fail
+log "pack_fail: snakemake failed as it should (exit $rc); running it again"
+rerun_after="$(python "$here/ci_checks.py" last-job-id)"
+sm_bg "$t_step" "$work/pack.2.log" "${targets[@]}" --configfile "$pack"
+rc=0; sm_wait || rc=$?
+[ "$rc" = 0 ] || { unlock "$pack"; die "the second pack_fail run failed (exit $rc)"; }
+python "$here/ci_checks.py" check-pack-rerun "$work" "$pack" pack_fail "$rerun_after"
+log "packing done"
+
+# -- 4. preemption: requeue (same run) and cancel (second run) -------------------------------------
 wait_for_checkpoint() {  # RUN: until the first checkpoint of RUN exists (the job is still running)
     local ckpt="$work/results/tiny/hssl/pretrain/$1/all/checkpoint.pt"
     for _ in $(seq 480); do
@@ -131,8 +157,9 @@ for run in preempt_requeue preempt_cancel; do
     sm_bg "$t_step" "$work/$run.1.log" "$target" --configfile "$pre"
     wait_for_checkpoint "$run"
     jid="$(python "$here/ci_checks.py" job-id "rule_pretrain_wildcards_hssl_${run}_all")"
-    # a running job logs its epochs to log.partial.csv (written before each checkpoint; log.csv once done)
-    done_epochs="$(($(wc -l < "$work/results/tiny/hssl/pretrain/$run/all/log.partial.csv") - 1))"
+    # a running job logs its epochs to log.partial.csv (written before each checkpoint; log.csv once done);
+    # its first column is the epoch, and its last row the last finished one (a monitor row 0 may come first)
+    done_epochs="$(tail -n 1 "$work/results/tiny/hssl/pretrain/$run/all/log.partial.csv" | cut -d, -f1)"
     if [ "$run" = preempt_requeue ]; then
         log "$run: checkpoint after epoch $done_epochs; scontrol requeue $jid (preemption)"
         scontrol requeue "$jid" || die "scontrol requeue $jid refused (job not submitted with --requeue?)"
@@ -155,4 +182,4 @@ for run in preempt_requeue preempt_cancel; do
     fi
 done
 
-log "PASS: SLURM profile, GPU requests, requeue and resume from checkpoint"
+log "PASS: SLURM profile, GPU requests, packing, requeue and resume from checkpoint"

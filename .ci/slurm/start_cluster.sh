@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start a single-node SLURM cluster with one fake GPU on loopback (root, no systemd; Debian 12 packages
+# Start a single-node SLURM cluster with two fake GPUs on loopback (root, no systemd; Debian 12 packages
 # munge slurmctld slurmd slurm-client, SLURM 22.05). Stop it with stop_cluster.sh.
 #
 # Writes /etc/slurm/slurm.conf and gres.conf from the templates beside this script (refuses to touch
@@ -35,7 +35,7 @@ chmod 0755 /run/munge
 for f in slurm.conf gres.conf; do
     sed -e "s/@HOST@/$host/g" -e "s/@CPUS@/$cpus/g" -e "s/@MEM_MB@/$mem_mb/g" "$here/$f.in" > "$conf_dir/$f"
 done
-echo "start_cluster: node $host, $cpus CPUs, $mem_mb MB, partitions debug (default) and gpu, 1 fake GPU"
+echo "start_cluster: node $host, $cpus CPUs, $mem_mb MB, partitions debug (default) and gpu, 2 fake GPUs"
 
 : > "$started"
 # From here on, a failure stops whatever this script already started.

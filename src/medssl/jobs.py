@@ -87,12 +87,22 @@ def dataset_spec(dataset: str, declaration: dict) -> registry.DatasetSpec:
 # ------------------------------------------------------------------------------------------ data stage
 
 @dataclass(frozen=True)
-class SynthesizeJob(Job):
+class DatasetJob(Job):
+    """A record of the data stage: its dataset and, for a dataset of one's own, the declaration."""
+
+    dataset: str
+    declaration: dict
+
+    @property
+    def spec(self) -> registry.DatasetSpec:
+        return dataset_spec(self.dataset, self.declaration)
+
+
+@dataclass(frozen=True)
+class SynthesizeJob(DatasetJob):
     """A dataset's phantom twin (:func:`medssl.data.phantoms.write_phantom_dataset`)."""
 
     kind: ClassVar[str] = "synthesize"
-    dataset: str
-    declaration: dict
     patients: int
     scale: float
     seed: int
@@ -103,36 +113,24 @@ class SynthesizeJob(Job):
         return cls(dataset=dataset, declaration=_declaration(config, dataset), patients=entry["patients"],
                    scale=entry["synthetic_scale"], seed=config["data"]["synthetic"]["seed"])
 
-    @property
-    def spec(self) -> registry.DatasetSpec:
-        return dataset_spec(self.dataset, self.declaration)
-
 
 @dataclass(frozen=True)
-class FetchJob(Job):
+class FetchJob(DatasetJob):
     """A real source put in place: downloaded (md5-checked), or checked where the user placed it."""
 
     kind: ClassVar[str] = "fetch"
-    dataset: str
-    declaration: dict
     resources: str
 
     @classmethod
     def of(cls, config: dict, dataset: str) -> FetchJob:
         return cls(dataset=dataset, declaration=_declaration(config, dataset), resources=config["resources"])
 
-    @property
-    def spec(self) -> registry.DatasetSpec:
-        return dataset_spec(self.dataset, self.declaration)
-
 
 @dataclass(frozen=True)
-class SliceJob(Job):
+class SliceJob(DatasetJob):
     """A dataset's volumes cut into its slice store (:func:`medssl.data.slicing.slice_dataset`)."""
 
     kind: ClassVar[str] = "slice"
-    dataset: str
-    declaration: dict
     synthetic: bool  # the source is a phantom twin (MSD layout); results say "synthetic"
     image_size: int
     slice_axis: str
@@ -146,10 +144,6 @@ class SliceJob(Job):
         return cls(dataset=dataset, declaration=_declaration(config, dataset), synthetic=config["synthetic"],
                    image_size=ds.image_size, slice_axis=ds.slice_axis, ct_window=ds.ct_window,
                    mri_percentiles=ds.mri_percentiles, sample_slices=ds.sample_slices)
-
-    @property
-    def spec(self) -> registry.DatasetSpec:
-        return dataset_spec(self.dataset, self.declaration)
 
     @property
     def name(self) -> str:

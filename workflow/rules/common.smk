@@ -280,7 +280,9 @@ def keep_model_arg(wildcards, output):
 
 def pretrain_gpus(wildcards):
     """GPUs of a pretraining job (its stage's `gpus`; one process each)."""
-    return medssl_settings.runtime(PLAN_CONFIG, wildcards.study, "pretrain", wildcards.run).gpus
+    return medssl_settings.runtime(
+        PLAN_CONFIG, wildcards.study, "pretrain", wildcards.run
+    ).gpus
 
 
 def pretrain_threads(wildcards):

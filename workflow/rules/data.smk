@@ -1,6 +1,7 @@
 # Data stage: source (synthetic twin | download | manual check) -> slice store -> patient split.
 # Sources are shared by experiments: each is named by the digest of its settings record (medssl.jobs), so two
 # experiments that agree share it and two that differ never rewrite each other's.
+# On a cluster, one dataset's source, slicing and split run as one job, one after another (group data_<dataset>).
 
 
 rule synthesize_dataset:
@@ -8,6 +9,8 @@ rule synthesize_dataset:
         directory(str(LAYOUT.synthetic("{dataset}", "{digest}"))),
     log:
         str(LAYOUT.source_log("synthesize", "{dataset}", "{digest}")),
+    group:
+        "data_{dataset}"
     conda:
         ENV
     threads: 1
@@ -25,6 +28,8 @@ rule fetch_dataset:
         str(LAYOUT.ready("{dataset}", "{digest}")),
     log:
         str(LAYOUT.source_log("fetch", "{dataset}", "{digest}")),
+    group:
+        "data_{dataset}"
     conda:
         ENV
     threads: 1
@@ -63,6 +68,8 @@ rule slice_dataset:
         str(LAYOUT.log("slice", "{dataset}")),
     benchmark:
         str(LAYOUT.benchmark("slice", "{dataset}"))
+    group:
+        "data_{dataset}"
     conda:
         ENV
     threads: 1
@@ -82,6 +89,8 @@ rule split_dataset:
         str(LAYOUT.split("{dataset}")),
     log:
         str(LAYOUT.log("split", "{dataset}")),
+    group:
+        "data_{dataset}"
     conda:
         ENV
     threads: 1

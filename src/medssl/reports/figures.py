@@ -2,7 +2,8 @@
 bounding box), so a figure's pixel size is predictable:
 
 - ``hssl_fig3b_tsne``: 2 rows (coloured by task, by group) x one column per feature; (3.6 * F + 1.8) x 7.4 in.
-- ``hssl_fig4_domains``: one panel per task; (3.8 * T + 0.4) x 4.6 in.
+- ``hssl_fig4_domains``: one panel per task, two a row (C = min(2, T) columns, R = ceil(T / 2) rows);
+  (5.2 * C + 0.4) x (4.2 * R + 1.0) in.
 - ``hssl_fig5_qualitative``: one band per panel, rows = test slices, columns = image, ground truth, each
   run x ratio; ``CELL * (2 + C)`` x (sum over panels of ``CELL * R + PANEL_HEAD``, plus ``FIG_HEAD``) in.
 - ``ssmtl_fig7_epochs``: 7.5 x 4.8 in.
