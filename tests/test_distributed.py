@@ -218,4 +218,11 @@ def test_a_checkpoint_of_two_processes_resumes_on_one(two_process_runs):
     _run(cmd, out, 2, kill_after_checkpoint=True)
     said = _run(cmd, out, 1)
     assert "resuming from epoch" in said and "starting 2" not in said
-    pd.testing.assert_series_equal(_log(out)["loss"], _log(straight)["loss"], rtol=1e-3)
+    resumed = int(said.split("resuming from epoch ")[1].split()[0])
+    ours, theirs = _log(out)["loss"], _log(straight)["loss"]
+    # the epochs before the checkpoint are the two-process run's own; the first one after it differs by float
+    # rounding only (one process sums the batch in another order); later epochs amplify that rounding (about
+    # x10 an epoch here), so they only have to follow the same course
+    pd.testing.assert_series_equal(ours[: resumed + 1], theirs[: resumed + 1], rtol=0, atol=0)
+    pd.testing.assert_series_equal(ours[resumed + 1: resumed + 2], theirs[resumed + 1: resumed + 2], rtol=1e-5)
+    pd.testing.assert_series_equal(ours, theirs, rtol=2e-2)

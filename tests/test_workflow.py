@@ -4,8 +4,10 @@ settings."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -327,33 +329,60 @@ def test_tiny_ssmtl_end_to_end(checkout):
         assert "synthetic" in (res / "tables" / f"{table}.md").read_text().lower()
 
 
+def _job_processes(checkout: Path, stage: str) -> list[int]:
+    """The pids of the `medssl <stage>` jobs running in ``checkout`` (from /proc: their command line and folder)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            here = Path(os.readlink(proc / "cwd")) == checkout
+        except (OSError, ValueError):
+            continue
+        if here and any(a.endswith(b"medssl") for a in argv[:2]) and stage.encode() in argv[1:3]:
+            pids.append(int(proc.name))
+    return pids
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="finds the running job through /proc (Linux)")
 def test_a_second_terminal_cannot_change_a_running_workflow(checkout):
     """While a run goes on, `snakemake -n --config device=cuda` and a second `snakemake` that the lock refuses,
     in the same folder, change nothing the running jobs read: the run finishes, on the CPU, every job done (the
-    plan file that every parse rewrote made the next job fail, "no CUDA device")."""
+    plan file that every parse rewrote made the next job fail, "no CUDA device"). The second terminal acts while
+    the run is held inside a pretraining job (SIGSTOP), so that the timing is always the same: a job running,
+    more to come."""
+    import signal
     import time
 
     path = write_config(checkout, "tiny", tiny_config())
     exe = Path(sys.executable).with_name("snakemake")
     run = subprocess.Popen([str(exe), "all", "--cores", "1", "--configfile", path], cwd=checkout,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    held: list[int] = []
     try:
         deadline = time.time() + 300
-        while not list((checkout / "results" / "tiny" / "logs").rglob("*.log")) and time.time() < deadline:
-            time.sleep(0.5)
-        assert run.poll() is None, "the run ended before the second terminal could act"
+        while not held and run.poll() is None and time.time() < deadline:
+            for pid in _job_processes(checkout.resolve(), "pretrain"):
+                os.kill(pid, signal.SIGSTOP)
+                held.append(pid)
+            time.sleep(0.05)
+        assert held and run.poll() is None, "no pretraining job to hold while the second terminal acts"
         code, out = snakemake_cli("all", "-n", "--configfile", path, "--config", "device=cuda", cwd=checkout)
         assert code == 0, out[-2000:]
         code, out = snakemake_cli("all", "--cores", "1", "--configfile", path, cwd=checkout)
         assert code != 0 and "cannot be locked" in out, out[-2000:]
+        for pid in held:
+            os.kill(pid, signal.SIGCONT)
         out, _ = run.communicate(timeout=900)
     finally:
+        for pid in held:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGCONT)
         run.kill()
     assert run.returncode == 0, out[-3000:]
     assert "medssl: 6 of 6 tables and figures are in place" in out
-    logs = (checkout / "results" / "tiny" / "logs" / "finetune").rglob("*.log")
-    assert all("runs on: device auto" in log.read_text() for log in logs)
+    logs = list((checkout / "results" / "tiny" / "logs" / "finetune").rglob("*.log"))
+    assert logs and all("runs on: device auto" in log.read_text() for log in logs)
 
 
 # ------------------------------------------------------------------------------------------ the demo DAG
