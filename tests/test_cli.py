@@ -64,6 +64,18 @@ def test_missing_config_file_is_one_line(capsys, tmp_path):
     assert len(lines) == 1 and "nope.yaml" in lines[0]
 
 
+def test_the_medssl_command_exits_with_mains_code(tmp_path):
+    """The console script (``cli.run``: main, then gc.freeze before the exit) keeps main's exit code and its
+    one-line error."""
+    exe = str(Path(sys.executable).with_name("medssl"))
+    proc = subprocess.run([exe, "settings", "fetch", "--config", str(tmp_path / "nope.yaml"), "--dataset", "acdc"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "nope.yaml" in proc.stderr, proc.stderr
+    proc = subprocess.run([exe, "settings", "fetch", "--config", str(DEMO), "--dataset", "msd_heart"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and '"dataset":"msd_heart"' in proc.stdout.replace(" ", ""), proc.stderr
+
+
 @pytest.mark.parametrize("settings, expect", [("{broken", "not a JSON settings record"),
                                               ('{"dataset": "x"}', "missing"),
                                               ("no/such/file.json", "neither a JSON record nor a readable file")])
